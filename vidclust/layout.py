@@ -1,0 +1,77 @@
+"""Where each output lives under one OUT directory (the contract in DESIGN.md).
+
+OUT may be a local path or any URI pyarrow's filesystems reach (s3://, gs://, hdfs://).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+from vidclust.errors import VidclustError
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    root: str  # path within `fs`
+    fs: pafs.FileSystem
+
+    @classmethod
+    def open(cls, out: str) -> "OutputLayout":
+        try:
+            fs, root = pafs.FileSystem.from_uri(out) if "://" in out else (pafs.LocalFileSystem(), _abs(out))
+        except Exception as exc:  # pyarrow raises several types for bad URIs
+            raise VidclustError(f"cannot open output location {out!r}: {exc}") from None
+        return cls(root=root.rstrip("/"), fs=fs)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    @property
+    def frames_dir(self) -> str:
+        return self.path("frames")
+
+    @property
+    def state_dir(self) -> str:  # per-part video status files: the commit log of `embed`
+        return self.path("frames", "_state")
+
+    @property
+    def videos(self) -> str:
+        return self.path("videos.parquet")
+
+    @property
+    def run_json(self) -> str:
+        return self.path("run.json")
+
+    @property
+    def clusters_dir(self) -> str:
+        return self.path("clusters")
+
+    def cluster_file(self, name: str) -> str:
+        return self.path("clusters", name)
+
+    @property
+    def report_dir(self) -> str:
+        return self.path("report")
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def makedirs(self, path: str) -> None:
+        self.fs.create_dir(path, recursive=True)
+
+    def write_bytes_atomic(self, path: str, data: bytes) -> None:
+        tmp = path + ".tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(data)
+        self.fs.move(tmp, path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as f:
+            return f.read()
+
+
+def _abs(path: str) -> str:
+    import os
+
+    return os.path.abspath(os.path.expanduser(path))

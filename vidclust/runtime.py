@@ -1,0 +1,37 @@
+"""Starting or joining Ray: the only place that decides where the job runs."""
+from __future__ import annotations
+
+import logging
+import os
+
+from vidclust.config import Config
+
+log = logging.getLogger("vidclust")
+
+
+def init_ray(cfg: Config) -> None:
+    """Join the cluster this job was submitted to, or start a local Ray on this machine.
+
+    `ray job submit` sets RAY_ADDRESS for the driver, so the same code runs unchanged on a
+    laptop and on a cluster. An explicit `ray.address` in the config wins.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
+    if address:
+        log.info("joining Ray cluster at %s", address)
+        ray.init(address=address, **kwargs)
+    else:
+        log.info("starting a local Ray")
+        ray.init(**kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+
+
+def cluster_resources() -> dict:
+    import ray
+
+    return {k: float(v) for k, v in ray.cluster_resources().items()}
