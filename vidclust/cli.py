@@ -1,0 +1,141 @@
+"""The `vidclust` command line. Each subcommand loads the one configuration, then calls a stage."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Callable, Optional
+
+from vidclust.config import Config, load_config
+from vidclust.errors import VidclustError
+
+log = logging.getLogger("vidclust")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML run configuration (default: the built-in "
+                   "defaults, the same as cluster_configs/local.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one configuration field by its dotted name, e.g. "
+                        "--set embed.sampling.frame_interval=5 (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="NAME_OR_JSON",
+                   help="open_clip model name or path of a model-config JSON (embed.encoder.model)")
+    p.add_argument("--pretrained", metavar="TAG_OR_PATH_OR_none",
+                   help="weights tag, local checkpoint path, or 'none' for random weights "
+                        "(embed.encoder.pretrained)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidclust", description="Group a corpus of videos into clusters of similar content and "
+        "describe each cluster in words.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str, *args: tuple[str, str], model: bool = False):
+        p = sub.add_parser(name, help=help, description=help)
+        for arg, arg_help in args:
+            p.add_argument(arg, help=arg_help)
+        _common(p)
+        if model:
+            _model_options(p)
+        return p
+
+    src = ("SOURCE", "a folder of videos, a glob, a manifest (.csv/.parquet/.jsonl with a `path` "
+           "column) or an MSR-VTT root; local or any pyarrow filesystem URI")
+    out = ("OUT", "output folder (local path or URI)")
+    add("embed", "decode, sample and embed every video of SOURCE into OUT/frames", src, out, model=True)
+    add("cluster", "aggregate per video, cluster, score: OUT/clusters", out)
+    add("describe", "describe every cluster in words: OUT/clusters/descriptions.parquet", out)
+    add("report", "plots and OUT/report/index.html", out)
+    add("run", "every stage: embed, cluster, describe, report", src, out, model=True)
+    add("assign", "embed new videos and assign them to the saved cluster centres", out,
+        ("NEW_SOURCE", "the new videos (same forms as SOURCE)"))
+    p = add("stats", "data set statistics of SOURCE: durations, frame rates, sizes, codecs", src)
+    p.add_argument("--out", metavar="DIR", help="folder for the table and histograms (PNG)")
+    p = sub.add_parser("example", help="write the example corpus (short captioned clips of three "
+                       "topics) and its manifest", description="write the example corpus")
+    p.add_argument("DIR", help="folder to write it to")
+    p.add_argument("--per-topic", type=int, default=8, help="clips per topic (default 8)")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    if getattr(args, "model", None):
+        overrides.append(f"embed.encoder.model={args.model}")
+    if getattr(args, "pretrained", None):
+        overrides.append(f"embed.encoder.pretrained={args.pretrained}")
+    cfg = load_config(args.config, overrides)
+    return cfg
+
+
+def _stage(name: str) -> Callable:
+    """The function of one stage, imported only when it runs (each pulls in heavy libraries)."""
+    if name == "embed":
+        from vidclust.embed import run_embed as fn
+    elif name == "cluster":
+        from vidclust.cluster import run_cluster as fn
+    elif name == "describe":
+        from vidclust.describe import run_describe as fn
+    elif name == "report":
+        from vidclust.report import run_report as fn
+    elif name == "assign":
+        from vidclust.cluster import run_assign_new as fn
+    elif name == "stats":
+        from vidclust.stats import run_stats as fn
+    else:  # pragma: no cover - parser only offers the names above
+        raise VidclustError(f"unknown stage {name}")
+    return fn
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    if args.command == "example":
+        from vidclust.example import make_example_corpus
+
+        manifest = make_example_corpus(args.DIR, per_topic=args.per_topic)
+        print(f"example corpus written: {manifest}")
+        return
+    cfg = _config(args)
+    progress = not args.quiet
+    if args.command == "embed":
+        _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
+    elif args.command == "run":
+        _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
+        for name in ("cluster", "describe", "report"):
+            _stage(name)(cfg, args.OUT)
+        print(f"done: open {os.path.join(args.OUT, 'report', 'index.html')}")
+    elif args.command == "assign":
+        from vidclust.embed import embedding_config_of
+
+        cfg = embedding_config_of(args.OUT, cfg)  # the model and sampling OUT was embedded with
+        _stage("embed")(cfg, args.NEW_SOURCE, args.OUT, show_progress=progress)
+        _stage("assign")(cfg, args.OUT)
+    elif args.command == "stats":
+        _stage("stats")(cfg, args.SOURCE, args.out)
+    else:
+        _stage(args.command)(cfg, args.OUT)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+                        format="%(asctime)s vidclust %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        dispatch(args)
+    except VidclustError as exc:
+        print(f"vidclust: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vidclust: interrupted; run the same command again to continue where it stopped",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

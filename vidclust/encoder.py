@@ -1,0 +1,209 @@
+"""The CLIP image encoder: one place that turns a model name or config path and a weights tag or
+checkpoint path into a model (`load_clip`), and the Ray Data callable class (`FrameEncoder`) that
+holds one such model per actor and embeds batches of uint8 frames."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidclust.errors import VidclustError
+
+log = logging.getLogger("vidclust")
+
+HUB_HOST = ("huggingface.co", 443)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What identifies an embedding space: stored in every Parquet file's metadata, compared on
+    re-runs so that embeddings of different models never mix."""
+
+    model: str  # open_clip model name (a config JSON's file stem)
+    weights: str  # a tag such as "openai", "none", or "file:<name>#sha256:<16 hex>"
+    embed_dim: int
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "weights": self.weights, "embed_dim": self.embed_dim}
+
+
+def resolve_model_name(model: str) -> str:
+    """An open_clip model name, registering a model-config JSON file first when `model` is a path."""
+    import open_clip
+
+    if model.endswith(".json") or os.path.sep in model:
+        path = Path(model).expanduser()
+        if not path.is_file():
+            raise VidclustError(f"--model: model-config file not found: {model}")
+        try:
+            cfg = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise VidclustError(f"--model: {model} is not valid JSON ({exc})") from None
+        if not isinstance(cfg, dict) or "vision_cfg" not in cfg or "embed_dim" not in cfg:
+            raise VidclustError(f"--model: {model} is not an open_clip model config "
+                                "(needs embed_dim and vision_cfg)")
+        open_clip.add_model_config(str(path))
+        return path.stem
+    if model not in open_clip.list_models():
+        raise VidclustError(f"--model: unknown open_clip model {model!r}; give a name from "
+                            "open_clip.list_models() or the path of a model-config JSON")
+    return model
+
+
+def weights_id(pretrained: str) -> str:
+    """A stable name for the weights: the tag, or the checkpoint's file name and content hash."""
+    if pretrained.lower() == "none":
+        return "none"
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        return f"file:{path.name}#sha256:{h.hexdigest()[:16]}"
+    return pretrained
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_clip(model: str, pretrained: str, device: str = "cpu") -> tuple[Any, Any]:
+    """(open_clip model in eval mode on `device`, its tokenizer).
+
+    `model`: an open_clip name or the path of a model-config JSON. `pretrained`: a weights tag
+    (fetched from the hub, or the local cache), a checkpoint path, or "none" for random weights.
+    """
+    import open_clip
+
+    name = resolve_model_name(model)
+    weights: str | None = pretrained
+    if pretrained.lower() == "none":
+        weights = None
+        log.warning("!" * 72)
+        log.warning("RANDOM WEIGHTS: --pretrained none. Embeddings carry no meaning; use this only")
+        log.warning("to check the plumbing. Give --pretrained TAG or a checkpoint PATH for real runs.")
+        log.warning("!" * 72)
+    elif Path(pretrained).expanduser().is_file():
+        weights = str(Path(pretrained).expanduser())
+    else:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise VidclustError(f"--pretrained: {pretrained!r} is neither a file nor a weights tag of "
+                                f"{name} (tags: {', '.join(tags) or 'none'})")
+    try:
+        clip, _, _ = _create(open_clip, name, weights, device, offline=True)
+    except Exception:
+        if weights is None or Path(weights).is_file():
+            raise
+        if not hub_reachable():
+            raise VidclustError(
+                f"cannot load the {pretrained!r} weights of {name}: they are not in the local cache and "
+                "no model hub is reachable. Give a local checkpoint with --pretrained PATH "
+                "(e.g. open_clip_pytorch_model.bin), or --pretrained none for random weights "
+                "(plumbing checks only).") from None
+        try:
+            clip, _, _ = _create(open_clip, name, weights, device, offline=False)
+        except Exception as exc:
+            raise VidclustError(f"cannot load the {pretrained!r} weights of {name}: {exc}. "
+                                "Give --pretrained PATH or --pretrained none.") from None
+    clip.eval()
+    return clip, open_clip.get_tokenizer(name)
+
+
+def _create(open_clip, name: str, weights: str | None, device: str, offline: bool):
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        return open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
+    except RuntimeError as exc:
+        if "checkpoint" in str(exc).lower() or "state_dict" in str(exc).lower():
+            raise VidclustError(f"--pretrained {weights}: checkpoint does not fit model {name}: "
+                                f"{str(exc).splitlines()[0]}") from None
+        raise
+    finally:
+        if offline:
+            if previous is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = previous
+
+
+def encoder_spec(model: str, pretrained: str) -> EncoderSpec:
+    """Load the model once on the driver (fails early with a clear message) and describe it."""
+    clip, _ = load_clip(model, pretrained, device="cpu")
+    dim = int(clip.visual.output_dim)
+    image_size = clip.visual.image_size
+    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
+    spec = EncoderSpec(model=resolve_model_name(model), weights=weights_id(pretrained), embed_dim=dim)
+    del clip
+    return spec, int(image_size)
+
+
+def normalise_frames(frames: np.ndarray, mean, std):
+    """uint8 (N, H, W, 3) -> float32 torch tensor (N, 3, H, W) normalised with CLIP's mean/std."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+class FrameEncoder:
+    """Ray Data callable class: holds one CLIP model (on a GPU when the actor has one) and turns
+    a batch with a uint8 `frame` column (N, H, W, 3) into an L2-normalised `embedding` column.
+
+    Rows whose `frame_index` is negative are per-video status markers from the decoder: they pass
+    through with a zero embedding and are never encoded.
+    """
+
+    def __init__(self, model: str, pretrained: str, mean, std, precision: str = "auto",
+                 threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.fp16 = precision == "fp16" or (precision == "auto" and self.device == "cuda")
+        if self.fp16 and self.device != "cuda":
+            log.warning("fp16 asked for but no GPU: encoding in fp32 on the CPU")
+            self.fp16 = False
+        self.model, _ = load_clip(model, pretrained, device=self.device)
+        self.dim = int(self.model.visual.output_dim)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def embed(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float32 (N, D), each row of unit length."""
+        import torch
+
+        if len(frames) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        x = normalise_frames(frames, self.mean, self.std).to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.float16, enabled=self.fp16):
+            z = self.model.encode_image(x)
+        z = torch.nn.functional.normalize(z.float(), dim=-1)
+        return z.cpu().numpy().astype(np.float32)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        frames = batch.pop("frame")
+        is_frame = batch["frame_index"] >= 0
+        emb = np.zeros((len(frames), self.dim), np.float32)
+        if is_frame.any():
+            emb[is_frame] = self.embed(frames[is_frame])
+        batch["embedding"] = emb
+        return batch
