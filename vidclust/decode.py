@@ -37,6 +37,7 @@ class VideoInfo:
     codec: Optional[str] = None
     n_frames: Optional[int] = None  # from the container's count, else estimated from duration
     n_frames_exact: bool = False  # the container states the count (else it may be far off)
+    n_frames_from_stream: bool = False  # count or duration of the video stream itself is known
 
 
 @dataclass
@@ -79,7 +80,10 @@ def probe_video(path: str) -> VideoInfo:
             n = int(s.frames) if s.frames else (int(round(duration * fps)) if duration and fps else None)
             return VideoInfo(duration_s=duration, fps=fps, width=s.codec_context.width or None,
                              height=s.codec_context.height or None, codec=s.codec_context.name,
-                             n_frames=n, n_frames_exact=bool(s.frames))
+                             n_frames=n, n_frames_exact=bool(s.frames),
+                             # a container holding only the video: its duration is the video's
+                             n_frames_from_stream=bool(s.frames) or s.duration is not None
+                             or len(container.streams) == 1)
     except DecodeError:
         raise
     except Exception as exc:  # PyAV raises many kinds: InvalidDataError, ValueError, ...
@@ -135,6 +139,12 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     if result.expected is not None and result.n_frames_sampled < result.expected - 1:
         raise DecodeError(f"truncated or corrupt: decoded {result.n_frames_sampled} of "
                           f"{result.expected} sampled frames")
+    info = result.info
+    if info.n_frames and info.n_frames_from_stream:  # the decoder's own count can be cut short too
+        announced = len(sampled_indices(info.n_frames, info.fps, sampling))
+        if result.n_frames_sampled < 0.9 * announced - 1:
+            raise DecodeError(f"truncated or corrupt: decoded {result.n_frames_sampled} of the "
+                              f"{announced} sampled frames its container announces")
 
 
 def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:

@@ -365,12 +365,12 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                                  ecfg.part_max_rows, ecfg.part_max_seconds, done)
             ds = ray.data.from_items(todo.select(["video_id", "path"]).to_pylist(),
                                      override_num_blocks=min(todo.num_rows, 2000))
-            # Decoding runs in its own CPU tasks, in parallel, never fused into the encoder's
-            # actors (a ray_remote_args_fn keeps Ray Data from fusing the two operators).
-            decode_cpus = ecfg.decode.cpus_per_task
+            # Decoding runs in its own CPU tasks, in parallel with the encoder. Ray Data fuses
+            # consecutive maps whose remote args are equal; the decode tasks' own retry count
+            # (a remote read can fail for a moment) also keeps them out of the encoder's actors.
             ds = ds.map_batches(decode_videos, batch_size=1, batch_format="numpy",
-                                fn_kwargs={"embed_cfg": ecfg},
-                                ray_remote_args_fn=lambda: {"num_cpus": decode_cpus})
+                                fn_kwargs={"embed_cfg": ecfg}, num_cpus=ecfg.decode.cpus_per_task,
+                                max_retries=3)
             ds = ds.map_batches(
                 FrameEncoder, batch_size=ecfg.encoder.batch_size, batch_format="numpy",
                 fn_constructor_kwargs={"model": ecfg.encoder.model, "pretrained": ecfg.encoder.pretrained,

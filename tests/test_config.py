@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from vidclust.config import Config, load_config, to_dict
+from vidclust.errors import VidclustError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_notebooks():
+    cfg = load_config()
+    assert cfg.seed == 28
+    assert cfg.embed.sampling.frame_interval == 10 and cfg.embed.sampling.image_size == 224
+    assert cfg.embed.encoder.model == "ViT-B-32" and cfg.embed.encoder.pretrained == "openai"
+    assert cfg.embed.encoder.batch_size == 128
+    assert cfg.embed.preprocess.mean == (0.48145466, 0.4578275, 0.40821073)
+    assert cfg.cluster.k == 20 and cfg.cluster.aggregation == "mean"
+    d = cfg.describe
+    assert (d.kw_k_nearest, d.kw_top_n, d.kw_score_threshold) == (20, 10, 0.2)
+    assert (d.summary_min_tokens, d.summary_max_tokens) == (20, 100)
+
+
+def test_local_yaml_spells_out_the_defaults():
+    assert to_dict(load_config(ROOT / "cluster_configs" / "local.yaml")) == to_dict(Config())
+
+
+def test_set_overrides_by_dotted_name(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("embed:\n  sampling:\n    frame_interval: 5\ncluster:\n  k: 7\n")
+    cfg = load_config(f, ["cluster.k=9", "cluster.k_sweep=[5,10]", "embed.sampling.fps=2.5"])
+    assert cfg.embed.sampling.frame_interval == 5
+    assert cfg.cluster.k == 9 and cfg.cluster.k_sweep == [5, 10]
+    assert cfg.embed.sampling.fps == 2.5
+    assert load_config(None, ["cluster.k_sweep=5-20:5"]).cluster.k_sweep == [5, 10, 15, 20]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("embed.sampling.frame_intervl=5", "did you mean 'frame_interval'"),
+    ("embed.sampling.frame_interval=zero", "must be an integer"),
+    ("embed.sampling.frame_interval=0", "frame_interval must be >= 1"),
+    ("cluster.aggregation=mode", "cluster.aggregation"),
+    ("nonsense", "key=value"),
+    ("embed=3", "section"),
+])
+def test_bad_values_are_one_clear_error(override, message):
+    with pytest.raises(VidclustError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_config_file(tmp_path):
+    with pytest.raises(VidclustError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("embed: [1, 2\n")
+    with pytest.raises(VidclustError, match="not valid YAML"):
+        load_config(bad)

@@ -1,0 +1,37 @@
+"""Real video files for the tests, encoded with PyAV."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidclust.example import write_video
+
+# (file name, codec, frames): several containers, codecs and lengths
+MIXED = [
+    ("h264.mp4", "libx264", 53),
+    ("mpeg4.avi", "mpeg4", 80),
+    ("mjpeg.mkv", "mjpeg", 31),
+    ("vp8.webm", "libvpx", 45),
+    ("mpeg1.mpg", "mpeg1video", 60),  # no duration metadata: decord refuses it, PyAV decodes it
+    ("long.mp4", "libx264", 400),
+]
+
+
+def write_mixed(folder: Path) -> dict[str, Path]:
+    return {name: write_video(folder / name, n, codec=codec, seed=i)
+            for i, (name, codec, n) in enumerate(MIXED)}
+
+
+def write_broken(folder: Path, good: Path) -> dict[str, str]:
+    """Broken inputs next to the good ones; returns {video_id: what is wrong}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "text.mp4").write_text("this is not a video\n")
+    data = good.read_bytes()
+    (folder / "cut.mp4").write_bytes(data[: len(data) // 2])  # moov at the end: unreadable
+    long_mkv = write_video(folder / "tmp_long.mkv", 250, codec="libx264", seed=9)
+    raw = long_mkv.read_bytes()
+    long_mkv.unlink()
+    (folder / "cut.mkv").write_bytes(raw[: len(raw) // 2])  # header intact, frames cut off
+    # ids: cut.mp4 and cut.mkv share a stem, so both keep their extension
+    return {"empty": "empty file", "text": "not a readable video", "cut.mp4": "not a readable video",
+            "cut.mkv": "truncated"}
