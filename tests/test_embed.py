@@ -103,7 +103,8 @@ def test_new_videos_are_appended_and_failed_ones_retried_on_request(ray_local, t
 
 
 def _cli(*args, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    # RAY_ADDRESS=local: a Ray of its own, never one that another test left running
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_ADDRESS": "local"}
     return subprocess.Popen([sys.executable, "-m", "vidclust.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 

@@ -50,6 +50,7 @@ STATE_SCHEMA = pa.schema([
     ("height", pa.int32()),
     ("codec", pa.string()),
     ("backend", pa.string()),
+    ("node_id", pa.string()),  # the Ray node that decoded it: where to look when one fails
     ("captions", pa.list_(pa.string())),
     ("category", pa.string()),
     ("part", pa.string()),
@@ -103,11 +104,20 @@ def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Itera
         i = result.info
         info = {"status": status, "error": error, "n_emitted": emitted, "duration_s": i.duration_s,
                 "fps": i.fps, "width": i.width, "height": i.height, "codec": i.codec,
-                "backend": result.backend or None}
+                "backend": result.backend or None, "node_id": _node_id()}
         yield {"video_id": np.array([video_id], dtype=object),
                "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
                "frame": np.zeros((1, size, size, 3), np.uint8),
                "info": np.array([json.dumps(info)], dtype=object)}
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # outside Ray (unit tests call decode_videos directly)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +200,7 @@ class EmbeddingSink:
             "video_id": vid, "path": meta["path"], "status": status, "error": marker["error"],
             "n_frames_sampled": len(frames) if status == "ok" else 0,
             "duration_s": marker["duration_s"], "fps": marker["fps"], "width": marker["width"],
-            "height": marker["height"], "codec": marker["codec"], "backend": marker["backend"],
+            "height": marker["height"], "codec": marker["codec"], "backend": marker["backend"], "node_id": marker.get("node_id"),
             "captions": meta.get("captions") or [], "category": meta.get("category"),
             "part": self.part if status == "ok" else None})
 

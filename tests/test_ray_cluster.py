@@ -1,0 +1,71 @@
+"""The job on real Ray clusters on this machine: `ray start` + `ray job submit`, two nodes, and a
+worker node lost mid-job. Each test starts and stops only its own Ray processes."""
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from vidclust.embed import frame_files
+from vidclust.example import write_video
+from vidclust.layout import OutputLayout
+
+from raycluster import LocalRayCluster, ray_env
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = LocalRayCluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def frames_of(out):
+    t = pq.ParquetDataset(frame_files(OutputLayout.open(str(out)))).read()
+    return t.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+
+
+def test_job_submit_gives_the_same_outputs_as_a_local_run(cluster, tiny_clip, tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    for i in range(4):
+        write_video(src / f"v{i}.mp4", 40 + 10 * i, seed=i)
+    model_json, ckpt = tiny_clip
+    args = ["embed", str(src), "--model", model_json, "--pretrained", ckpt, "-q"]
+    local = subprocess.run([sys.executable, "-m", "vidclust.cli", args[0], args[1], str(tmp_path / "local"),
+                            *args[2:]], capture_output=True, text=True,
+                           env={**ray_env(), "RAY_ADDRESS": "local"})
+    assert local.returncode == 0, local.stderr[-3000:]
+
+    cluster.start_head(num_cpus=2)
+    job = cluster.submit(args[0], args[1], str(tmp_path / "job"), *args[2:])
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "embed: 4 videos embedded" in job.stdout
+
+    a, b = frames_of(tmp_path / "local"), frames_of(tmp_path / "job")
+    assert a.column("video_id").to_pylist() == b.column("video_id").to_pylist()
+    assert a.column("frame_index").to_pylist() == b.column("frame_index").to_pylist()
+    ea = np.stack(a.column("embedding").to_numpy(zero_copy_only=False))
+    eb = np.stack(b.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(ea, eb, atol=1e-5)
+    va = pq.read_table(tmp_path / "local" / "videos.parquet").drop_columns(["node_id"])
+    vb = pq.read_table(tmp_path / "job" / "videos.parquet").drop_columns(["node_id"])
+    assert va.equals(vb)
+
+
+def test_two_nodes_share_the_work(cluster, tiny_clip, tmp_path):
+    src = tmp_path / "src"
+    for i in range(12):
+        write_video(src / f"v{i:02d}.mp4", 60, seed=i)
+    model_json, ckpt = tiny_clip
+    cluster.start_head(num_cpus=2)  # one CPU of it goes to the encoder actor
+    cluster.add_worker(num_cpus=2)
+    job = cluster.submit("embed", str(src), str(tmp_path / "out"), "--model", model_json,
+                         "--pretrained", ckpt, "-q", "--set", "embed.encoder.num_actors=1")
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    videos = pq.read_table(tmp_path / "out" / "videos.parquet")
+    assert videos.num_rows == 12 and set(videos.column("status").to_pylist()) == {"ok"}
+    nodes = set(videos.column("node_id").to_pylist())
+    assert len(nodes) == 2, f"decoding ran on {len(nodes)} node(s)"
