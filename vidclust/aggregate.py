@@ -73,7 +73,7 @@ def _list_size(t: pa.DataType) -> int:
 
 
 def pool(frames: np.ndarray, strategy: str) -> np.ndarray:
-    """One video's [n_frames, D] embeddings -> its (un-normalised halves, normalised) vector."""
+    """One video's frame embeddings [n_frames, D] -> its unit-length vector [D] ([2*D] for mean+max)."""
     if strategy == "mean":
         v = frames.mean(axis=0, dtype=np.float64)
     elif strategy == "max":
@@ -165,10 +165,8 @@ def aggregate_with_ray(
         raise VidclustError(f"unknown aggregation {strategy!r}: one of {', '.join(STRATEGIES)}")
     if not frame_files:
         raise VidclustError("no frame files to aggregate")
-    ds = ray.data.read_parquet(
-        list(frame_files), filesystem=filesystem, columns=["video_id", "frame_index", "embedding"],
-        file_extensions=None,
-    )
+    ds = ray.data.read_parquet(list(frame_files), filesystem=filesystem, file_extensions=None)
+    ds = ds.select_columns(["video_id", "frame_index", "embedding"])  # pushed down into the read
     if only_video_ids is not None:
         wanted = pa.array(sorted(set(only_video_ids)), type=pa.string())
         if len(wanted) == 0:

@@ -1,0 +1,814 @@
+"""`vidclust cluster` and `vidclust assign`: per-video vectors -> clusters, scores, near-duplicates.
+
+Plain functions over NumPy arrays do the work (`fit_clusters`, `score_clustering`, `sweep_k`,
+`external_scores`, `distances_to_centers`, `assign_to_centers`, `near_duplicate_groups`); the
+stage functions `run_cluster` and `run_assign_new` read OUT, aggregate the frames on Ray Data
+(vidclust.aggregate), call them and write the `clusters/` files of the contract (DESIGN.md).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from typing import Any, NamedTuple, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from vidclust.aggregate import aggregate_with_ray, embedding_matrix, l2_normalise, vectors_table
+from vidclust.config import Config
+from vidclust.errors import VidclustError
+from vidclust.layout import OutputLayout
+
+log = logging.getLogger("vidclust")
+
+METHODS = ("auto", "kmeans", "minibatch", "hdbscan")
+SWEEP_METRICS = {  # metric -> True when larger is better
+    "silhouette": True,
+    "davies_bouldin": False,
+    "calinski_harabasz": True,
+}
+MINIBATCH_BATCH_SIZE = 4096  # rows per MiniBatchKMeans step (sklearn wants >= 256 * cores)
+_BLOCK = 65_536  # rows per block where whole-corpus arrays are walked through
+
+
+# --------------------------------------------------------------------------------------------
+# fitting
+
+
+class ClusterFit(NamedTuple):
+    labels: np.ndarray  # int32 [n]; -1 = left out (HDBSCAN noise)
+    centers: np.ndarray  # float32 [k, D]: KMeans centres; for HDBSCAN the mean of each cluster
+    method: str  # the method that ran: kmeans | minibatch | hdbscan
+
+
+def choose_method(method: str, n: int, minibatch_above: int) -> str:
+    """The method that runs for `method` on `n` vectors ("auto": exact KMeans up to
+    `minibatch_above` vectors, MiniBatchKMeans above)."""
+    if method not in METHODS:
+        raise VidclustError(f"unknown clustering method {method!r}: one of {', '.join(METHODS)}")
+    if method == "auto":
+        return "minibatch" if n > minibatch_above else "kmeans"
+    return method
+
+
+def _check_size(n: int, k: Optional[int]) -> None:
+    if n < 2:
+        raise VidclustError(f"need at least 2 videos to cluster, got {n}")
+    if k is not None and k > n:
+        raise VidclustError(f"k={k} is larger than the number of videos ({n}); lower cluster.k")
+
+
+def fit_clusters(
+    vectors: np.ndarray,
+    k: int,
+    method: str = "auto",
+    seed: int = 28,
+    n_init: Any = "auto",
+    *,
+    minibatch_above: int = 200_000,
+    hdbscan_min_cluster_size: int = 5,
+) -> ClusterFit:
+    """Cluster `vectors` [n, D]: KMeans / MiniBatchKMeans with `k` clusters, or HDBSCAN (which
+    chooses the number of clusters itself and ignores `k`). Deterministic for a given seed."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    ran = choose_method(method, n, minibatch_above)
+    _check_size(n, None if ran == "hdbscan" else k)
+    if ran == "kmeans":
+        from sklearn.cluster import KMeans
+
+        model = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(vectors)
+        labels, centers = model.labels_, model.cluster_centers_
+    elif ran == "minibatch":
+        from sklearn.cluster import MiniBatchKMeans
+
+        model = MiniBatchKMeans(
+            n_clusters=k, random_state=seed, n_init=n_init, batch_size=min(MINIBATCH_BATCH_SIZE, n),
+        ).fit(vectors)
+        labels, centers = model.labels_, model.cluster_centers_
+    else:
+        from sklearn.cluster import HDBSCAN
+
+        if n > 50_000:
+            log.warning("HDBSCAN on %d videos of %d dimensions can take hours; KMeans scales", n, vectors.shape[1])
+        labels = HDBSCAN(min_cluster_size=hdbscan_min_cluster_size, copy=True).fit_predict(vectors)
+        found = sorted(set(labels.tolist()) - {-1})
+        if not found:
+            raise VidclustError(
+                "HDBSCAN left every video out (no cluster found); lower "
+                "cluster.hdbscan_min_cluster_size or use cluster.method=kmeans"
+            )
+        remap = np.full(max(found) + 2, -1, dtype=np.int64)  # dense ids 0..k-1, -1 stays -1
+        remap[np.asarray(found)] = np.arange(len(found))
+        labels = remap[labels]
+        centers = np.stack([vectors[labels == c].mean(axis=0, dtype=np.float64) for c in range(len(found))])
+    return ClusterFit(np.asarray(labels, dtype=np.int32), np.asarray(centers, dtype=np.float32), ran)
+
+
+# --------------------------------------------------------------------------------------------
+# scores
+
+
+def score_clustering(
+    vectors: np.ndarray, labels: np.ndarray, seed: int = 28, sample_above: int = 20_000
+) -> dict:
+    """Silhouette (on a fixed-seed sample of `sample_above` vectors when there are more),
+    Davies-Bouldin and Calinski-Harabasz, on the vectors with a cluster (label >= 0).
+    A score that is undefined (one cluster, or as many clusters as vectors) is None.
+    Memory beyond the vectors stays small: no copy of them is made (the silhouette's sample
+    aside), Davies-Bouldin and Calinski-Harabasz are computed block by block."""
+    from sklearn.metrics import silhouette_score
+
+    labels = np.asarray(labels)
+    scored = np.flatnonzero(labels >= 0)
+    n = len(scored)
+    n_labels = len(np.unique(labels[scored]))
+    out: dict = {"silhouette": None, "silhouette_sampled": False, "silhouette_sample_size": None,
+                 "davies_bouldin": None, "calinski_harabasz": None, "n_scored": int(n)}
+    if not 2 <= n_labels <= n - 1:
+        return out
+    if n > sample_above:
+        rng = np.random.default_rng(seed)
+        idx = scored[np.sort(rng.choice(n, size=sample_above, replace=False))]
+        out["silhouette_sampled"] = True
+        out["silhouette_sample_size"] = int(sample_above)
+    else:
+        idx = scored
+    xs, ys = vectors[idx], labels[idx]
+    if 2 <= len(np.unique(ys)) <= len(ys) - 1:
+        out["silhouette"] = float(silhouette_score(xs, ys))
+    del xs
+    out["davies_bouldin"], out["calinski_harabasz"] = dispersion_scores(vectors, labels)
+    return out
+
+
+def dispersion_scores(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(Davies-Bouldin, Calinski-Harabasz) of the vectors with label >= 0, as sklearn defines
+    them, computed in blocks (float64) so memory stays O(k * D) beyond the vectors."""
+    labels = np.asarray(labels)
+    present = np.unique(labels[labels >= 0])
+    code = np.full(int(present.max()) + 1, -1, dtype=np.int64)
+    code[present] = np.arange(len(present))
+    k, d = len(present), vectors.shape[1]
+    sums = np.zeros((k, d))
+    counts = np.zeros(k)
+    for s in range(0, len(vectors), _BLOCK):
+        lab, x = _block(vectors, labels, code, s)
+        onehot = np.zeros((len(lab), k))
+        onehot[np.arange(len(lab)), lab] = 1.0
+        sums += onehot.T @ x
+        counts += onehot.sum(axis=0)
+    centroids = sums / counts[:, None]
+    mean = sums.sum(axis=0) / counts.sum()
+    within = 0.0
+    intra = np.zeros(k)  # sum of distances to the own centroid, per cluster
+    for s in range(0, len(vectors), _BLOCK):
+        lab, x = _block(vectors, labels, code, s)
+        sq = ((x - centroids[lab]) ** 2).sum(axis=1)
+        within += sq.sum()
+        intra += np.bincount(lab, weights=np.sqrt(sq), minlength=k)
+    n = counts.sum()
+    between = float((counts * ((centroids - mean) ** 2).sum(axis=1)).sum())
+    ch = 1.0 if within == 0.0 else between * (n - k) / (within * (k - 1.0))
+    intra /= counts
+    gaps = np.sqrt(np.maximum(((centroids[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2), 0.0))
+    if np.allclose(intra, 0) or np.allclose(gaps, 0):
+        db = 0.0
+    else:
+        gaps[gaps == 0] = np.inf
+        ratio = (intra[:, None] + intra[None, :]) / gaps
+        np.fill_diagonal(ratio, -np.inf)
+        db = float(np.mean(ratio.max(axis=1)))
+    return db, float(ch)
+
+
+def _block(vectors: np.ndarray, labels: np.ndarray, code: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+    lab = labels[start:start + _BLOCK]
+    keep = lab >= 0
+    x = np.asarray(vectors[start:start + _BLOCK], dtype=np.float64)
+    if not keep.all():
+        x, lab = x[keep], lab[keep]
+    return code[lab], x
+
+
+def external_scores(labels: np.ndarray, categories: Sequence[Optional[str]]) -> Optional[dict]:
+    """NMI, ARI and purity of `labels` against known `categories` (None entries are skipped).
+    None when no video has a category. Videos left out (-1) count as one more cluster."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    cats = np.asarray(list(categories), dtype=object)
+    has = np.asarray([c is not None and not (isinstance(c, float) and math.isnan(c)) for c in cats], dtype=bool)
+    if not has.any():
+        return None
+    y_true = cats[has].astype(str)
+    y_pred = np.asarray(labels)[has]
+    _, true_codes = np.unique(y_true, return_inverse=True)
+    _, pred_codes = np.unique(y_pred, return_inverse=True)
+    table = np.zeros((pred_codes.max() + 1, true_codes.max() + 1), dtype=np.int64)
+    np.add.at(table, (pred_codes, true_codes), 1)
+    return {
+        "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
+        "ari": float(adjusted_rand_score(y_true, y_pred)),
+        "purity": float(table.max(axis=1).sum() / has.sum()),
+        "n_labelled": int(has.sum()),
+        "n_categories": int(table.shape[1]),
+    }
+
+
+def _better(metric: str, a: Optional[float], b: Optional[float]) -> bool:
+    """Is score `a` better than `b` for `metric` (None is worst)?"""
+    if a is None or (isinstance(a, float) and math.isnan(a)):
+        return False
+    if b is None:
+        return True
+    return a > b if SWEEP_METRICS[metric] else a < b
+
+
+def sweep_k(
+    vectors: np.ndarray,
+    ks: Sequence[int],
+    *,
+    method: str = "auto",
+    seed: int = 28,
+    n_init: Any = "auto",
+    metric: str = "silhouette",
+    sample_above: int = 20_000,
+    minibatch_above: int = 200_000,
+) -> tuple[int, list[dict], ClusterFit]:
+    """Fit every k in `ks`, score each, pick the best by `metric`.
+    Returns (best k, table of one dict per k, the best fit)."""
+    if metric not in SWEEP_METRICS:
+        raise VidclustError(f"unknown sweep metric {metric!r}: one of {', '.join(SWEEP_METRICS)}")
+    ks = sorted(set(int(k) for k in ks))
+    if not ks:
+        raise VidclustError("cluster.k_sweep is empty")
+    if method == "hdbscan":
+        raise VidclustError("cluster.k_sweep does not apply to hdbscan (it chooses k itself)")
+    _check_size(len(vectors), max(ks))
+    table: list[dict] = []
+    best: Optional[tuple[int, ClusterFit, Optional[float]]] = None
+    for k in ks:
+        start = time.perf_counter()
+        fit = fit_clusters(vectors, k, method, seed, n_init, minibatch_above=minibatch_above)
+        fit_seconds = time.perf_counter() - start
+        scores = score_clustering(vectors, fit.labels, seed, sample_above)
+        row = {"k": k, "method": fit.method, **{m: scores[m] for m in SWEEP_METRICS},
+               "silhouette_sampled": scores["silhouette_sampled"], "fit_seconds": round(fit_seconds, 3)}
+        table.append(row)
+        log.info("k=%d: silhouette=%s davies_bouldin=%s calinski_harabasz=%s", k,
+                 _fmt(row["silhouette"]), _fmt(row["davies_bouldin"]), _fmt(row["calinski_harabasz"]))
+        if best is None or _better(metric, row[metric], best[2]):
+            best = (k, fit, row[metric])
+    assert best is not None
+    if best[2] is None:
+        raise VidclustError(f"no k in the sweep has a {metric} score; use other values of k")
+    return best[0], table, best[1]
+
+
+def _fmt(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+# --------------------------------------------------------------------------------------------
+# distances and assignment
+
+
+def distances_to_centers(vectors: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every vector to every centre, float32 [n, k] (the notebook's
+    `cdist(vectors, centers)`), computed in blocks so temporaries stay small."""
+    c = np.asarray(centers, dtype=np.float64)
+    c_sq = (c * c).sum(axis=1)
+    out = np.empty((len(vectors), len(c)), dtype=np.float32)
+    for s in range(0, len(vectors), _BLOCK):
+        x = np.asarray(vectors[s:s + _BLOCK], dtype=np.float64)
+        d2 = (x * x).sum(axis=1)[:, None] - 2.0 * (x @ c.T) + c_sq[None, :]
+        out[s:s + _BLOCK] = np.sqrt(np.maximum(d2, 0.0))
+    return out
+
+
+def distances_to_own_center(vectors: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each vector to the centre of its cluster, float32 [n]; NaN for a
+    vector left out of every cluster (label -1)."""
+    labels = np.asarray(labels)
+    out = np.full(len(vectors), np.nan, dtype=np.float32)
+    c = np.asarray(centers, dtype=np.float64)
+    for s in range(0, len(vectors), _BLOCK):
+        lab = labels[s:s + _BLOCK]
+        has = lab >= 0
+        x = np.asarray(vectors[s:s + _BLOCK], dtype=np.float64)[has]
+        out[s:s + _BLOCK][has] = np.linalg.norm(x - c[lab[has]], axis=1)
+    return out
+
+
+def assign_to_centers(vectors: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of each vector: (cluster_ids int32 [n], distances float32 [n]).
+    The centres do not move."""
+    vectors = np.asarray(vectors)
+    centers = np.asarray(centers)
+    if len(centers) == 0:
+        raise VidclustError("no cluster centres to assign to")
+    if vectors.ndim != 2 or vectors.shape[1] != centers.shape[1]:
+        raise VidclustError(
+            f"vectors of size {vectors.shape[-1]} cannot be assigned to centres of size {centers.shape[1]}"
+        )
+    ids = np.empty(len(vectors), dtype=np.int32)
+    dist = np.empty(len(vectors), dtype=np.float32)
+    for s in range(0, len(vectors), _BLOCK):
+        d = distances_to_centers(vectors[s:s + _BLOCK], centers)
+        ids[s:s + _BLOCK] = d.argmin(axis=1)
+        dist[s:s + _BLOCK] = d[np.arange(len(d)), ids[s:s + _BLOCK]]
+    return ids, dist
+
+
+# --------------------------------------------------------------------------------------------
+# near-duplicates
+
+
+_MAX_EDGES = 4_000_000  # similar pairs held before they are compacted to one edge per video
+
+
+class _Edges:
+    """Similar pairs collected block by block; compacted to a forest when they pile up, so
+    memory stays O(n + _MAX_EDGES) however many pairs there are."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.rows: list[np.ndarray] = []
+        self.cols: list[np.ndarray] = []
+        self.count = 0
+        self.best = np.full(n, -np.inf, dtype=np.float32)  # each video's best similar neighbour
+
+    def add(self, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> None:
+        if len(i) == 0:
+            return
+        self.rows.append(i)
+        self.cols.append(j)
+        self.count += len(i)
+        np.maximum.at(self.best, i, sim)
+        np.maximum.at(self.best, j, sim)
+        if self.count > _MAX_EDGES + self.n:
+            comp = self.components()
+            _, first = np.unique(comp, return_index=True)  # one node stands for its component
+            self.rows, self.cols = [np.arange(self.n)], [first[comp]]  # star: every node -> it
+            self.count = self.n
+
+    def components(self) -> np.ndarray:
+        """Connected components (union-find over the pairs) as one label per video."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        if not self.rows:
+            return np.arange(self.n)
+        r, c = np.concatenate(self.rows), np.concatenate(self.cols)
+        graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(self.n, self.n))
+        return connected_components(graph, directed=False)[1]
+
+
+def _compare(vec: np.ndarray, q: np.ndarray, cands: np.ndarray, threshold: float, edges: _Edges,
+             upper: bool, block: int) -> None:
+    """Pairs (a in q, b in cands) with cosine >= threshold, blockwise. With `upper`, q and cands
+    are the same index set and each pair is looked at once."""
+    for qs in range(0, len(q), block):
+        qi = q[qs:qs + block]
+        qv = vec[qi]
+        start = qs if upper else 0
+        for cs in range(start, len(cands), block):
+            ci = cands[cs:cs + block]
+            sim = qv @ vec[ci].T
+            a, b = np.nonzero(sim >= threshold)
+            if upper and cs == qs:
+                keep = a < b
+                a, b = a[keep], b[keep]
+            if len(a):
+                edges.add(qi[a], ci[b], sim[a, b])
+
+
+def near_duplicate_groups(
+    video_ids: Sequence[str],
+    vectors: np.ndarray,
+    threshold: float,
+    centers: Optional[np.ndarray] = None,
+    *,
+    block: int = 2048,
+) -> pa.Table:
+    """Groups of videos whose vectors have cosine similarity >= `threshold`, linked transitively
+    (a, b similar and b, c similar: one group). Never holds an n x n matrix: blocks of
+    `block` x `block` similarities. With `centers`, only pairs that can be that close are compared
+    (exact: a pair at distance eps from each other whose nearest centres are A and B has
+    d(b, A) - d(b, B) <= 2 eps); that prunes much of the n^2 work when clusters lie well apart
+    and little when the vectors are diffuse (then it costs what the all-pairs search costs).
+
+    Returns a table (group_id int32, video_id, group_size int32, max_similarity float32: the
+    video's highest similarity to another video in its group), ordered by group_id, video_id;
+    groups are numbered in order of their smallest video_id."""
+    schema = pa.schema([("group_id", pa.int32()), ("video_id", pa.string()),
+                        ("group_size", pa.int32()), ("max_similarity", pa.float32())])
+    n = len(video_ids)
+    if n < 2:
+        return schema.empty_table()
+    vec = l2_normalise(np.asarray(vectors, dtype=np.float32)).astype(np.float32)
+    threshold = float(threshold)
+    edges = _Edges(n)
+    if centers is None or len(centers) < 2:
+        everything = np.arange(n)
+        _compare(vec, everything, everything, threshold, edges, upper=True, block=block)
+    else:
+        eps = math.sqrt(max(0.0, 2.0 - 2.0 * threshold)) + 1e-3  # |a-b| for unit vectors, slack
+        dist = distances_to_centers(vec, centers)
+        own = dist.argmin(axis=1)
+        own_d = dist[np.arange(n), own]
+        for c in range(len(centers)):
+            members = np.flatnonzero(own == c)
+            if len(members) == 0:
+                continue
+            _compare(vec, members, members, threshold, edges, upper=True, block=block)
+            # pairs across two clusters are looked at from the lower-numbered one only
+            near = np.flatnonzero((own > c) & (dist[:, c] - own_d <= 2 * eps))
+            if len(near):
+                _compare(vec, members, near, threshold, edges, upper=False, block=block)
+    comp = edges.components()
+    sizes = np.bincount(comp, minlength=n)
+    members = np.flatnonzero(sizes[comp] >= 2)
+    if len(members) == 0:
+        return schema.empty_table()
+    all_ids = np.asarray(video_ids, dtype=object)
+    members = members[np.argsort(all_ids[members].astype(str), kind="stable")]  # by video_id
+    # groups numbered in the order their smallest video_id comes
+    _, first, inverse = np.unique(comp[members], return_index=True, return_inverse=True)
+    group_of_root = np.argsort(np.argsort(first))
+    gid = group_of_root[inverse].astype(np.int32)
+    order = np.argsort(gid, kind="stable")  # stable: video_id order inside a group
+    members, gid = members[order], gid[order]
+    return pa.table({
+        "group_id": pa.array(gid, type=pa.int32()),
+        "video_id": pa.array(all_ids[members].tolist(), type=pa.string()),
+        "group_size": pa.array(sizes[comp[members]].astype(np.int32), type=pa.int32()),
+        "max_similarity": pa.array(np.minimum(edges.best[members], 1.0), type=pa.float32()),
+    }, schema=schema)
+
+
+# --------------------------------------------------------------------------------------------
+# reading OUT
+
+
+def list_frame_files(layout: OutputLayout) -> list[str]:
+    """The Parquet files of OUT/frames (not _state/ or hidden/temporary files), sorted."""
+    if not layout.exists(layout.frames_dir):
+        return []
+    infos = layout.fs.get_file_info(pafs.FileSelector(layout.frames_dir, recursive=True))
+    files = []
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        rel = info.path[len(layout.frames_dir):].lstrip("/")
+        if any(part.startswith(("_", ".")) for part in rel.split("/")):
+            continue
+        files.append(info.path)
+    return sorted(files)
+
+
+def frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
+    """The `vidclust` schema metadata of the frame files (the embedding signature: encoder,
+    weights, size, sampling, preprocessing); an error when the files disagree on it
+    (embeddings of different models or samplings must not mix)."""
+    meta: Optional[dict] = None
+    first = None
+    for path in files:
+        raw = (pq.read_schema(path, filesystem=layout.fs).metadata or {}).get(b"vidclust")
+        this = json.loads(raw) if raw else {}
+        if meta is None:
+            meta, first = this, path
+        elif this != meta:
+            raise VidclustError(
+                f"frame files were embedded with different settings ({first}: {_differences(meta, this)}; "
+                f"{path}: {_differences(this, meta)}); re-embed into a fresh OUT"
+            )
+    return meta or {}
+
+
+def _differences(a: dict, b: dict) -> dict:
+    """The entries of `a` that `b` does not have the same."""
+    return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def read_videos(layout: OutputLayout) -> pa.Table:
+    if not layout.exists(layout.videos):
+        raise VidclustError(f"{layout.root} has no videos.parquet: run `vidclust embed` first")
+    return pq.read_table(layout.videos, filesystem=layout.fs)
+
+
+def read_vectors(layout: OutputLayout) -> tuple[list[str], np.ndarray]:
+    """The aggregated per-video vectors that `cluster` saved: (video_ids, float32 [n, D])."""
+    path = layout.cluster_file("video_vectors.parquet")
+    if not layout.exists(path):
+        raise VidclustError(f"{layout.root} has no clusters/video_vectors.parquet: run `vidclust cluster` first")
+    t = pq.read_table(path, filesystem=layout.fs)
+    return t.column("video_id").to_pylist(), embedding_matrix(t.column("vector"))
+
+
+def read_centers(layout: OutputLayout) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster_ids int32 [k], centres float32 [k, D]) from clusters/centers.parquet."""
+    path = layout.cluster_file("centers.parquet")
+    if not layout.exists(path):
+        raise VidclustError(f"{layout.root} has no clusters/centers.parquet: run `vidclust cluster` first")
+    t = pq.read_table(path, filesystem=layout.fs)
+    return t.column("cluster_id").to_numpy().astype(np.int32), embedding_matrix(t.column("center"))
+
+
+def _status_column(videos: pa.Table) -> np.ndarray:
+    return np.asarray(videos.column("status").to_pylist(), dtype=object)
+
+
+# --------------------------------------------------------------------------------------------
+# writing clusters/
+
+ASSIGNMENTS_SCHEMA = pa.schema([
+    ("video_id", pa.string()), ("cluster_id", pa.int32()), ("distance", pa.float32()),
+    ("x", pa.float32()), ("y", pa.float32()),  # the 2-D projection: filled in by `report`
+])
+
+
+def assignments_table(video_ids: Sequence[str], labels: np.ndarray, distances: np.ndarray) -> pa.Table:
+    n = len(video_ids)
+    dist = np.asarray(distances, dtype=np.float32)
+    return pa.table({
+        "video_id": pa.array(list(video_ids), type=pa.string()),
+        "cluster_id": pa.array(np.asarray(labels, dtype=np.int32)),
+        "distance": pa.array(dist, mask=np.isnan(dist), type=pa.float32()),
+        "x": pa.nulls(n, type=pa.float32()),
+        "y": pa.nulls(n, type=pa.float32()),
+    }, schema=ASSIGNMENTS_SCHEMA)
+
+
+def centers_table(centers: np.ndarray, sizes: np.ndarray) -> pa.Table:
+    t = vectors_table([str(i) for i in range(len(centers))], centers, column="center")
+    return pa.table({
+        "cluster_id": pa.array(np.arange(len(centers), dtype=np.int32)),
+        "center": t.column("center"),
+        "size": pa.array(np.asarray(sizes, dtype=np.int64)),
+    })
+
+
+def mapping_csv(table: pa.Table) -> bytes:
+    """The notebook's video_cluster_mapping.csv: `video_id,cluster_id`."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video_id", "cluster_id"])
+    w.writerows(zip(table.column("video_id").to_pylist(), table.column("cluster_id").to_pylist()))
+    return buf.getvalue().encode()
+
+
+def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
+    old = table.schema.metadata or {}
+    return table.replace_schema_metadata({**old, b"vidclust": json.dumps(meta).encode()})
+
+
+def _write_parquet_atomic(layout: OutputLayout, table: pa.Table, path: str) -> None:
+    tmp = path + ".tmp"
+    pq.write_table(table, tmp, filesystem=layout.fs)
+    layout.fs.move(tmp, path)
+
+
+def _write_json_atomic(layout: OutputLayout, data: dict, path: str) -> None:
+    layout.write_bytes_atomic(path, json.dumps(data, indent=2, default=_json_default).encode())
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)
+
+
+# --------------------------------------------------------------------------------------------
+# stages
+
+
+def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray,
+                           centers: np.ndarray, meta: dict) -> dict:
+    """near_duplicates.parquet, or no file (a stale one is removed) when the corpus is above
+    cluster.near_duplicates_max_videos. Returns the metrics.json entry."""
+    c = cfg.cluster
+    path = layout.cluster_file("near_duplicates.parquet")
+    if len(ids) > c.near_duplicates_max_videos:
+        if layout.exists(path):
+            layout.fs.delete_file(path)
+        reason = (f"skipped: {len(ids)} videos > cluster.near_duplicates_max_videos="
+                  f"{c.near_duplicates_max_videos} (the exact search is O(n^2); raise the limit to run it)")
+        if c.near_duplicates_max_videos > 0:
+            log.warning("near-duplicate search %s", reason)
+        return {"threshold": c.near_duplicate_threshold, "skipped": reason}
+    dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, centers)
+    _write_parquet_atomic(layout, _with_meta(dups, {**meta, "threshold": c.near_duplicate_threshold}), path)
+    return {"threshold": c.near_duplicate_threshold, "n_groups": len(set(dups.column("group_id").to_pylist())),
+            "n_videos": dups.num_rows}
+
+
+def _check_k_fits(cfg: Config, n: int) -> None:
+    c = cfg.cluster
+    if c.method == "hdbscan" and not c.k_sweep:
+        _check_size(n, None)
+    else:
+        _check_size(n, max(c.k_sweep) if c.k_sweep else c.k)
+
+
+def _aggregate_ok_videos(cfg: Config, layout: OutputLayout, strategy: str,
+                         only: Optional[Sequence[str]] = None,
+                         precheck: bool = False) -> tuple[list[str], np.ndarray, dict, pa.Table]:
+    files = list_frame_files(layout)
+    if not files:
+        raise VidclustError(f"{layout.root} has no frame embeddings (frames/*.parquet): run `vidclust embed` first")
+    videos = read_videos(layout)
+    if precheck:  # fail before the Ray job when the counts already say it cannot work
+        _check_k_fits(cfg, int((_status_column(videos) == "ok").sum()))
+    embed_meta = frames_metadata(layout, files)
+    from vidclust.runtime import init_ray
+
+    init_ray(cfg)
+    ids, vectors = aggregate_with_ray(files, strategy, filesystem=layout.fs, only_video_ids=only)
+    ok = set(np.asarray(videos.column("video_id").to_pylist(), dtype=object)[_status_column(videos) == "ok"].tolist())
+    keep = [i for i, v in enumerate(ids) if v in ok]
+    if len(keep) != len(ids):
+        log.warning("%d videos have frames but are not status=ok in videos.parquet; left out", len(ids) - len(keep))
+        ids = [ids[i] for i in keep]
+        vectors = vectors[keep]
+    return ids, vectors, embed_meta, videos
+
+
+def run_cluster(cfg: Config, out: str) -> dict:
+    """Aggregate OUT/frames per video, cluster, score, and write OUT/clusters/ (see DESIGN.md).
+    Returns the summary that also goes to run.json and (with more detail) metrics.json."""
+    from vidclust.runinfo import record_stage, timed
+
+    c = cfg.cluster
+    layout = OutputLayout.open(out)
+    with timed() as t_total:
+        with timed() as t_agg:
+            ids, vectors, embed_meta, videos = _aggregate_ok_videos(cfg, layout, c.aggregation, precheck=True)
+        status = _status_column(videos)
+        n_failed = int((status == "failed").sum())
+        n_ok = int((status == "ok").sum())
+        n = len(ids)
+        if n < n_ok:
+            log.warning("%d ok videos have no frames; left out", n_ok - n)
+        _check_k_fits(cfg, n)
+
+        sweep_table = None
+        with timed() as t_fit:
+            if c.k_sweep:
+                k, sweep_table, fit = sweep_k(
+                    vectors, c.k_sweep, method=c.method, seed=cfg.seed, n_init=c.n_init,
+                    metric=c.sweep_metric, sample_above=c.silhouette_sample, minibatch_above=c.minibatch_above,
+                )
+                log.info("k sweep picked k=%d by %s", k, c.sweep_metric)
+            else:
+                fit = fit_clusters(vectors, c.k, c.method, cfg.seed, c.n_init,
+                                   minibatch_above=c.minibatch_above,
+                                   hdbscan_min_cluster_size=c.hdbscan_min_cluster_size)
+        labels, centers, method = fit
+        k = len(centers)
+        with timed() as t_score:
+            scores = score_clustering(vectors, labels, cfg.seed, c.silhouette_sample)
+            external = None
+            if "category" in videos.column_names:
+                cat_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("category").to_pylist()))
+                external = external_scores(labels, [cat_of.get(v) for v in ids])
+        own = distances_to_own_center(vectors, centers, labels)
+
+        meta = {"aggregation": c.aggregation, "vector_dim": int(vectors.shape[1]), "embedding": embed_meta,
+                "method": method, "k": k, "seed": cfg.seed}
+        sizes = np.bincount(labels[labels >= 0], minlength=k)
+        assignments = assignments_table(ids, labels, own)
+        layout.makedirs(layout.clusters_dir)
+        _write_parquet_atomic(layout, _with_meta(vectors_table(ids, vectors), meta),
+                              layout.cluster_file("video_vectors.parquet"))
+        _write_parquet_atomic(layout, _with_meta(centers_table(centers, sizes), meta),
+                              layout.cluster_file("centers.parquet"))
+        _write_parquet_atomic(layout, _with_meta(assignments, meta), layout.cluster_file("assignments.parquet"))
+        layout.write_bytes_atomic(layout.cluster_file("video_cluster_mapping.csv"), mapping_csv(assignments))
+        with timed() as t_dup:
+            near_dups = _write_near_duplicates(cfg, layout, ids, vectors, centers, meta)
+        metrics = {
+            "k": k,
+            "method": method,
+            "method_requested": c.method,
+            "aggregation": c.aggregation,
+            "seed": cfg.seed,
+            "n_init": c.n_init,
+            **{key: scores[key] for key in ("silhouette", "silhouette_sampled", "silhouette_sample_size",
+                                            "davies_bouldin", "calinski_harabasz")},
+            "k_sweep": sweep_table,
+            "sweep_metric": c.sweep_metric if sweep_table else None,
+            "n_videos": n,
+            "n_failed": n_failed,
+            "n_ok_without_frames": n_ok - n,
+            "n_left_out": int((labels < 0).sum()),  # HDBSCAN noise: cluster_id -1
+            "cluster_sizes": sizes.tolist(),
+            "external": external,
+            "near_duplicates": near_dups,
+            "embedding": embed_meta,
+            "vector_dim": int(vectors.shape[1]),
+            "n_assigned_after_fit": 0,
+        }
+        _write_json_atomic(layout, metrics, layout.cluster_file("metrics.json"))
+
+    info = {
+        "k": k, "method": method, "aggregation": c.aggregation, "n_videos": n, "n_failed": n_failed,
+        "silhouette": scores["silhouette"], "silhouette_sampled": scores["silhouette_sampled"],
+        "davies_bouldin": scores["davies_bouldin"], "calinski_harabasz": scores["calinski_harabasz"],
+        "external": external, "near_duplicate_groups": near_dups.get("n_groups"),
+        "seconds": {"total": t_total["seconds"], "aggregate": t_agg["seconds"], "fit": t_fit["seconds"],
+                    "score": t_score["seconds"], "near_duplicates": t_dup["seconds"]},
+    }
+    record_stage(layout, cfg, "cluster", info)
+    log.info(
+        "clustered %d videos (%d failed, left out) into k=%d with %s on %s vectors: silhouette=%s%s "
+        "davies_bouldin=%s calinski_harabasz=%s%s; near-duplicate groups: %s; %.1fs",
+        n, n_failed, k, method, c.aggregation, _fmt(scores["silhouette"]),
+        " (sampled)" if scores["silhouette_sampled"] else "", _fmt(scores["davies_bouldin"]),
+        _fmt(scores["calinski_harabasz"]),
+        "" if not external else f" NMI={external['nmi']:.3f} ARI={external['ari']:.3f} purity={external['purity']:.3f}",
+        near_dups.get("n_groups", "skipped"), t_total["seconds"],
+    )
+    return info
+
+
+def run_assign_new(cfg: Config, out: str) -> dict:
+    """Assign the videos of OUT that are ok but not yet clustered to the saved centres (which do
+    not move), and append them to assignments.parquet, video_cluster_mapping.csv and
+    video_vectors.parquet (each rewritten atomically; a video is never listed twice).
+
+    Call it after the new videos were embedded into the same OUT. The aggregation is the one the
+    centres were fitted with (from metrics.json), whatever cfg.cluster.aggregation says."""
+    from vidclust.runinfo import record_stage, timed
+
+    layout = OutputLayout.open(out)
+    metrics_path = layout.cluster_file("metrics.json")
+    for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
+        if not layout.exists(layout.cluster_file(name)):
+            raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
+    metrics = json.loads(layout.read_bytes(metrics_path))
+    strategy = metrics["aggregation"]
+    if strategy != cfg.cluster.aggregation:
+        log.info("assigning with aggregation %r, the one the centres were fitted with", strategy)
+    assignments = pq.read_table(layout.cluster_file("assignments.parquet"), filesystem=layout.fs)
+    done = set(assignments.column("video_id").to_pylist())
+    videos = read_videos(layout)
+    status = _status_column(videos)
+    ok_ids = np.asarray(videos.column("video_id").to_pylist(), dtype=object)[status == "ok"]
+    new = sorted(set(ok_ids.tolist()) - done)
+    _, centers = read_centers(layout)
+    with timed() as t_total:
+        if new:
+            files = list_frame_files(layout)
+            embed_meta = frames_metadata(layout, files)
+            saved_meta = metrics.get("embedding") or {}
+            if embed_meta != saved_meta:
+                raise VidclustError(
+                    f"frames in {layout.root} were embedded with {_differences(embed_meta, saved_meta)}, but the "
+                    f"clusters were fitted on {_differences(saved_meta, embed_meta)}; re-run `vidclust cluster`"
+                )
+            ids, vectors, _, _ = _aggregate_ok_videos(cfg, layout, strategy, only=new)
+            ids_new = [v for v in ids if v not in done]
+            if len(ids_new) != len(ids):
+                keep = [i for i, v in enumerate(ids) if v not in done]
+                vectors = vectors[keep]
+            ids = ids_new
+        else:
+            ids, vectors = [], np.zeros((0, centers.shape[1]), dtype=np.float32)
+        if ids:
+            labels, dist = assign_to_centers(vectors, centers)
+            meta = json.loads((assignments.schema.metadata or {}).get(b"vidclust", b"{}"))
+            fresh = assignments_table(ids, labels, dist)
+            # same columns as the saved table (later stages may have added some): null where unknown
+            added = pa.table({f.name: (fresh.column(f.name).cast(f.type) if f.name in fresh.column_names
+                                       else pa.nulls(len(ids), type=f.type)) for f in assignments.schema},
+                             schema=assignments.schema)
+            combined = pa.concat_tables([assignments, added])
+            _write_parquet_atomic(layout, combined, layout.cluster_file("assignments.parquet"))
+            layout.write_bytes_atomic(layout.cluster_file("video_cluster_mapping.csv"), mapping_csv(combined))
+            vec_path = layout.cluster_file("video_vectors.parquet")
+            saved = pq.read_table(vec_path, filesystem=layout.fs)
+            saved = saved.filter(pc.invert(pc.is_in(saved.column("video_id"), value_set=pa.array(ids))))
+            all_vectors = pa.concat_tables([saved, vectors_table(ids, vectors).cast(saved.schema)])
+            _write_parquet_atomic(layout, all_vectors, vec_path)
+            metrics["near_duplicates"] = _write_near_duplicates(
+                cfg, layout, all_vectors.column("video_id").to_pylist(),
+                embedding_matrix(all_vectors.column("vector")), centers, meta)
+            metrics["n_assigned_after_fit"] = int(metrics.get("n_assigned_after_fit", 0)) + len(ids)
+            metrics["n_failed"] = int((status == "failed").sum())
+            _write_json_atomic(layout, metrics, metrics_path)
+            counts = np.bincount(labels, minlength=len(centers)).tolist()
+        else:
+            counts = [0] * len(centers)
+    info = {"n_new": len(ids), "n_already_assigned": len(done), "aggregation": strategy,
+            "new_per_cluster": counts, "seconds": t_total["seconds"]}
+    record_stage(layout, cfg, "assign", info)
+    log.info("assigned %d new videos to the %d saved centres (%d were already assigned)", len(ids), len(centers), len(done))
+    return info
