@@ -45,8 +45,13 @@ class LocalRayCluster:
 
     def _start(self, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.tmp / log_name, "w")
+        # every node's agents on ports of their own: two nodes on one machine (and any other Ray
+        # here) would otherwise race for the fixed defaults
+        ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
+                 f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
         proc = subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1",
-                                 "--disable-usage-stats", *args], env=ray_env(), stdout=log,
+                                 "--disable-usage-stats", *ports, *args], env=ray_env(), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.nodes.append(proc)
         return proc
@@ -85,15 +90,44 @@ class LocalRayCluster:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
-    def submit(self, *job_args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    def submit(self, *job_args: str, timeout: float = 600, wait: bool = True,
+               submission_id: str | None = None) -> subprocess.CompletedProcess:
         """`ray job submit` of jobs/vidclust_job.py with this repo as the working dir."""
         root = Path(__file__).resolve().parents[1]
         runtime_env = ('{"excludes": [".venv", ".git", "out", "examples", "bench/results", '
                        '"**/__pycache__"]}')
-        return subprocess.run(
-            [RAY, "job", "submit", f"--address={self.dashboard}", f"--working-dir={root}",
-             f"--runtime-env-json={runtime_env}", "--", sys.executable, "jobs/vidclust_job.py",
-             *job_args], env=ray_env(), capture_output=True, text=True, timeout=timeout)
+        extra = ([] if wait else ["--no-wait"]) + ([f"--submission-id={submission_id}"] if submission_id else [])
+        for _ in range(30):  # the head's job agent can take a while after the node is up
+            out = subprocess.run(
+                [RAY, "job", "submit", f"--address={self.dashboard}", f"--working-dir={root}",
+                 f"--runtime-env-json={runtime_env}", *extra, "--", sys.executable,
+                 "jobs/vidclust_job.py", *job_args], env=ray_env(), capture_output=True, text=True,
+                timeout=timeout)
+            if "No available agent" not in out.stderr:
+                return out
+            time.sleep(2)
+        return out
+
+    def job_status(self, submission_id: str) -> str:
+        out = subprocess.run([RAY, "job", "status", f"--address={self.dashboard}", submission_id],
+                             env=ray_env(), capture_output=True, text=True)
+        for word in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
+            if word in out.stdout:
+                return word
+        return "UNKNOWN"
+
+    def wait_job(self, submission_id: str, timeout: float = 600) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status = self.job_status(submission_id)
+            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                return status
+            time.sleep(2)
+        raise TimeoutError(f"job {submission_id} still running after {timeout} s")
+
+    def job_logs(self, submission_id: str) -> str:
+        return subprocess.run([RAY, "job", "logs", f"--address={self.dashboard}", submission_id],
+                              env=ray_env(), capture_output=True, text=True).stdout
 
     def stop(self) -> None:
         for proc in reversed(self.nodes):

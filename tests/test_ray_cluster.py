@@ -69,3 +69,44 @@ def test_two_nodes_share_the_work(cluster, tiny_clip, tmp_path):
     assert videos.num_rows == 12 and set(videos.column("status").to_pylist()) == {"ok"}
     nodes = set(videos.column("node_id").to_pylist())
     assert len(nodes) == 2, f"decoding ran on {len(nodes)} node(s)"
+
+
+def test_worker_node_lost_mid_job_ends_finished_or_resumed(cluster, tiny_clip, tmp_path):
+    import time
+
+    src = tmp_path / "src"
+    n_videos = 16
+    for i in range(n_videos):
+        write_video(src / f"v{i:02d}.mp4", 150, seed=i)
+    out = tmp_path / "out"
+    model_json, ckpt = tiny_clip
+    args = ["embed", str(src), str(out), "--model", model_json, "--pretrained", ckpt, "-q",
+            "--set", "embed.part_max_seconds=0", "--set", "embed.encoder.batch_size=8",
+            "--set", "embed.decode.chunk_frames=4", "--set", "embed.encoder.num_actors=2"]
+    cluster.start_head(num_cpus=2)
+    worker = cluster.add_worker(num_cpus=2)
+    job = cluster.submit(*args, wait=False, submission_id="lose-a-node")
+    assert job.returncode == 0, job.stderr
+    state = out / "frames" / "_state"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (state.exists() and list(state.glob("state-*.parquet"))):
+        assert cluster.job_status("lose-a-node") in ("PENDING", "RUNNING", "UNKNOWN"), \
+            cluster.job_logs("lose-a-node")[-3000:]
+        time.sleep(0.2)
+    cluster.kill_node(worker)  # the worker node dies with whatever it was decoding or encoding
+    try:
+        status = cluster.wait_job("lose-a-node", timeout=400)
+    except TimeoutError:
+        raise AssertionError("job hung after losing a node:\n" + cluster.job_logs("lose-a-node")[-6000:])
+    if status != "SUCCEEDED":  # the job may fail with the node: submitting it again resumes it
+        job = cluster.submit(*args, submission_id="resume")
+        assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+        assert "already done" in job.stdout
+    frames = frames_of(out)
+    pairs = list(zip(frames.column("video_id").to_pylist(), frames.column("frame_index").to_pylist()))
+    assert len(pairs) == len(set(pairs)), "duplicate frame rows"
+    for i in range(n_videos):
+        assert sorted(f for v, f in pairs if v == f"v{i:02d}") == list(range(0, 150, 10))
+    videos = pq.read_table(out / "videos.parquet")
+    assert sorted(videos.column("video_id").to_pylist()) == [f"v{i:02d}" for i in range(n_videos)]
+    assert set(videos.column("status").to_pylist()) == {"ok"}

@@ -44,6 +44,7 @@ class DecodeConfig:
     threads: int = 1  # decoder threads per video
     chunk_frames: int = 32  # frames decoded and handed on at a time: bounds memory per video
     cpus_per_task: float = 1.0
+    memory_mb: int = 512  # memory a decode task reserves (frames in flight, decoder buffers)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class EncoderConfig:
     num_actors: Optional[int] = None  # None: one per GPU, or one per `cpus_per_actor` CPUs
     cpus_per_actor: float = 1.0
     precision: str = "auto"  # auto (fp16 autocast on GPU, fp32 on CPU) | fp32 | fp16
+    memory_mb: int = 2048  # memory an encoder actor reserves (model, a batch, activations)
 
 
 @dataclass
@@ -79,6 +81,9 @@ class ClusterConfig:
     silhouette_sample: int = 20_000  # silhouette on a fixed-seed sample above this many videos
     hdbscan_min_cluster_size: int = 5
     near_duplicate_threshold: float = 0.98  # cosine similarity at or above which videos group
+    # the near-duplicate search is exact and O(n^2) at worst (~2 min for 100k videos on 2 cores):
+    # above this many videos it is skipped (metrics.json says so); 0 never runs it
+    near_duplicates_max_videos: int = 100_000
 
 
 @dataclass
@@ -106,6 +111,7 @@ class DescribeConfig:
 class ReportConfig:
     tsne_sample: int = 20_000  # above this many videos t-SNE fits a sample and places the rest
     tsne_perplexity: float = 30.0
+    tsne_n_jobs: Optional[int] = None  # openTSNE threads; None: 1 below 5,000 fitted videos, else all CPUs
     frames_per_cluster: int = 8  # thumbnails per cluster: from the videos nearest its centre ...
     frames_per_video: int = 2  # ... this many evenly spaced frames of each (so 4 videos by default)
     thumbnail_width: int = 160  # pixels, per frame thumbnail
@@ -154,12 +160,19 @@ class Config:
             _check(len(c.k_sweep) >= 1 and all(isinstance(k, int) and k >= 2 for k in c.k_sweep),
                    "cluster.k_sweep must be a list of integers >= 2, e.g. [5,10,20]")
         _check(0 < c.near_duplicate_threshold <= 1, "cluster.near_duplicate_threshold in (0, 1]")
+        _check(c.n_init == "auto" or (isinstance(c.n_init, int) and not isinstance(c.n_init, bool)
+                                      and c.n_init >= 1), "cluster.n_init: auto or an integer >= 1")
+        _check(c.minibatch_above >= 0, "cluster.minibatch_above must be >= 0")
+        _check(c.silhouette_sample >= 2, "cluster.silhouette_sample must be >= 2")
+        _check(c.hdbscan_min_cluster_size >= 2, "cluster.hdbscan_min_cluster_size must be >= 2")
+        _check(c.near_duplicates_max_videos >= 0, "cluster.near_duplicates_max_videos must be >= 0")
         ds = self.describe
         _check(ds.kw_k_nearest >= 1 and ds.kw_top_n >= 1, "describe.kw_k_nearest/kw_top_n >= 1")
         _check(ds.zero_shot in ("auto", "always", "never"), "describe.zero_shot: auto, always or never")
         r = self.report
         _check(r.tsne_sample >= 100, "report.tsne_sample must be >= 100")
         _check(r.tsne_perplexity > 0, "report.tsne_perplexity must be > 0")
+        _check(r.tsne_n_jobs is None or r.tsne_n_jobs >= 1, "report.tsne_n_jobs must be >= 1")
         _check(r.frames_per_cluster >= 0 and r.frames_per_video >= 1,
                "report.frames_per_cluster must be >= 0 and report.frames_per_video >= 1")
         _check(16 <= r.thumbnail_width <= 1024, "report.thumbnail_width must be in 16..1024")

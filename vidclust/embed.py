@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from vidclust.config import Config, EmbedConfig
+from vidclust.config import Config, EmbedConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, encoder_spec
 from vidclust.errors import VidclustError
@@ -376,18 +376,19 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
             ds = ray.data.from_items(todo.select(["video_id", "path"]).to_pylist(),
                                      override_num_blocks=min(todo.num_rows, 2000))
             # Decoding runs in its own CPU tasks, in parallel with the encoder. Ray Data fuses
-            # consecutive maps whose remote args are equal; the decode tasks' own retry count
-            # (a remote read can fail for a moment) also keeps them out of the encoder's actors.
+            # consecutive maps whose resources are equal; the memory each stage declares differs,
+            # which also keeps the decode tasks out of the encoder's actors.
             ds = ds.map_batches(decode_videos, batch_size=1, batch_format="numpy",
                                 fn_kwargs={"embed_cfg": ecfg}, num_cpus=ecfg.decode.cpus_per_task,
-                                max_retries=3)
+                                memory=ecfg.decode.memory_mb * 2**20)
             ds = ds.map_batches(
                 FrameEncoder, batch_size=ecfg.encoder.batch_size, batch_format="numpy",
                 fn_constructor_kwargs={"model": ecfg.encoder.model, "pretrained": ecfg.encoder.pretrained,
                                        "mean": ecfg.preprocess.mean, "std": ecfg.preprocess.std,
                                        "precision": ecfg.encoder.precision, "threads": pool["threads"]},
                 compute=ray.data.ActorPoolStrategy(size=pool["size"]),
-                num_gpus=pool["num_gpus"], num_cpus=pool["num_cpus"])
+                num_gpus=pool["num_gpus"], num_cpus=pool["num_cpus"],
+                memory=ecfg.encoder.memory_mb * 2**20)
             try:
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     sink.add(batch)
@@ -403,6 +404,8 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
         "frames_per_second": round(sink_summary["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
         "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,
+        # what `assign` embeds new videos with (run.json's top-level config is the latest stage's)
+        "embed_config": to_dict(ecfg),
     }
     record_stage(layout, cfg, "embed", summary)
     _print_summary(summary, failures)
@@ -426,7 +429,8 @@ def embedding_config_of(out: str, cfg: Config) -> Config:
 
     layout = OutputLayout.open(out)
     run = read_run_json(layout)
-    if "embed" not in run.get("stages", {}):
+    stage = run.get("stages", {}).get("embed")
+    if not stage or "embed_config" not in stage:
         raise VidclustError(f"{out} holds no embeddings: run `vidclust embed SOURCE {out}` first")
-    _apply_mapping(cfg.embed, run["config"]["embed"], prefix="embed.")
+    _apply_mapping(cfg.embed, stage["embed_config"], prefix="embed.")
     return cfg.validate()
