@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.embed import frame_files, run_embed
+from vidclust.embed import run_embed
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 
@@ -37,7 +37,7 @@ def config(tiny_clip, *overrides):
 
 def read_frames(out):
     layout = OutputLayout.open(str(out))
-    return pq.ParquetDataset(frame_files(layout)).read() if frame_files(layout) else None
+    return pq.ParquetDataset(layout.frame_files()).read() if layout.frame_files() else None
 
 
 def test_embed_mixed_folder_accounts_for_every_video_once(ray_local, tiny_clip, corpus, tmp_path):
@@ -60,7 +60,7 @@ def test_embed_mixed_folder_accounts_for_every_video_once(ray_local, tiny_clip, 
     t = frames.schema.field("embedding").type
     assert t.value_type == "float" and t.list_size == 32 and str(t).startswith("fixed_size_list")
     assert str(frames.schema.field("frame_index").type) == "int32"
-    meta = json.loads(pq.read_schema(frame_files(OutputLayout.open(str(out)))[0]).metadata[b"vidclust"])
+    meta = json.loads(pq.read_schema(OutputLayout.open(str(out)).frame_files()[0]).metadata[b"vidclust"])
     assert meta["model"] == "tiny-clip" and meta["embed_dim"] == 32
     assert meta["weights"].startswith("file:tiny-clip.pt#sha256:")
     assert meta["sampling"]["frame_interval"] == 10
@@ -166,3 +166,15 @@ def test_user_mistakes_are_one_line_errors_not_tracebacks(tmp_path, tiny_clip):
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 2, stderr
         assert message in stderr and "Traceback" not in stderr, stderr
+
+
+def test_encoder_pool_follows_the_cluster_resources():
+    from vidclust.embed import plan_pool
+
+    cfg = load_config().embed
+    assert plan_pool(cfg, {"CPU": 64, "GPU": 8}) == {"size": 8, "num_gpus": 1, "num_cpus": 1, "threads": None}
+    cpu = plan_pool(cfg, {"CPU": 2})
+    assert cpu["size"] == 1 and cpu["num_gpus"] == 0 and cpu["threads"] == 2
+    assert plan_pool(cfg, {"CPU": 16})["size"] == 8
+    cfg.encoder.num_actors = 3
+    assert plan_pool(cfg, {"CPU": 16, "GPU": 4})["size"] == 3

@@ -4,7 +4,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from vidclust.embed import frame_files
 from vidclust.example import write_video
 from vidclust.layout import OutputLayout
 
@@ -21,7 +20,7 @@ def cluster(tmp_path):
 
 
 def frames_of(out):
-    t = pq.ParquetDataset(frame_files(OutputLayout.open(str(out)))).read()
+    t = pq.ParquetDataset(OutputLayout.open(str(out)).frame_files()).read()
     return t.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
 
 
@@ -89,9 +88,12 @@ def test_worker_node_lost_mid_job_ends_finished_or_resumed(cluster, tiny_clip, t
     assert job.returncode == 0, job.stderr
     state = out / "frames" / "_state"
     deadline = time.time() + 300
-    while time.time() < deadline and not (state.exists() and list(state.glob("state-*.parquet"))):
-        assert cluster.job_status("lose-a-node") in ("PENDING", "RUNNING", "UNKNOWN"), \
-            cluster.job_logs("lose-a-node")[-3000:]
+    while time.time() < deadline:
+        status = cluster.job_status("lose-a-node")  # before looking: a job that ended has committed
+        if state.exists() and list(state.glob("state-*.parquet")):
+            break
+        assert status in ("PENDING", "RUNNING", "UNKNOWN"), \
+            status + "\n" + cluster.job_logs("lose-a-node")[-3000:]
         time.sleep(0.2)
     cluster.kill_node(worker)  # the worker node dies with whatever it was decoding or encoding
     try:

@@ -458,22 +458,6 @@ def near_duplicate_groups(
 # reading OUT
 
 
-def list_frame_files(layout: OutputLayout) -> list[str]:
-    """The Parquet files of OUT/frames (not _state/ or hidden/temporary files), sorted."""
-    if not layout.exists(layout.frames_dir):
-        return []
-    infos = layout.fs.get_file_info(pafs.FileSelector(layout.frames_dir, recursive=True))
-    files = []
-    for info in infos:
-        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
-            continue
-        rel = info.path[len(layout.frames_dir):].lstrip("/")
-        if any(part.startswith(("_", ".")) for part in rel.split("/")):
-            continue
-        files.append(info.path)
-    return sorted(files)
-
-
 def frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
     """The `vidclust` schema metadata of the frame files (the embedding signature: encoder,
     weights, size, sampling, preprocessing); an error when the files disagree on it
@@ -621,7 +605,7 @@ def _check_k_fits(cfg: Config, n: int) -> None:
 def _aggregate_ok_videos(cfg: Config, layout: OutputLayout, strategy: str,
                          only: Optional[Sequence[str]] = None,
                          precheck: bool = False) -> tuple[list[str], np.ndarray, dict, pa.Table]:
-    files = list_frame_files(layout)
+    files = layout.frame_files()
     if not files:
         raise VidclustError(f"{layout.root} has no frame embeddings (frames/*.parquet): run `vidclust embed` first")
     videos = read_videos(layout)
@@ -766,7 +750,7 @@ def run_assign_new(cfg: Config, out: str) -> dict:
     _, centers = read_centers(layout)
     with timed() as t_total:
         if new:
-            files = list_frame_files(layout)
+            files = layout.frame_files()
             embed_meta = frames_metadata(layout, files)
             saved_meta = metrics.get("embedding") or {}
             if embed_meta != saved_meta:

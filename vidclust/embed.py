@@ -303,13 +303,6 @@ def read_state(layout: OutputLayout) -> pa.Table:
     return table.sort_by("video_id")
 
 
-def frame_files(layout: OutputLayout) -> list[str]:
-    """The committed frames/ part files."""
-    sel = pafs.FileSelector(layout.frames_dir, allow_not_found=True)
-    return sorted(i.path for i in layout.fs.get_file_info(sel)
-                  if i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
-
-
 def write_videos_table(layout: OutputLayout) -> pa.Table:
     state = read_state(layout)
     table = state.drop_columns(["part"])
@@ -333,9 +326,12 @@ def plan_pool(cfg: EmbedConfig, resources: dict) -> dict:
     if gpus:
         size = enc.num_actors or gpus
         return {"size": size, "num_gpus": 1, "num_cpus": 1, "threads": None}
+    # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
+    # embedding it): half the CPUs are reserved for encoder actors, and each actor's torch uses
+    # its share of all of them, the decode tasks' light load running beside it.
     size = enc.num_actors or max(1, int(cpus // (2 * enc.cpus_per_actor)))
     return {"size": size, "num_gpus": 0, "num_cpus": enc.cpus_per_actor,
-            "threads": max(1, int(round(enc.cpus_per_actor)))}
+            "threads": max(1, cpus // size)}
 
 
 def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) -> dict:

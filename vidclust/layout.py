@@ -54,6 +54,19 @@ class OutputLayout:
     def report_dir(self) -> str:
         return self.path("report")
 
+    def frame_files(self) -> list[str]:
+        """The committed Parquet files of frames/, sorted: not _state/, hidden or temporary files
+        (the rule pyarrow and Spark follow for `_` and `.` prefixes)."""
+        if not self.exists(self.frames_dir):
+            return []
+        files = []
+        for info in self.fs.get_file_info(pafs.FileSelector(self.frames_dir, recursive=True)):
+            rel = info.path[len(self.frames_dir):].lstrip("/")
+            if (info.type == pafs.FileType.File and info.path.endswith(".parquet")
+                    and not any(part.startswith(("_", ".")) for part in rel.split("/"))):
+                files.append(info.path)
+        return sorted(files)
+
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
