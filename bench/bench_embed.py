@@ -60,18 +60,20 @@ def peak_rss_child(mode: str, path: str) -> float:
 import resource, numpy as np, av
 from vidclust.config import SamplingConfig, DecodeConfig
 from vidclust.decode import sample_frames
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():  # VmHWM: peak RSS of this process image (ru_maxrss would count the parent's, from fork)
+    return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+base = hwm()
 if {mode!r} == "stream":
     n = sum(len(c.frame_index) for c in sample_frames({path!r}, SamplingConfig(), DecodeConfig()))
 else:  # the notebook: every frame into memory, then sample and resize
     with av.open({path!r}) as c:
         allf = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     n = len(allf[::10])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, base / 1024, n)
+print(hwm() / 1024, base / 1024, n)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(Path(__file__).resolve().parents[1]))
-    peak, base, _ = out.stdout.split()
+    peak, base, _ = out.stdout.split()[-3:]
     return float(peak)
 
 

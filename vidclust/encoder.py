@@ -143,8 +143,9 @@ def _create(open_clip, name: str, weights: str | None, device: str, offline: boo
                 os.environ["HF_HUB_OFFLINE"] = previous
 
 
-def encoder_spec(model: str, pretrained: str) -> EncoderSpec:
-    """Load the model once on the driver (fails early with a clear message) and describe it."""
+def encoder_spec(model: str, pretrained: str) -> tuple[EncoderSpec, int]:
+    """Load the model once on the driver (fails early with a clear message): its spec and the
+    image size it takes."""
     clip, _ = load_clip(model, pretrained, device="cpu")
     dim = int(clip.visual.output_dim)
     image_size = clip.visual.image_size
@@ -154,13 +155,15 @@ def encoder_spec(model: str, pretrained: str) -> EncoderSpec:
     return spec, int(image_size)
 
 
-def normalise_frames(frames: np.ndarray, mean, std):
-    """uint8 (N, H, W, 3) -> float32 torch tensor (N, 3, H, W) normalised with CLIP's mean/std."""
+def normalise_frames(frames: np.ndarray, mean, std, device: str = "cpu"):
+    """uint8 (N, H, W, 3) -> float32 torch tensor (N, 3, H, W) on `device`, normalised with
+    CLIP's mean/std. The frames travel as uint8 (a quarter of the bytes) and are converted there."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device, non_blocking=True)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     return (x - m) / s
 
 
@@ -193,7 +196,7 @@ class FrameEncoder:
 
         if len(frames) == 0:
             return np.zeros((0, self.dim), np.float32)
-        x = normalise_frames(frames, self.mean, self.std).to(self.device, non_blocking=True)
+        x = normalise_frames(frames, self.mean, self.std, self.device)
         with torch.inference_mode(), torch.autocast(self.device, dtype=torch.float16, enabled=self.fp16):
             z = self.model.encode_image(x)
         z = torch.nn.functional.normalize(z.float(), dim=-1)
