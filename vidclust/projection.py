@@ -3,7 +3,7 @@
 t-SNE is fitted on the video vectors, or, above `sample_above` videos, on a fixed-seed sample of
 them; the centres (and the videos outside the sample) are then placed into that fitted map with
 openTSNE's `transform`, which positions new points among their nearest fitted neighbours without
-moving the map. The cost of the fit grows with the number of fitted points; placing is cheaper.
+changing the map. The cost of the fit grows with the number of fitted points; placing is cheaper.
 """
 from __future__ import annotations
 
@@ -25,14 +25,22 @@ def project_tsne(
     seed: int = 28,
     sample_above: int = 20_000,
     perplexity: float = 30.0,
-    n_jobs: Optional[int] = None,
+    n_jobs: Optional[int] = None,  # openTSNE threads; None: 1 below 5,000 fitted videos, else all CPUs
     metric: str = "cosine",
+    labels: Optional[np.ndarray] = None,
+    center_ids: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(xy of videos (n, 2) float32, xy of centres (k, 2) float32, info).
 
     `vectors` (n, D) are the per-video vectors that were clustered, `centers` (k, D) the centres.
+    Centres are placed into the map with openTSNE's `transform` (among their nearest fitted
+    videos). With `labels` (cluster id per video) and `center_ids` (cluster id per centre), a
+    centre that has videos is marked at the median map position of its own videos instead: the
+    nearest fitted videos of a small or spread-out cluster's centre can belong to other clusters,
+    which puts its mark elsewhere, while the median always sits on the cluster's own videos.
     Deterministic for a given seed. `info` says how the map was made: method, n_videos,
-    n_fitted, n_placed (videos placed by transform), sampled, perplexity, seconds.
+    n_fitted, n_placed (videos placed by transform), sampled, perplexity, centers_placed_by,
+    n_jobs, fit_seconds, seconds.
     """
     x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if x.ndim != 2:
@@ -40,15 +48,20 @@ def project_tsne(
     c = np.zeros((0, x.shape[1]), np.float32) if centers is None else np.asarray(centers, np.float32)
     if c.ndim != 2 or (len(c) and c.shape[1] != x.shape[1]):
         raise ValueError(f"centers must be (k, {x.shape[1]}), got shape {c.shape}")
+    if metric == "cosine":
+        # Cosine geometry as unit vectors under the Euclidean metric: the same neighbours, the
+        # faster exact/Annoy Euclidean search, and a PCA initialisation of the same geometry.
+        x, c = _unit(x), _unit(c)
+        metric = "euclidean"
     n = len(x)
     start = time.perf_counter()
     info = {"method": "openTSNE", "n_videos": int(n), "n_fitted": int(n), "n_placed": 0,
             "sampled": False, "perplexity": float(perplexity), "seed": int(seed)}
-    n_jobs = n_jobs or max(1, os.cpu_count() or 1)
 
     if n < 8:  # too few points for t-SNE's neighbourhoods: a PCA plane says as much
         xy, cxy = _pca_2d(x, c)
-        info.update(method="pca (too few videos for t-SNE)", seconds=round(time.perf_counter() - start, 3))
+        info.update(method="pca (too few videos for t-SNE)", centers_placed_by="pca",
+                    seconds=round(time.perf_counter() - start, 3))
         return xy, cxy, info
 
     import openTSNE
@@ -60,13 +73,20 @@ def project_tsne(
         fit_idx = np.arange(n)
     rest_idx = np.setdiff1d(np.arange(n), fit_idx, assume_unique=True)
     m = len(fit_idx)
+    if not n_jobs:  # threads cost more than they save on small maps
+        n_jobs = 1 if m < 5000 else max(1, os.cpu_count() or 1)
+    info["n_jobs"] = int(n_jobs)
     # openTSNE needs perplexity < (m - 1) / 3 neighbours; lower it for small sets, as sklearn would.
     perp = float(min(perplexity, max(1.0, (m - 1) / 3.0 - 1.0)))
+    # Barnes-Hut on small maps; the FFT-interpolated gradient (linear in n) from 5,000 points.
+    gradient = "fft" if m >= 5000 else "bh"
     tsne = openTSNE.TSNE(n_components=2, perplexity=perp, metric=metric, n_jobs=n_jobs,
-                         random_state=int(seed), initialization="pca", verbose=False)
+                         random_state=int(seed), initialization="pca", verbose=False,
+                         negative_gradient_method=gradient)
     embedding = tsne.fit(x[fit_idx])
+    fitted = np.array(embedding, dtype=np.float64, copy=True)
     xy = np.zeros((n, 2), np.float32)
-    xy[fit_idx] = np.asarray(embedding, np.float32)
+    xy[fit_idx] = fitted
     fit_seconds = time.perf_counter() - start
 
     # transform's own perplexity (5 by default) must also fit the number of neighbours it uses.
@@ -75,14 +95,56 @@ def project_tsne(
     if len(rest_idx):
         for lo in range(0, len(rest_idx), TRANSFORM_CHUNK):
             part = rest_idx[lo:lo + TRANSFORM_CHUNK]
-            xy[part] = np.asarray(embedding.transform(x[part], k=k_nn, perplexity=place_perp), np.float32)
+            xy[part] = _place(embedding, fitted, x[part], k_nn, place_perp)
         info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)))
-    cxy = (np.asarray(embedding.transform(c, k=k_nn, perplexity=place_perp), np.float32)
-           if len(c) else np.zeros((0, 2), np.float32))
+    cxy = np.zeros((len(c), 2), np.float32)
+    by_median = np.zeros(len(c), bool)
+    if labels is not None and center_ids is not None and len(c):
+        cxy, by_median = _member_medians(xy, np.asarray(labels), np.asarray(center_ids))
+    if (~by_median).any():
+        cxy[~by_median] = _place(embedding, fitted, c[~by_median], k_nn, place_perp)
+    n_median = int(by_median.sum())
+    info["centers_placed_by"] = ("median of members" if n_median == len(c) and len(c) else
+                                 "transform" if n_median == 0 else
+                                 f"median of members ({n_median}), transform ({len(c) - n_median})")
     info.update(perplexity=perp, fit_seconds=round(fit_seconds, 3),
                 seconds=round(time.perf_counter() - start, 3))
     log.info("t-SNE of %d videos (%d fitted, %d placed) in %.1fs", n, m, len(rest_idx), info["seconds"])
     return xy, cxy, info
+
+
+def _place(embedding, fitted: np.ndarray, points: np.ndarray, k: int, perplexity: float) -> np.ndarray:
+    """openTSNE's transform of `points` into the fitted map, in the coordinates of `fitted` (the
+    map as it was fitted).
+
+    openTSNE (1.0.x) translates the reference embedding in place during `transform` and returns
+    the new points relative to that moved reference; measured against the fitted coordinates,
+    every placed point would sit off its neighbours by the same vector. That translation is
+    measured and taken back, so placed and fitted points share one frame."""
+    placed = np.asarray(embedding.transform(points, k=k, perplexity=perplexity), np.float64)
+    moved = np.asarray(embedding, dtype=np.float64) - fitted
+    shift = moved.mean(axis=0)
+    if np.abs(moved - shift).max() > 1e-6 * (1.0 + np.abs(fitted).max()):
+        log.warning("openTSNE moved the fitted map by more than a translation while placing points")
+    return (placed - shift).astype(np.float32)
+
+
+def _member_medians(xy: np.ndarray, labels: np.ndarray, center_ids: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(k, 2) median map position of each centre's videos, and which centres had any."""
+    out = np.zeros((len(center_ids), 2), np.float32)
+    found = np.zeros(len(center_ids), bool)
+    for i, cid in enumerate(center_ids):
+        members = xy[labels == cid]
+        if len(members):
+            out[i] = np.median(members, axis=0)
+            found[i] = True
+    return out, found
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(a, axis=1, keepdims=True) if len(a) else np.ones((0, 1), np.float32)
+    return (a / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
 def _pca_2d(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

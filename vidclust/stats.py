@@ -208,8 +208,10 @@ def plot_stats(table: pa.Table, out_dir: Optional[str] = None, fs=None) -> dict[
             pngs["stats_fps.png"] = _bars(_top_counts((f"{_round_fps(v):g}" for v in f), limit=30),
                                           "frame rate (fps)", "Frame rate")
     if summary["resolution_counts"]:
-        pngs["stats_resolution.png"] = _bars(dict(list(summary["resolution_counts"].items())[:30]),
-                                             "resolution (width x height)", "Resolution (30 most common)")
+        res = summary["resolution_counts"]
+        pngs["stats_resolution.png"] = _bars(
+            dict(list(res.items())[:30]), "resolution (width x height)",
+            "Resolution" + (f" (30 most common of {len(res)})" if len(res) > 30 else ""))
     if summary["codec_counts"]:
         pngs["stats_codec.png"] = _bars(summary["codec_counts"], "codec", "Codec")
     if out_dir is not None:

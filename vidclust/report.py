@@ -1,0 +1,977 @@
+"""The report: OUT/report/index.html with its PNG (and JPEG thumbnail) files beside it.
+
+It shows what people judge clusters by: the 2-D t-SNE map of videos and centres coloured by
+cluster and labelled with keywords (the notebook's plot_clusters), the cluster sizes (its count
+plot), for each cluster its keywords and frames of the videos nearest its centre with their first
+caption (its visualize_random_files), the k-sweep curves and scores, failed videos with their
+reasons, and the data-set statistics.
+
+The page is self-contained on disk: no server, no network, relative image paths, no external
+script or style. Everything that comes from the data (captions, file names, keywords, errors) is
+untrusted text and goes through `html.escape`; a Content-Security-Policy allows only the page's
+own small inline script (by hash), which counts the images that loaded.
+
+Plain functions: `plot_tsne`, `plot_cluster_sizes`, `plot_sweep` (arrays -> PNG bytes),
+`grab_frames`/`thumbnail_strip` (video -> thumbnails), `render_html(context) -> str`;
+`run_report(cfg, out)` reads OUT and wires them.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import html
+import io
+import json
+import logging
+import math
+import os
+import posixpath
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vidclust.errors import VidclustError
+
+log = logging.getLogger("vidclust")
+
+NOISE_ID = -1  # cluster id of points a density method left unclustered
+
+
+# ----------------------------------------------------------------------------------------------
+# colours and labels
+
+
+def cluster_colors(cluster_ids: Sequence[int]) -> dict[int, tuple]:
+    """A distinct RGBA colour per cluster id (grey for noise): tab20 up to 20 clusters, else
+    the turbo colour map visited in golden-ratio steps, so neighbouring ids differ."""
+    import matplotlib
+
+    ids = sorted(int(c) for c in set(int(c) for c in cluster_ids) if c != NOISE_ID)
+    out: dict[int, tuple] = {}
+    if len(ids) <= 20:
+        cmap = matplotlib.colormaps["tab20" if len(ids) > 10 else "tab10"]
+        for i, c in enumerate(ids):
+            out[c] = tuple(cmap(i))
+    else:
+        cmap = matplotlib.colormaps["turbo"]
+        golden = 0.6180339887498949
+        for i, c in enumerate(ids):
+            out[c] = tuple(cmap(0.05 + 0.9 * ((i * golden) % 1.0)))
+    out[NOISE_ID] = (0.6, 0.6, 0.6, 1.0)
+    return out
+
+
+def _plain(text: Any, limit: int = 60) -> str:
+    """Untrusted text made safe for matplotlib: one line, no mathtext, at most `limit` chars."""
+    s = " ".join(str(text).split())
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return s.replace("$", r"\$")
+
+
+def cluster_label(cluster_id: int, keywords: Optional[Sequence[str]], n_keywords: int = 3,
+                  limit: int = 42) -> str:
+    if cluster_id == NOISE_ID:
+        return "noise"
+    kws = [str(k) for k in (keywords or [])][:n_keywords]
+    return _plain(f"{cluster_id}: {', '.join(kws)}" if kws else str(cluster_id), limit)
+
+
+# ----------------------------------------------------------------------------------------------
+# plots (arrays in, PNG bytes out)
+
+
+def plot_tsne(xy: np.ndarray, labels: np.ndarray, centers_xy: np.ndarray, center_ids: Sequence[int],
+              keywords: Optional[dict] = None, title: str = "t-SNE of videos and cluster centres",
+              note: str = "") -> bytes:
+    """Videos as dots coloured by cluster, centres as crosses labelled with their top keywords.
+
+    Up to 30 clusters a centre's label holds its id and keywords; above, only its id (the keywords
+    are in the legend). Each label goes where it covers the fewest points and no other label,
+    joined to its centre by a thin line; the legend sits outside the axes (up to 120 clusters;
+    above, the cluster sizes plot names each id's keywords)."""
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    labels = np.asarray(labels).reshape(-1)
+    centers_xy = np.asarray(centers_xy, np.float32).reshape(-1, 2)
+    center_ids = [int(c) for c in center_ids]
+    keywords = keywords or {}
+    all_ids = sorted(set(labels.tolist()) | set(center_ids))
+    colors = cluster_colors(all_ids)
+    k = len([c for c in all_ids if c != NOISE_ID])
+    n = len(xy)
+    many = k > 30
+    legend_rows = 40 if many else 35
+    with_legend = len(all_ids) <= 120
+    ncol = max(1, math.ceil(len(all_ids) / legend_rows)) if with_legend else 0
+    side = 9.0 if k <= 40 else 11.0
+    fig, ax = _figure(side + 3.3 * ncol, max(side, 0.2 * min(len(all_ids), legend_rows) + 1.5),
+                      layout="constrained")
+    size = float(np.clip(60000.0 / max(n, 1), 1.0, 28.0))
+    alpha = 0.75 if n < 5000 else 0.5
+    point_colors = np.array([colors[int(c)] for c in labels]) if n else np.zeros((0, 4))
+    order = np.random.default_rng(0).permutation(n)  # no cluster is always drawn on top
+    if n:
+        ax.scatter(xy[order, 0], xy[order, 1], c=point_colors[order], s=size, alpha=alpha,
+                   linewidths=0, rasterized=True)
+    handles = []
+    from matplotlib.lines import Line2D
+
+    for c in all_ids:
+        handles.append(Line2D([], [], marker="o", linestyle="", markersize=6, color=colors[c],
+                              label=cluster_label(c, keywords.get(c), 3, 40)))
+    texts = []
+    if len(centers_xy):
+        ax.scatter(centers_xy[:, 0], centers_xy[:, 1], marker="X", s=90 if not many else 50,
+                   c=[colors.get(c, colors[NOISE_ID]) for c in center_ids], edgecolors="black",
+                   linewidths=0.9, zorder=3)
+        for (cx, cy), c in zip(centers_xy, center_ids):
+            text = str(c) if many else cluster_label(c, keywords.get(c), 2, 30)
+            texts.append(ax.annotate(
+                text, xy=(cx, cy), xytext=(cx, cy), textcoords="data", ha="center", va="center",
+                fontsize=7 if many else 8, zorder=4, annotation_clip=False,
+                bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=colors.get(c, "0.5"), lw=0.8, alpha=0.8),
+                arrowprops=dict(arrowstyle="-", color="0.25", lw=0.6, shrinkA=0, shrinkB=3)))
+    if n or len(centers_xy):
+        pts = np.concatenate([xy, centers_xy]) if len(centers_xy) else xy
+        lo, hi = pts.min(axis=0), pts.max(axis=0)
+        pad = (hi - lo) * 0.06 + 1e-3
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(_plain(title, 120) + (f"\n{_plain(note, 160)}" if note else ""), fontsize=11)
+    if with_legend:
+        fig.legend(handles=handles, loc="outside right upper", ncol=ncol, fontsize=7 if many else 8,
+                   frameon=False, handletextpad=0.3, columnspacing=1.0, title="cluster: keywords")
+    if texts:
+        _place_labels(fig, ax, texts, centers_xy, xy)
+    return _png(fig, dpi=110)
+
+
+def _place_labels(fig, ax, texts: list, anchors: np.ndarray, points: np.ndarray) -> None:
+    """Put each centre label (an annotation) where it covers the fewest points: candidate spots
+    on rings around its centre are scored by the points under the label box (a summed-area table
+    of the points' pixel positions), with a large cost for covering a label placed before, or a
+    centre marker, or leaving the axes, and a small cost for distance. A thin line joins a label
+    to its centre."""
+    fig.canvas.draw()  # lays the figure out, so display coordinates are final
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    to_px = ax.transData
+    axbox = ax.get_window_extent(renderer)
+    x0, y0 = axbox.x0, axbox.y0
+    width, height = int(np.ceil(axbox.width)) + 1, int(np.ceil(axbox.height)) + 1
+    cell = 3.0
+    gw, gh = int(width / cell) + 2, int(height / cell) + 2
+    grid = np.zeros((gh, gw), np.float32)
+    if len(points):
+        px = to_px.transform(points)
+        gx = np.clip(((px[:, 0] - x0) / cell).astype(int), 0, gw - 1)
+        gy = np.clip(((px[:, 1] - y0) / cell).astype(int), 0, gh - 1)
+        np.add.at(grid, (gy, gx), 1.0)
+    sat = np.zeros((gh + 1, gw + 1), np.float32)
+    sat[1:, 1:] = grid.cumsum(0).cumsum(1)
+
+    def covered(cx: float, cy: float, w: float, h: float) -> float:
+        a = int(max(0, (cx - w / 2 - x0) / cell)); b = int(min(gw, (cx + w / 2 - x0) / cell + 1))
+        c = int(max(0, (cy - h / 2 - y0) / cell)); d = int(min(gh, (cy + h / 2 - y0) / cell + 1))
+        if a >= b or c >= d:
+            return 0.0
+        return float(sat[d, b] - sat[c, b] - sat[d, a] + sat[c, a])
+
+    anchors_px = to_px.transform(anchors)
+    sizes = [t.get_window_extent(renderer) for t in texts]
+    sizes = np.array([[b.width + 4.0, b.height + 4.0] for b in sizes])
+    placed: list[tuple[float, float, float, float]] = []
+    marker = 12.0
+    angles = np.deg2rad(np.arange(0, 360, 30) + 90)
+    new_pos = anchors_px.copy()
+    # Labels of crowded places first: they have the fewest good spots.
+    crowd = [covered(ax_, ay_, 60, 60) for ax_, ay_ in anchors_px]
+    for i in np.argsort(crowd)[::-1]:
+        w, h = sizes[i]
+        ax_, ay_ = anchors_px[i]
+        best, best_cost = (ax_, ay_ + h / 2 + marker / 2), np.inf
+        for r in (0.6, 1.0, 1.6, 2.5, 4.0, 6.0):
+            for ang in angles:
+                cx = ax_ + np.cos(ang) * (w / 2 + marker / 2) * r
+                cy = ay_ + np.sin(ang) * (h / 2 + marker / 2) * r
+                if cx - w / 2 < x0 or cx + w / 2 > x0 + width or cy - h / 2 < y0 or cy + h / 2 > y0 + height:
+                    continue
+                cost = covered(cx, cy, w, h) + 0.02 * r
+                for (px_, py_, pw, ph) in placed:
+                    if abs(cx - px_) * 2 < w + pw and abs(cy - py_) * 2 < h + ph:
+                        cost += 1e4
+                hits = (np.abs(anchors_px[:, 0] - cx) * 2 < w + marker) & \
+                       (np.abs(anchors_px[:, 1] - cy) * 2 < h + marker)
+                cost += 1e3 * float(hits.sum())
+                if cost < best_cost:
+                    best, best_cost = (cx, cy), cost
+            if best_cost < 1.0:  # (almost) nothing covered: the nearest such ring wins
+                break
+        new_pos[i] = best
+        placed.append((best[0], best[1], w, h))
+    data = to_px.inverted().transform(new_pos)
+    for t, p in zip(texts, data):
+        t.xyann = (float(p[0]), float(p[1]))
+
+
+def plot_cluster_sizes(cluster_ids: Sequence[int], sizes: Sequence[int],
+                       keywords: Optional[dict] = None) -> bytes:
+    """Horizontal bars, one per cluster (by id), labelled with its id and top keywords."""
+    ids = [int(c) for c in cluster_ids]
+    sizes = [int(s) for s in sizes]
+    keywords = keywords or {}
+    colors = cluster_colors(ids)
+    k = len(ids)
+    fig, ax = _figure(9.0, max(2.5, 0.2 * k + 1.2), layout="constrained")
+    y = np.arange(k)[::-1]
+    ax.barh(y, sizes, color=[colors[c] for c in ids], height=0.8)
+    ax.set_yticks(y, [cluster_label(c, keywords.get(c), 3, 48) for c in ids],
+                  fontsize=8 if k <= 40 else 6.5)
+    top = max(sizes) if sizes else 1
+    for yy, s in zip(y, sizes):
+        ax.text(s + top * 0.01, yy, str(s), va="center", fontsize=7 if k <= 40 else 6)
+    ax.set_xlim(0, top * 1.12 + 1)
+    ax.set_ylim(-0.7, k - 0.3)
+    ax.set_xlabel("videos")
+    ax.set_title(f"Cluster sizes ({k} clusters, {sum(sizes)} videos)")
+    return _png(fig, dpi=100)
+
+
+def plot_sweep(sweep: Sequence[dict], chosen_k: Optional[int] = None) -> bytes:
+    """The k-sweep curves: one panel per score, the chosen k marked."""
+    metrics = [("silhouette", "silhouette (higher is better)"),
+               ("davies_bouldin", "Davies-Bouldin (lower is better)"),
+               ("calinski_harabasz", "Calinski-Harabasz (higher is better)")]
+    metrics = [(m, t) for m, t in metrics if any(_num(r.get(m)) is not None for r in sweep)]
+    fig = _figure(4.2 * max(1, len(metrics)), 3.4, layout="constrained", axes=False)
+    rows = sorted((r for r in sweep if _num(r.get("k")) is not None), key=lambda r: r["k"])
+    for i, (m, title) in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        pts = [(int(r["k"]), _num(r.get(m))) for r in rows if _num(r.get(m)) is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color="#4477aa")
+        if chosen_k is not None:
+            ax.axvline(chosen_k, color="#cc6677", linestyle="--", linewidth=1, label=f"chosen k={chosen_k}")
+            ax.legend(fontsize=8, loc="best")
+        ax.set_xlabel("k")
+        ax.set_title(title, fontsize=10)
+    return _png(fig, dpi=100)
+
+
+def _figure(w: float, h: float, layout: Optional[str] = None, axes: bool = True):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=100, layout=layout)
+    FigureCanvasAgg(fig)
+    if not axes:
+        return fig
+    return fig, fig.add_subplot()
+
+
+def _png(fig, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
+    return buf.getvalue()
+
+
+def _num(v: Any) -> Optional[float]:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+# ----------------------------------------------------------------------------------------------
+# frames
+
+
+def grab_frames(path: str, n_frames: int, width: int = 160) -> list:
+    """`n_frames` evenly spaced frames of a video (local path or URI) as PIL images `width` wide.
+    Raises an exception with a readable message when the file cannot be read."""
+    import av
+
+    if n_frames <= 0:
+        return []
+    images = []
+    with _open_input(path) as source:
+        with av.open(source) as container:
+            if not container.streams.video:
+                raise ValueError("no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            tb = stream.time_base
+            if stream.duration is not None and tb is not None:
+                duration = float(stream.duration * tb)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            else:
+                duration = None
+            start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+            if duration and tb:
+                for i in range(n_frames):
+                    t = start + duration * (i + 0.5) / n_frames
+                    frame = None
+                    try:
+                        container.seek(int(t / tb), stream=stream, backward=True)
+                        for frame in container.decode(stream):
+                            if frame.time is None or frame.time >= t - 1e-3:
+                                break
+                    except av.error.FFmpegError:
+                        frame = None
+                    if frame is not None:
+                        images.append(_thumb(frame.to_image(), width))
+            if not images:  # no duration, or seeking failed: decode from the start
+                container.seek(0) if duration else None
+                frames = []
+                for i, frame in enumerate(container.decode(stream)):
+                    frames.append(frame)
+                    if i >= 300:
+                        break
+                if frames:
+                    idx = np.linspace(0, len(frames) - 1, n_frames).round().astype(int)
+                    images = [_thumb(frames[j].to_image(), width) for j in sorted(set(idx.tolist()))]
+    if not images:
+        raise ValueError("no frames could be decoded")
+    return images
+
+
+@contextlib.contextmanager
+def _open_input(path: str):
+    """A local path, or for a URI (s3://, gs://, ...) a seekable pyarrow file: PyAV then reads
+    only the parts of the video it decodes, not the whole file."""
+    if "://" not in path or path.startswith("file://"):
+        local = path[len("file://"):] if path.startswith("file://") else path
+        if not os.path.exists(local):
+            raise FileNotFoundError("file not found")
+        yield local
+        return
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(path)
+    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
+        raise FileNotFoundError("file not found")
+    with fs.open_input_file(inner) as f:
+        yield f
+
+
+def _thumb(image, width: int):
+    w, h = image.size
+    height = max(1, round(h * width / max(w, 1)))
+    return image.convert("RGB").resize((width, height))
+
+
+def thumbnail_strip(path: str, n_frames: int, width: int = 160, quality: int = 82) -> bytes:
+    """The frames of `grab_frames` side by side, as one JPEG."""
+    from PIL import Image
+
+    images = grab_frames(path, n_frames, width)
+    gap = 2
+    h = max(im.size[1] for im in images)
+    strip = Image.new("RGB", (sum(im.size[0] for im in images) + gap * (len(images) - 1), h), "white")
+    x = 0
+    for im in images:
+        strip.paste(im, (x, 0))
+        x += im.size[0] + gap
+    buf = io.BytesIO()
+    strip.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _strip_or_error(args) -> tuple[Optional[bytes], Optional[str]]:
+    path, n, width = args
+    if not path:
+        return None, "no path recorded"
+    try:
+        return thumbnail_strip(path, n, width), None
+    except Exception as exc:  # any one file's trouble only costs its thumbnail
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None, msg[:200]
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header,main{max-width:1400px;margin:0 auto;padding:0 20px}
+header{padding-top:16px}
+h1{font-size:24px;margin:8px 0}h2{font-size:20px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h3{font-size:16px;margin:18px 0 6px}
+table{border-collapse:collapse;margin:6px 0;background:#fff}
+td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+img.plot{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
+.note{color:#555;font-size:13px}
+.kw{display:inline-block;background:#eef3fb;border:1px solid #cfdcf0;border-radius:10px;padding:0 8px;margin:2px 3px 2px 0}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
+.card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:6px;overflow-wrap:anywhere}
+.card img{width:100%;height:auto;display:block}
+.card .caption{margin:4px 0 2px}.card .file{color:#666;font-size:12px}
+.missing{display:flex;align-items:center;justify-content:center;min-height:80px;background:#f3f3f3;color:#777;font-size:12px;text-align:center;padding:6px}
+.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:middle}
+nav.toc a{margin-right:8px;white-space:nowrap}
+.stats img.plot{max-width:100%}.stats a{display:inline-block;max-width:49%;vertical-align:top}
+#image-check{color:#a33}
+""".strip()
+
+# The page's only script: counts the images that loaded (tests and users see whether files moved).
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  var el = document.getElementById("image-check");
+  el.setAttribute("data-loaded", String(ok));
+  el.setAttribute("data-total", String(imgs.length));
+  el.textContent = ok === imgs.length ? "" :
+    (imgs.length - ok) + " of " + imgs.length + " images did not load (were the report's files moved?)";
+});
+""".strip()
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _src(name: str) -> str:
+    return _e(urllib.parse.quote(name))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    f = _num(v)
+    if f is None:
+        return str(v)
+    return f"{f:.4g}"
+
+
+def _rgb(color: Sequence[float]) -> str:
+    r, g, b = (int(round(255 * c)) for c in color[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def render_html(context: dict) -> str:
+    """The report page from a plain context dict; every value is escaped on the way in.
+
+    Keys (all optional but `title`): title, subtitle, overview [(name, value)], scores
+    [(name, value)], tsne {image, note}, sizes_image, sweep {image, rows [dict], chosen_k},
+    clusters [{cluster_id, size, color, keywords [str], summaries [str], videos [{video_id, file,
+    caption, image, error}]}], failed {rows [{video_id, path, error}], n_total}, stats {rows
+    [(name, value)], images [str], failure_reasons {reason: n}}, notes [str]."""
+    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    csp = (f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
+           f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
+    out: list[str] = []
+    w = out.append
+    w("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">")
+    w(f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">')
+    w('<meta name="viewport" content="width=device-width, initial-scale=1">')
+    w(f"<title>{_e(context.get('title', 'vidclust report'))}</title>")
+    w(f"<style>\n{_CSS}\n</style>\n</head>\n<body>\n<header>")
+    w(f"<h1>{_e(context.get('title', 'vidclust report'))}</h1>")
+    if context.get("subtitle"):
+        w(f'<p class="note">{_e(context["subtitle"])}</p>')
+    w('<p id="image-check" data-loaded="" data-total=""></p>')
+    sections = [("overview", "Overview")]
+    if context.get("tsne"):
+        sections.append(("map", "Map"))
+    if context.get("sizes_image"):
+        sections.append(("sizes", "Sizes"))
+    if context.get("clusters"):
+        sections.append(("clusters", "Clusters"))
+    if context.get("sweep"):
+        sections.append(("sweep", "k sweep"))
+    if context.get("failed"):
+        sections.append(("failed", "Failed videos"))
+    if context.get("stats"):
+        sections.append(("stats", "Data set"))
+    w('<nav class="toc">' + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in sections) + "</nav>")
+    w("</header>\n<main>")
+
+    w('<h2 id="overview">Overview</h2>')
+    w(_kv_table(context.get("overview") or []))
+    if context.get("scores"):
+        w("<h3>Scores</h3>")
+        w(_kv_table(context["scores"]))
+    for note in context.get("notes") or []:
+        w(f'<p class="note">{_e(note)}</p>')
+
+    tsne = context.get("tsne")
+    if tsne:
+        w('<h2 id="map">Videos and centres in two dimensions (t-SNE)</h2>')
+        if tsne.get("note"):
+            w(f'<p class="note">{_e(tsne["note"])}</p>')
+        if tsne.get("image"):
+            w(_plot_img(tsne["image"], "t-SNE map of videos and cluster centres"))
+    if context.get("sizes_image"):
+        w('<h2 id="sizes">Cluster sizes</h2>')
+        w(_plot_img(context["sizes_image"], "cluster sizes"))
+
+    clusters = context.get("clusters") or []
+    if clusters:
+        w('<h2 id="clusters">Clusters</h2>')
+        w('<nav class="toc">' + " ".join(
+            f'<a href="#cluster-{_e(c["cluster_id"])}">{_e(c["cluster_id"])}</a>' for c in clusters) + "</nav>")
+        for c in clusters:
+            w(_cluster_section(c))
+
+    sweep = context.get("sweep")
+    if sweep:
+        w('<h2 id="sweep">k sweep</h2>')
+        if sweep.get("chosen_k") is not None:
+            w(f'<p>Chosen k: <b>{_e(sweep["chosen_k"])}</b></p>')
+        if sweep.get("image"):
+            w(_plot_img(sweep["image"], "scores for each k"))
+        rows = sweep.get("rows") or []
+        if rows:
+            cols = [c for c in ("k", "silhouette", "davies_bouldin", "calinski_harabasz")
+                    if any(c in r for r in rows)]
+            cols += sorted({c for r in rows for c in r} - set(cols))
+            w("<table><tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>")
+            for r in rows:
+                w("<tr>" + "".join(f'<td class="num">{_e(_fmt(r.get(c)))}</td>' for c in cols) + "</tr>")
+            w("</table>")
+
+    failed = context.get("failed")
+    if failed:
+        rows = failed.get("rows") or []
+        total = failed.get("n_total", len(rows))
+        w(f'<h2 id="failed">Failed videos ({_e(_fmt(total))})</h2>')
+        if failed.get("reasons"):
+            w(_kv_table(list(failed["reasons"].items()), head=("reason", "videos")))
+        if rows:
+            w("<table><tr><th>video</th><th>path</th><th>error</th></tr>")
+            for r in rows:
+                w(f"<tr><td>{_e(r.get('video_id'))}</td><td>{_e(r.get('path'))}</td>"
+                  f"<td>{_e(r.get('error'))}</td></tr>")
+            w("</table>")
+        if total > len(rows):
+            w(f'<p class="note">{_e(total - len(rows))} more are not listed here; all are in '
+              f"videos.parquet (status failed).</p>")
+
+    stats = context.get("stats")
+    if stats:
+        w('<h2 id="stats">Data set</h2>')
+        w(_kv_table(stats.get("rows") or []))
+        w('<div class="stats">')
+        for img in stats.get("images") or []:
+            w(_plot_img(img, img))
+        w("</div>")
+
+    w("</main>")
+    w(f"<script>{_SCRIPT}</script>")
+    w("</body>\n</html>\n")
+    return "\n".join(out)
+
+
+def _plot_img(name: str, alt: str) -> str:
+    """A plot, shrunk to the page's width; a click opens it at full size."""
+    return f'<a href="{_src(name)}"><img class="plot" src="{_src(name)}" alt="{_e(alt)}"></a>'
+
+
+def _kv_table(rows, head: Optional[tuple] = None) -> str:
+    if not rows:
+        return ""
+    parts = ["<table>"]
+    if head:
+        parts.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
+    for name, value in rows:
+        cls = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+        parts.append(f"<tr><th>{_e(name)}</th><td{cls}>{_e(_fmt(value))}</td></tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def _cluster_section(c: dict) -> str:
+    cid = c["cluster_id"]
+    parts = [f'<section id="cluster-{_e(cid)}">']
+    swatch = f'<span class="swatch" style="background:{_e(c["color"])}"></span>' if c.get("color") else ""
+    title = "Noise (not in any cluster)" if cid == NOISE_ID else f"Cluster {cid}"
+    parts.append(f"<h3>{swatch}{_e(title)} — {_e(_fmt(c.get('size')))} videos</h3>")
+    kws = c.get("keywords") or []
+    if kws:
+        parts.append("<p>" + "".join(f'<span class="kw">{_e(k)}</span>' for k in kws) + "</p>")
+    else:
+        parts.append('<p class="note">no keywords</p>')
+    for s in (c.get("summaries") or [])[:3]:
+        parts.append(f'<p class="note">{_e(s)}</p>')
+    videos = c.get("videos") or []
+    if videos:
+        parts.append('<div class="grid">')
+        for v in videos:
+            parts.append('<figure class="card" style="margin:0">')
+            if v.get("image"):
+                parts.append(f'<img src="{_src(v["image"])}" alt="frames of {_e(v.get("video_id"))}">')
+            else:
+                parts.append(f'<div class="missing">frames unavailable: {_e(v.get("error") or "unknown")}</div>')
+            parts.append("<figcaption>")
+            if v.get("caption"):
+                parts.append(f'<div class="caption">{_e(v["caption"])}</div>')
+            parts.append(f'<div class="file">{_e(v.get("video_id"))} · {_e(v.get("file"))}'
+                         + (f" · distance {_e(_fmt(v['distance']))}" if v.get("distance") is not None else "")
+                         + "</div>")
+            parts.append("</figcaption></figure>")
+        parts.append("</div>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# reading OUT
+
+
+def _read_table(layout, path: str) -> Optional[pa.Table]:
+    if not layout.exists(path):
+        return None
+    try:
+        return pq.read_table(path, filesystem=layout.fs)
+    except Exception as exc:
+        raise VidclustError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
+def _read_json(layout, path: str) -> Optional[Any]:
+    if not layout.exists(path):
+        return None
+    try:
+        return json.loads(layout.read_bytes(path))
+    except (ValueError, OSError) as exc:
+        raise VidclustError(f"cannot read {path}: {exc}") from None
+
+
+def _vectors(col: pa.ChunkedArray) -> np.ndarray:
+    arr = col.combine_chunks()
+    if len(arr) == 0:
+        return np.zeros((0, 0), np.float32)
+    if pa.types.is_fixed_size_list(arr.type):
+        d = arr.type.list_size
+    else:
+        d = len(arr[0].as_py())
+    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(arr), d)
+
+
+def _keywords_by_cluster(layout) -> dict[int, list[str]]:
+    data = _read_json(layout, layout.cluster_file("cluster_descriptions.json"))
+    out: dict[int, list[str]] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            try:
+                cid = int(key)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(value, (list, tuple)):
+                out[cid] = [str(v[0] if isinstance(v, (list, tuple)) and v else v) for v in value]
+            elif isinstance(value, str):
+                out[cid] = [value]
+    return out
+
+
+def _summaries_by_cluster(descriptions: Optional[pa.Table]) -> dict[int, list[str]]:
+    if descriptions is None or "summaries" not in descriptions.column_names \
+            or "cluster_id" not in descriptions.column_names:
+        return {}
+    out = {}
+    for cid, s in zip(descriptions.column("cluster_id").to_pylist(), descriptions.column("summaries").to_pylist()):
+        if cid is None:
+            continue
+        if isinstance(s, str):
+            s = [s]
+        out[int(cid)] = [str(x) for x in (s or []) if x]
+    return out
+
+
+def write_xy(layout, assignments: pa.Table, video_ids: list, xy: np.ndarray) -> pa.Table:
+    """Add (or replace) float32 columns x, y of assignments.parquet, matched by video_id; the file
+    is rewritten under a temporary name and moved into place, keeping its other columns and
+    schema metadata."""
+    pos = {v: i for i, v in enumerate(video_ids)}
+    idx = np.array([pos.get(v, -1) for v in assignments.column("video_id").to_pylist()], np.int64)
+    x = np.full(len(idx), np.nan, np.float32)
+    y = np.full(len(idx), np.nan, np.float32)
+    have = idx >= 0
+    x[have], y[have] = xy[idx[have], 0], xy[idx[have], 1]
+    table = assignments
+    for name in ("x", "y"):
+        if name in table.column_names:
+            table = table.drop_columns([name])
+    table = table.append_column(pa.field("x", pa.float32()), pa.array(x, pa.float32()))
+    table = table.append_column(pa.field("y", pa.float32()), pa.array(y, pa.float32()))
+    table = table.replace_schema_metadata(assignments.schema.metadata)
+    path = layout.cluster_file("assignments.parquet")
+    tmp = path + ".tmp"
+    pq.write_table(table, tmp, filesystem=layout.fs)
+    layout.fs.move(tmp, path)
+    return table
+
+
+def _tsne_note(info: dict, seed: int) -> str:
+    if info.get("method", "").startswith("pca"):
+        return "Too few videos for t-SNE: this is the plane of their first two principal components."
+    if info.get("sampled"):
+        how = (f"t-SNE (openTSNE, perplexity {info.get('perplexity', 0):.3g}) was fitted on a sample of "
+               f"{info['n_fitted']:,} of the {info['n_videos']:,} videos, drawn with seed {seed}; the "
+               f"other {info['n_placed']:,} videos were placed into that map with openTSNE's transform.")
+    else:
+        how = (f"t-SNE (openTSNE, perplexity {info.get('perplexity', 0):.3g}, seed {seed}) fitted on all "
+               f"{info['n_videos']:,} videos.")
+    placed = info.get("centers_placed_by", "")
+    if placed == "median of members":
+        how += " Each centre (a cross) is marked at the median position of its videos."
+    elif placed:
+        how += f" Centres (crosses) are placed by {placed}."
+    return how
+
+
+def _overview_and_scores(out: str, metrics: dict, n_videos: int, n_clusters: int, n_noise: int,
+                         stats_summary: dict) -> tuple[list, list]:
+    """(name, value) rows of the run's overview and of its scores, from whatever metrics.json has."""
+    overview: list = [("output", out), ("videos clustered", n_videos), ("clusters", n_clusters)]
+    if n_noise:
+        overview.append(("videos left out (noise)", n_noise))
+    for key, label in (("method", "method"), ("method_requested", "method requested"),
+                       ("aggregation", "aggregation"), ("k", "k"), ("sweep_metric", "k chosen by"),
+                       ("seed", "seed")):
+        value = metrics.get(key)
+        if value is not None and not isinstance(value, (dict, list)):
+            overview.append((label, value))
+    if stats_summary:
+        overview.append(("failed videos", stats_summary["n_failed"]))
+    elif _num(metrics.get("n_failed")) is not None:
+        overview.append(("failed videos", metrics["n_failed"]))
+    dups = metrics.get("near_duplicates")
+    if isinstance(dups, dict) and dups.get("n_groups") is not None:
+        overview.append((f"near-duplicate groups (cosine >= {_fmt(dups.get('threshold'))})", dups["n_groups"]))
+    scores: list = []
+    for key, label in (("silhouette", "silhouette (higher is better, -1..1)"),
+                       ("davies_bouldin", "Davies-Bouldin (lower is better)"),
+                       ("calinski_harabasz", "Calinski-Harabasz (higher is better)")):
+        if _num(metrics.get(key)) is not None:
+            if key == "silhouette" and metrics.get("silhouette_sampled"):
+                label += f", on a sample of {_fmt(metrics.get('silhouette_sample_size'))}"
+            scores.append((label, float(metrics[key])))
+    external = metrics.get("external") if isinstance(metrics.get("external"), dict) else metrics
+    for key, label in (("nmi", "NMI against the categories"), ("ari", "ARI against the categories"),
+                       ("purity", "purity against the categories")):
+        if _num(external.get(key)) is not None:
+            scores.append((label, float(external[key])))
+    return overview, scores
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+
+
+def run_report(cfg, out: str) -> dict:
+    """`vidclust report OUT`: read OUT, write OUT/report/index.html with its images beside it,
+    add the t-SNE x, y to clusters/assignments.parquet, record the stage in run.json."""
+    from vidclust.layout import OutputLayout
+    from vidclust.projection import project_tsne
+    from vidclust.runinfo import record_stage
+    from vidclust.stats import STATS_PLOTS, plot_stats, summarize_stats
+
+    rc = cfg.report
+    layout = OutputLayout.open(out)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    assignments = _read_table(layout, layout.cluster_file("assignments.parquet"))
+    if assignments is None:
+        raise VidclustError(f"no clusters in {out}: clusters/assignments.parquet is missing "
+                            f"(run `vidclust cluster {out}` first)")
+    for col in ("video_id", "cluster_id"):
+        if col not in assignments.column_names:
+            raise VidclustError(f"clusters/assignments.parquet in {out} has no {col} column")
+    centers_t = _read_table(layout, layout.cluster_file("centers.parquet"))
+    vectors_t = _read_table(layout, layout.cluster_file("video_vectors.parquet"))
+    metrics = _read_json(layout, layout.cluster_file("metrics.json")) or {}
+    if not isinstance(metrics, dict):
+        metrics = {}
+    keywords = _keywords_by_cluster(layout)
+    descriptions = _read_table(layout, layout.cluster_file("descriptions.parquet"))
+    summaries = _summaries_by_cluster(descriptions)
+    videos = _read_table(layout, layout.videos)
+
+    video_ids = assignments.column("video_id").to_pylist()
+    labels = np.array([NOISE_ID if c is None else int(c) for c in assignments.column("cluster_id").to_pylist()],
+                      np.int64)
+    distance = (np.array([np.nan if d is None else float(d) for d in assignments.column("distance").to_pylist()])
+                if "distance" in assignments.column_names else np.full(len(labels), np.nan))
+    if centers_t is not None and "cluster_id" in centers_t.column_names:
+        center_ids = [int(c) for c in centers_t.column("cluster_id").to_pylist()]
+        centers = _vectors(centers_t.column("center")) if "center" in centers_t.column_names else None
+    else:
+        center_ids, centers = [], None
+    sizes_by_id = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
+    cluster_ids = sorted(set(sizes_by_id) | set(center_ids))
+    colors = cluster_colors(cluster_ids)
+
+    report_dir = layout.report_dir
+    files: dict[str, bytes] = {}
+    notes: list[str] = []
+
+    # --- t-SNE map
+    tsne_ctx = None
+    tsne_info: dict = {}
+    if vectors_t is not None and {"video_id", "vector"} <= set(vectors_t.column_names) and len(video_ids):
+        vec_all = _vectors(vectors_t.column("vector"))
+        pos = {v: i for i, v in enumerate(vectors_t.column("video_id").to_pylist())}
+        rows = np.array([pos.get(v, -1) for v in video_ids], np.int64)
+        have = rows >= 0
+        if not have.all():
+            notes.append(f"{int((~have).sum())} clustered videos have no vector in video_vectors.parquet "
+                         "and are not on the map.")
+        vec = vec_all[rows[have]]
+        use_centers = centers if centers is not None and len(centers) and centers.shape[1] == vec.shape[1] else None
+        xy_have, cxy, tsne_info = project_tsne(vec, use_centers, seed=cfg.seed, sample_above=rc.tsne_sample,
+                                               perplexity=rc.tsne_perplexity, n_jobs=rc.tsne_n_jobs, labels=labels[have],
+                                               center_ids=np.array(center_ids) if use_centers is not None else None)
+        timings["tsne_s"] = tsne_info.get("seconds", 0.0)
+        xy = np.full((len(video_ids), 2), np.nan, np.float32)
+        xy[have] = xy_have
+        assignments = write_xy(layout, assignments, video_ids, xy)
+        note = _tsne_note(tsne_info, cfg.seed)
+        ts = time.perf_counter()
+        files["tsne.png"] = plot_tsne(
+            xy_have, labels[have], cxy, center_ids if use_centers is not None else [], keywords,
+            note="sample fitted, rest placed by transform" if tsne_info.get("sampled") else "")
+        timings["tsne_plot_s"] = round(time.perf_counter() - ts, 3)
+        tsne_ctx = {"image": "tsne.png", "note": note}
+    else:
+        notes.append("No clusters/video_vectors.parquet: the t-SNE map is left out.")
+
+    # --- sizes and sweep
+    ts = time.perf_counter()
+    size_ids = [c for c in cluster_ids if c in sizes_by_id or c in center_ids]
+    sizes = [sizes_by_id.get(c, 0) for c in size_ids]
+    if size_ids:
+        files["cluster_sizes.png"] = plot_cluster_sizes(size_ids, sizes, keywords)
+    sweep_ctx = None
+    sweep = metrics.get("sweep") or metrics.get("k_sweep")
+    if isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep):
+        chosen = metrics.get("k") if isinstance(metrics.get("k"), int) else None
+        files["k_sweep.png"] = plot_sweep(sweep, chosen)
+        sweep_ctx = {"image": "k_sweep.png", "rows": sweep, "chosen_k": chosen}
+    timings["plots_s"] = round(time.perf_counter() - ts, 3)
+
+    # --- per-cluster frames
+    ts = time.perf_counter()
+    video_info: dict[str, dict] = {}
+    if videos is not None and "video_id" in videos.column_names:
+        vcols = videos.column_names
+        wanted_cols = [c for c in ("video_id", "path", "captions") if c in vcols]
+        for row in videos.select(wanted_cols).to_pylist():
+            video_info[row["video_id"]] = row
+    per_video = max(1, rc.frames_per_video)
+    n_show = math.ceil(rc.frames_per_cluster / per_video) if rc.frames_per_cluster else 0
+    chosen_rows: dict[int, list[int]] = {}
+    dist_sort = np.where(np.isnan(distance), np.inf, distance)
+    for c in cluster_ids:
+        members = np.flatnonzero(labels == c)
+        if len(members) and n_show:
+            members = members[np.argsort(dist_sort[members], kind="stable")][:n_show]
+        chosen_rows[c] = members[:n_show].tolist() if n_show else []
+    jobs = []
+    for c in cluster_ids:
+        for r in chosen_rows[c]:
+            info = video_info.get(video_ids[r], {})
+            jobs.append((c, r, info.get("path")))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, (os.cpu_count() or 2)))) as pool:
+        results = list(pool.map(_strip_or_error, [(p, per_video, rc.thumbnail_width) for _, _, p in jobs]))
+    cards: dict[int, list[dict]] = {c: [] for c in cluster_ids}
+    n_thumbs = n_thumb_fail = 0
+    for (c, r, path), (data, err) in zip(jobs, results):
+        vid = video_ids[r]
+        info = video_info.get(vid, {})
+        caps = info.get("captions") or []
+        card = {"video_id": vid, "file": posixpath.basename(path) if path else "",
+                "caption": caps[0] if caps else "", "image": None, "error": err,
+                "distance": None if np.isnan(distance[r]) else float(distance[r])}
+        if data is not None:
+            name = f"frames/c{c}_{len(cards[c])}.jpg"
+            files[name] = data
+            card["image"] = name
+            n_thumbs += 1
+        else:
+            n_thumb_fail += 1
+        cards[c].append(card)
+    timings["frames_s"] = round(time.perf_counter() - ts, 3)
+
+    clusters_ctx = [{"cluster_id": c, "size": sizes_by_id.get(c, 0), "color": _rgb(colors[c]),
+                     "keywords": keywords.get(c, []), "summaries": summaries.get(c, []),
+                     "videos": cards.get(c, [])} for c in cluster_ids]
+
+    # --- data set statistics and failures
+    ts = time.perf_counter()
+    stats_ctx = failed_ctx = None
+    stats_summary: dict = {}
+    if videos is not None:
+        stats_summary = summarize_stats(videos, max_failures=rc.max_failed_listed)
+        pngs = plot_stats(videos)
+        files.update(pngs)
+        rows = [("videos", stats_summary["count"]), ("decoded", stats_summary["n_ok"]),
+                ("failed", stats_summary["n_failed"]), ("total hours", stats_summary["total_hours"])]
+        for key, label in (("duration_s", "duration (s)"), ("fps", "frame rate (fps)")):
+            d = stats_summary.get(key) or {}
+            if d.get("n"):
+                rows.append((f"{label} min / median / mean / max",
+                             f"{d['min']:.3g} / {d['median']:.3g} / {d['mean']:.3g} / {d['max']:.3g}"))
+        for key, label in (("resolution_counts", "resolutions"), ("codec_counts", "codecs"),
+                           ("fps_counts", "frame rates")):
+            counts = stats_summary.get(key) or {}
+            if counts:
+                rows.append((label, ", ".join(f"{k} ({v})" for k, v in list(counts.items())[:10])
+                             + (f", … {len(counts)} distinct" if len(counts) > 10 else "")))
+        stats_ctx = {"rows": rows, "images": [p for p in STATS_PLOTS if p in pngs]}
+        if stats_summary["n_failed"]:
+            failed_ctx = {"rows": stats_summary["failures"], "n_total": stats_summary["n_failed"],
+                          "reasons": stats_summary.get("failure_reasons") or {}}
+    else:
+        notes.append("No videos.parquet: no data set statistics, captions or frames.")
+    timings["stats_s"] = round(time.perf_counter() - ts, 3)
+
+    # --- overview and scores
+    n_clusters = len([c for c in cluster_ids if c != NOISE_ID])
+    overview, scores = _overview_and_scores(out, metrics, len(video_ids), n_clusters,
+                                            sizes_by_id.get(NOISE_ID, 0), stats_summary)
+
+    context = {
+        "title": "vidclust report",
+        "subtitle": f"{out} — generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        "overview": overview, "scores": scores, "notes": notes, "tsne": tsne_ctx,
+        "sizes_image": "cluster_sizes.png" if "cluster_sizes.png" in files else None,
+        "sweep": sweep_ctx, "clusters": clusters_ctx, "failed": failed_ctx, "stats": stats_ctx,
+    }
+    ts = time.perf_counter()
+    page = render_html(context)
+    if layout.exists(report_dir):  # a previous report's files go: the page lists only these
+        layout.fs.delete_dir_contents(report_dir, missing_dir_ok=True)
+    layout.makedirs(f"{report_dir}/frames")
+    for name, data in files.items():
+        with layout.fs.open_output_stream(f"{report_dir}/{name}") as f:
+            f.write(data)
+    index = f"{report_dir}/index.html"
+    layout.write_bytes_atomic(index, page.encode("utf-8"))  # last: a complete page or none
+    timings["write_s"] = round(time.perf_counter() - ts, 3)
+
+    info = {"seconds": round(time.perf_counter() - t0, 3), **timings, "n_videos": len(video_ids),
+            "n_clusters": n_clusters, "n_images": len(files), "n_thumbnails": n_thumbs,
+            "n_thumbnail_failures": n_thumb_fail,
+            "tsne": dict(tsne_info)}
+    record_stage(layout, cfg, "report", info)
+    where = index if "://" not in out else out.rstrip("/") + "/report/index.html"
+    print(f"report: {where} ({n_clusters} clusters, {len(video_ids)} videos; {info['seconds']:.1f}s, "
+          f"t-SNE {timings.get('tsne_s', 0):.1f}s)")
+    return {"report": where, **info}
