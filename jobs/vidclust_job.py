@@ -13,9 +13,4 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from vidclust.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Every output is written and closed by now. Exit at once: after a node of the cluster was
-    # lost, the interpreter's own exit could wait on Ray's background threads for good.
-    os._exit(code)
+    sys.exit(main(sys.argv[1:]))

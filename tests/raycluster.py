@@ -24,7 +24,10 @@ def free_port() -> int:
 
 
 def ray_env() -> dict:
-    return {**os.environ, "RAY_AUTH_MODE": "token", "HF_HUB_OFFLINE": "1",
+    # RAY_ADDRESS / RAY_API_SERVER_ADDRESS would override every --address given to `ray job ...`
+    # (and RAY_ADDRESS=local picks whichever Ray of this machine it finds, or fails with several)
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    return {**env, "RAY_AUTH_MODE": "token", "HF_HUB_OFFLINE": "1",
             "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
@@ -109,12 +112,17 @@ class LocalRayCluster:
         return out
 
     def job_status(self, submission_id: str) -> str:
-        out = subprocess.run([RAY, "job", "status", f"--address={self.dashboard}", submission_id],
+        """The job's JobStatus name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or UNKNOWN when
+        the job server does not answer. Asked through the job SDK: `ray job status` prints the
+        status word only while the job is not finished ("Job 'x' succeeded" / "failed", the latter
+        on stderr), so its output cannot tell a finished job from one that never answered."""
+        query = ("import sys; from ray.job_submission import JobSubmissionClient; "
+                 "print(JobSubmissionClient(sys.argv[1]).get_job_status(sys.argv[2]).value)")
+        out = subprocess.run([sys.executable, "-c", query, self.dashboard, submission_id],
                              env=ray_env(), capture_output=True, text=True)
-        for word in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
-            if word in out.stdout:
-                return word
-        return "UNKNOWN"
+        words = out.stdout.split()
+        status = words[-1] if out.returncode == 0 and words else ""
+        return status if status in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING") else "UNKNOWN"
 
     def wait_job(self, submission_id: str, timeout: float = 600) -> str:
         deadline = time.time() + timeout

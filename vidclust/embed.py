@@ -386,7 +386,8 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                 num_gpus=pool["num_gpus"], num_cpus=pool["num_cpus"],
                 memory=ecfg.encoder.memory_mb * 2**20)
             try:
-                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                needed_cpus = pool["size"] * pool["num_cpus"] + ecfg.decode.cpus_per_task
+                for batch in _batches_unless_starved(ds, needed_cpus):
                     sink.add(batch)
             finally:
                 sink.close()
@@ -406,6 +407,67 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     record_stage(layout, cfg, "embed", summary)
     _print_summary(summary, failures)
     return summary
+
+
+STARVED_AFTER_S = 60.0  # no batch for this long, on a cluster that lost nodes: give up (see below)
+
+
+def _batches_unless_starved(ds, needed_cpus: float, stall_s: float = STARVED_AFTER_S) -> Iterator[dict]:
+    """`ds.iter_batches()`, run in a thread of its own so that the driver notices a pipeline that
+    can no longer move: when a node is lost, Ray restarts the encoder actors it held on the nodes
+    left, and once they hold every CPU there, the decode tasks that must re-make the frames the
+    lost node held (and that those actors wait for) never get one. Ray waits on that forever. So
+    when no batch came for `stall_s` seconds and the cluster now has fewer CPUs than it started
+    with and than the encoder pool plus one decode task need, raise a VidclustError: every video
+    written so far is committed, and running the same command again continues from there."""
+    import queue
+    import threading
+
+    from vidclust.runtime import cluster_resources
+
+    cpus_at_start = cluster_resources().get("CPU", 0.0)
+    items: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                if not put(("batch", batch)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the driver's thread, raised there
+            put(("error", exc))
+
+    threading.Thread(target=produce, name="vidclust-embed-batches", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, item = items.get(timeout=stall_s)
+            except queue.Empty:
+                cpus = cluster_resources().get("CPU", 0.0)
+                if cpus < cpus_at_start and cpus < needed_cpus:
+                    raise VidclustError(
+                        f"no frames for {stall_s:.0f} s after the Ray cluster lost nodes ({cpus:g} of "
+                        f"{cpus_at_start:g} CPUs left; the encoder pool and decoding need {needed_cpus:g}): "
+                        "the videos done so far are saved, run the same command again to continue") from None
+                continue
+            if kind == "batch":
+                yield item
+            elif kind == "done":
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
 
 
 def _print_summary(s: dict, failures: list) -> None:
