@@ -31,20 +31,7 @@ import numpy as np  # noqa: E402
 
 from vidclust.config import DecodeConfig, SamplingConfig, load_config  # noqa: E402
 from vidclust.decode import sample_frames  # noqa: E402
-from vidclust.example import topic_frame, write_video  # noqa: E402
-
-
-def make_videos(folder: Path, n: int, seconds: float, size=(240, 320)) -> list[Path]:
-    paths = []
-    for i in range(n):
-        topic = ("ocean", "forest", "fire")[i % 3]
-        rng = np.random.default_rng(i)
-        p = folder / f"clip{i:03d}.mp4"
-        if not p.exists():
-            write_video(p, int(seconds * 25), fps=25, size=size,
-                        frame_fn=lambda t, topic=topic, rng=rng: topic_frame(topic, t, size, rng))
-        paths.append(p)
-    return paths
+from vidclust.example import write_topic_clips  # noqa: E402
 
 
 def decode_all(paths, sampling, decode):
@@ -90,7 +77,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    paths = make_videos(work / "videos", args.videos, args.seconds)
+    paths = write_topic_clips(work / "videos", args.videos, args.seconds)
     cfg = load_config(None, [f"embed.encoder.model={args.model}", "embed.encoder.pretrained=none",
                              f"embed.decode.backend={args.backend}"])
     sampling, decode = cfg.embed.sampling, cfg.embed.decode
@@ -156,10 +143,10 @@ def main() -> None:
     results["marginal_over_notebook"] = results["pipeline_marginal_fps"] / results["notebook_fps"]
 
     if not args.skip_memory:
-        short = make_videos(work / "mem10s", 1, 10)[0]
+        short = write_topic_clips(work / "mem10s", 1, 10)[0]
         long = work / "mem10min" / "clip000.mp4"
         if not long.exists():
-            make_videos(work / "mem10min", 1, 600)
+            write_topic_clips(work / "mem10min", 1, 600)
         for name, p in (("10s", short), ("10min", long)):
             results[f"peak_rss_stream_decord_{name}_MiB"] = peak_rss_child("stream", str(p))
             results[f"peak_rss_stream_pyav_{name}_MiB"] = peak_rss_child("stream_pyav", str(p))

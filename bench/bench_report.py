@@ -27,25 +27,11 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
 from vidclust.config import load_config  # noqa: E402
-from vidclust.example import topic_frame, write_video  # noqa: E402
+from vidclust.example import write_topic_clips  # noqa: E402
 
 WORDS = ("ocean wave beach forest tree fire flame car road city night music dance cooking food "
          "kitchen sports soccer game news anchor cartoon animal dog cat bird people talking crowd "
          "street sky snow mountain river boat plane train concert stage interview").split()
-
-
-def make_clips(folder: Path, n: int = 24) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        topic = ("ocean", "forest", "fire")[i % 3]
-        rng = np.random.default_rng(i)
-        p = folder / f"clip{i:02d}.mp4"
-        if not p.exists():
-            write_video(p, 50, fps=25, size=(120, 160),
-                        frame_fn=lambda t, topic=topic, rng=rng: topic_frame(topic, t, (120, 160), rng))
-        paths.append(str(p))
-    return paths
 
 
 def write_out(root: Path, n: int, k: int, dim: int, clips: list[str], seed: int = 0) -> Path:
@@ -106,7 +92,7 @@ def main() -> None:
     from vidclust.report import run_report
 
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-report-"))
-    clips = make_clips(base / "clips")
+    clips = [str(p) for p in write_topic_clips(base / "clips", 24, seconds=2.0, size=(120, 160))]
     cfg = load_config()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
           f"report.tsne_sample={cfg.report.tsne_sample}, vectors {args.dim}-d")

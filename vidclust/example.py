@@ -93,6 +93,23 @@ def write_video(
     return path
 
 
+def write_topic_clips(folder: str | Path, n: int, seconds: float, size: tuple[int, int] = (240, 320),
+                      fps: int = 25) -> list[Path]:
+    """`n` clips cycling through the topics (no captions), named clip000.mp4 ...; existing files
+    are kept, so benchmarks can re-use them between runs."""
+    folder = Path(folder)
+    paths = []
+    for i in range(n):
+        topic = tuple(TOPICS)[i % len(TOPICS)]
+        rng = np.random.default_rng(i)
+        p = folder / f"clip{i:03d}.mp4"
+        if not p.exists():
+            write_video(p, max(2, int(seconds * fps)), fps=fps, size=size,
+                        frame_fn=lambda t, topic=topic, rng=rng: topic_frame(topic, t, size, rng))
+        paths.append(p)
+    return paths
+
+
 def make_example_corpus(
     root: str | Path, per_topic: int = 8, seconds: float = 3.0, fps: int = 25, seed: int = 28
 ) -> Path:
