@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from vidclust.config import DecodeConfig, SamplingConfig, load_config  # noqa: E402
+from vidclust.config import load_config  # noqa: E402
 from vidclust.decode import sample_frames  # noqa: E402
 from vidclust.example import write_topic_clips  # noqa: E402
 

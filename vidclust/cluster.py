@@ -18,7 +18,6 @@ from typing import Any, NamedTuple, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vidclust.aggregate import aggregate_with_ray, embedding_matrix, l2_normalise, vectors_table

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import uuid
 from collections import defaultdict
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import pyarrow as pa

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,9 @@ from typing import Any
 import numpy as np
 
 from vidclust.errors import VidclustError
+from vidclust.model_hub import hub_reachable
 
 log = logging.getLogger("vidclust")
-
-HUB_HOST = ("huggingface.co", 443)
-
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -69,16 +66,6 @@ def weights_id(pretrained: str) -> str:
                 h.update(block)
         return f"file:{path.name}#sha256:{h.hexdigest()[:16]}"
     return pretrained
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        with socket.create_connection(HUB_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def load_clip(model: str, pretrained: str, device: str = "cpu") -> tuple[Any, Any]:

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
-from urllib.parse import urlparse
 
 import numpy as np
 
 from vidclust.errors import VidclustError
+from vidclust.model_hub import hub_reachable
 
 log = logging.getLogger("vidclust")
 
@@ -54,32 +53,6 @@ class ModelSource:
 
     name_or_path: str
     local_files_only: bool  # True: load from disk only, never touch the network
-
-
-def _truthy_env(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """False at once when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set; else whether a TCP
-    connection to the hub endpoint (HF_ENDPOINT, huggingface.co by default) opens in `timeout` s."""
-    if _truthy_env("HF_HUB_OFFLINE") or _truthy_env("TRANSFORMERS_OFFLINE"):
-        return False
-    try:
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            return False
-        endpoint = urlparse(constants.ENDPOINT)
-    except Exception:  # an old or odd huggingface_hub: assume the public hub
-        endpoint = urlparse("https://huggingface.co")
-    host = endpoint.hostname or "huggingface.co"
-    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _looks_like_path(name: str) -> bool:
