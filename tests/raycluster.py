@@ -133,6 +133,14 @@ class LocalRayCluster:
             time.sleep(2)
         raise TimeoutError(f"job {submission_id} still running after {timeout} s")
 
+    def stop_job(self, submission_id: str) -> None:
+        subprocess.run([RAY, "job", "stop", f"--address={self.dashboard}", submission_id],
+                       env=ray_env(), capture_output=True, text=True, timeout=120)
+        try:
+            self.wait_job(submission_id, timeout=60)
+        except TimeoutError:
+            pass
+
     def job_logs(self, submission_id: str) -> str:
         return subprocess.run([RAY, "job", "logs", f"--address={self.dashboard}", submission_id],
                               env=ray_env(), capture_output=True, text=True).stdout
