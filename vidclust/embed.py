@@ -146,8 +146,9 @@ class EmbeddingSink:
     def _open_part(self) -> None:
         self.part = f"{self._seq:06d}-{self._run}"
         self._seq += 1
-        self.part_rows: list[pa.Table] = []
-        self.part_nrows = 0
+        self.part_rows: list[pa.Table] = []  # written videos not yet handed to the writer
+        self.buffered_rows = 0  # rows in part_rows
+        self.part_nrows = 0  # rows in the whole part
         self.part_states: list[dict] = []
         self.part_opened = time.monotonic()
         self.writer: Optional[pq.ParquetWriter] = None
@@ -206,7 +207,8 @@ class EmbeddingSink:
     def _write(self, table: pa.Table) -> None:
         self.part_rows.append(table)
         self.part_nrows += table.num_rows
-        if sum(t.num_rows for t in self.part_rows) >= 8192:
+        self.buffered_rows += table.num_rows
+        if self.buffered_rows >= 8192:
             self._flush()
 
     def _flush(self) -> None:
@@ -216,6 +218,7 @@ class EmbeddingSink:
             self.writer = pq.ParquetWriter(self.tmp_path, self.schema, filesystem=self.layout.fs)
         self.writer.write_table(pa.concat_tables(self.part_rows))
         self.part_rows = []
+        self.buffered_rows = 0
 
     def commit(self) -> None:
         """Make the current part durable: frames file first, then its state file (the commit)."""
@@ -240,10 +243,7 @@ class EmbeddingSink:
         if lost:
             log.warning("%d videos did not complete and will be redone by a re-run: %s",
                         len(lost), ", ".join(sorted(lost)[:5]))
-        self.commit()
-        if self.writer is not None:  # an empty part never committed
-            self.writer.close()
-            self.layout.fs.delete_file(self.tmp_path)
+        self.commit()  # a part with rows always has states, so no writer is left open here
 
 
 def _next_part_seq(layout: OutputLayout) -> int:
