@@ -118,19 +118,19 @@ def test_killed_run_resumes_with_no_duplicate_and_no_missing_frame(tiny_clip, tm
     out = tmp_path / "out"
     model_json, ckpt = tiny_clip
     args = ["embed", str(src), str(out), "--model", model_json, "--pretrained", ckpt, "-q",
-            "--set", "embed.part_max_seconds=0", "--set", "embed.encoder.batch_size=8",
-            "--set", "embed.decode.chunk_frames=4"]
+            "--set", "embed.commit_seconds=0", "--set", "embed.part_max_rows=8",
+            "--set", "embed.encoder.batch_size=8", "--set", "embed.decode.chunk_frames=4"]
     proc = _cli(*args, start_new_session=True)
-    state = out / "frames" / "_state"
+    commits = out / "_vidclust" / "commits"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if state.exists() and len(list(state.glob("state-*.parquet"))) >= 2:
+        if commits.exists() and len(list(commits.glob("commit-*.parquet"))) >= 2:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-2000:]
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started, mid-way
     proc.wait()
-    committed = len(list(state.glob("state-*.parquet")))
+    committed = len(list(commits.glob("commit-*.parquet")))
     assert 2 <= committed
 
     proc = _cli(*args)
@@ -169,12 +169,19 @@ def test_user_mistakes_are_one_line_errors_not_tracebacks(tmp_path, tiny_clip):
 
 
 def test_encoder_pool_follows_the_cluster_resources():
-    from vidclust.embed import plan_pool
+    from vidclust.embed import encoder_stage
 
     cfg = load_config().embed
-    assert plan_pool(cfg, {"CPU": 64, "GPU": 8}) == {"size": 8, "num_gpus": 1, "num_cpus": 1, "threads": None}
-    cpu = plan_pool(cfg, {"CPU": 2})
-    assert cpu["size"] == 1 and cpu["num_gpus"] == 0 and cpu["threads"] == 2
-    assert plan_pool(cfg, {"CPU": 16})["size"] == 8
-    cfg.encoder.num_actors = 3
-    assert plan_pool(cfg, {"CPU": 16, "GPU": 4})["size"] == 3
+    gpu = encoder_stage(cfg, {"CPU": 64, "GPU": 8})
+    assert (gpu.actors, gpu.num_gpus, gpu.num_cpus, gpu.kwargs["threads"]) == ((1, 8), 1, 1, None)
+    assert encoder_stage(cfg, {"CPU": 64, "GPU": 16}).actors == (1, 16)  # at least every GPU present
+    assert not gpu.restart_actors  # lost with a node: fail fast, resume on a re-run
+    cpu = encoder_stage(cfg, {"CPU": 2})
+    assert cpu.actors == (1, 1) and cpu.num_gpus == 0 and cpu.kwargs["threads"] == 2
+    assert encoder_stage(cfg, {"CPU": 16}).actors == (8, 8)
+    cfg.encoder.device = "gpu"  # asks for GPUs although none are there yet: the autoscaler adds them
+    assert encoder_stage(cfg, {"CPU": 4}).num_gpus == 1
+    cfg.encoder.device = "cpu"
+    assert encoder_stage(cfg, {"CPU": 16, "GPU": 4}).num_gpus == 0
+    cfg.encoder.device, cfg.encoder.num_actors = "auto", 3
+    assert encoder_stage(cfg, {"CPU": 16, "GPU": 4}).actors == (3, 3)

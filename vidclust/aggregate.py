@@ -1,8 +1,8 @@
 """Per-video vectors from per-frame embeddings: pool along time, then re-normalise.
 
 `aggregate_frames` is the plain function (an Arrow table of whole videos in, one vector per video
-out); `aggregate_with_ray` runs it on Ray Data grouped by video, so the frame table never has to
-fit the driver's memory: only the per-video vectors come back.
+out); `aggregate_with_ray` runs it as maps over the frame files (no shuffle), so the frame table
+never has to fit the driver's memory: only the per-video vectors come back.
 
 Strategies:
 - `mean` (the notebook's), `max`, `median`: element-wise over a video's frames, then L2-normalised;
@@ -12,7 +12,6 @@ Strategies:
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -137,13 +136,49 @@ def vectors_table(video_ids: Sequence[str], vectors: np.ndarray, *, column: str 
     })
 
 
-def _aggregate_group(group: pa.Table, strategy: str) -> pa.Table:
-    ids, vectors = aggregate_frames(group, strategy)
-    return vectors_table(ids, vectors)
+def videos_in_files(batch: dict, filesystem: Any) -> dict:
+    """Stage: rows `file` -> rows (file, video_id, n_rows), reading the video_id column only."""
+    import pyarrow.parquet as pq
+
+    files, vids, counts = [], [], []
+    for f in batch["file"]:
+        ids = pq.read_table(str(f), columns=["video_id"], filesystem=filesystem).column("video_id")
+        vc = pc.value_counts(ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids)
+        files.extend([str(f)] * len(vc))
+        vids.extend(vc.field("values").to_pylist())
+        counts.extend(vc.field("counts").to_pylist())
+    return {"file": np.array(files, dtype=object), "video_id": np.array(vids, dtype=object),
+            "n_rows": np.array(counts, dtype=np.int64)}
 
 
-def _keep_videos(batch: pa.Table, video_ids: pa.Array) -> pa.Table:
-    return batch.filter(pc.is_in(batch.column("video_id"), value_set=video_ids))
+def aggregate_work_item(batch: dict, strategy: str, filesystem: Any) -> pa.Table:
+    """Stage: rows (files, video_ids) -> (video_id, vector) per video: reads those files (only
+    their video_id, frame_index and embedding), keeps those videos, pools each one's frames."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for files, video_ids in zip(batch["files"], batch["video_ids"]):
+        wanted = pa.array([str(v) for v in video_ids], pa.string())
+        tables = [pq.read_table(str(f), columns=["video_id", "frame_index", "embedding"], filesystem=filesystem)
+                  for f in files]
+        table = pa.concat_tables(tables)
+        table = table.filter(pc.is_in(table.column("video_id"), value_set=wanted))
+        ids, vectors = aggregate_frames(table, strategy)
+        out.append(vectors_table(ids, vectors))
+    return pa.concat_tables(out)
+
+
+def plan_aggregation(file_videos: pa.Table) -> list[dict]:
+    """(file, video_id, n_rows) rows -> work items {files, video_ids}: one per file for the videos
+    wholly in it, one per set of files for videos that span several (few: a file boundary cuts
+    at most one video of each write task's batch)."""
+    by_video: dict[str, list[str]] = {}
+    for f, v in zip(file_videos.column("file").to_pylist(), file_videos.column("video_id").to_pylist()):
+        by_video.setdefault(v, []).append(f)
+    groups: dict[tuple, list[str]] = {}
+    for v, files in by_video.items():
+        groups.setdefault(tuple(sorted(set(files))), []).append(v)
+    return [{"files": list(files), "video_ids": sorted(vids)} for files, vids in sorted(groups.items())]
 
 
 def aggregate_with_ray(
@@ -152,54 +187,37 @@ def aggregate_with_ray(
     *,
     filesystem: Optional[Any] = None,
     only_video_ids: Optional[Iterable[str]] = None,
-    num_partitions: Optional[int] = None,
 ) -> tuple[list[str], np.ndarray]:
-    """Aggregate the frames in `frame_files` per video on Ray Data (Ray must be initialised).
-
-    Reads only `video_id`, `frame_index`, `embedding`; groups by video on the cluster; only the
-    per-video vectors reach the driver. `only_video_ids` restricts the work to those videos.
+    """Per-video vectors of the frames in `frame_files`, as maps over the files (Ray must be
+    initialised): no shuffle. First which videos each file holds (the video_id column alone),
+    then one task per file pools the videos wholly in it, and one per set of files the videos
+    that span them. Only per-video rows reach the driver. `only_video_ids` restricts the work.
     Returns (video_ids sorted, float32 vectors in the same order)."""
+    import pyarrow.fs as pafs
     import ray
 
     if strategy not in STRATEGIES:
         raise VidclustError(f"unknown aggregation {strategy!r}: one of {', '.join(STRATEGIES)}")
     if not frame_files:
         raise VidclustError("no frame files to aggregate")
-    ds = ray.data.read_parquet(list(frame_files), filesystem=filesystem, file_extensions=None)
-    ds = ds.select_columns(["video_id", "frame_index", "embedding"])  # pushed down into the read
+    fs = filesystem or pafs.LocalFileSystem()
+    located = ray.data.from_items([{"file": f} for f in frame_files], override_num_blocks=len(frame_files))
+    located = located.map_batches(videos_in_files, batch_size=1, fn_kwargs={"filesystem": fs})
+    file_videos = pa.concat_tables([t for t in ray.get(located.to_arrow_refs()) if t.num_rows]
+                                   or [pa.table({"file": pa.array([], pa.string()),
+                                                 "video_id": pa.array([], pa.string())})])
     if only_video_ids is not None:
         wanted = pa.array(sorted(set(only_video_ids)), type=pa.string())
-        if len(wanted) == 0:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        ds = ds.map_batches(_keep_videos, batch_format="pyarrow", fn_kwargs={"video_ids": wanted})
-    if num_partitions is None:
-        num_partitions = _default_partitions(frame_files, filesystem)
-    out = ds.groupby("video_id", num_partitions=num_partitions).map_groups(
-        _aggregate_group, batch_format="pyarrow", fn_kwargs={"strategy": strategy}
-    )
-    tables = [t for t in ray.get(out.to_arrow_refs()) if t.num_rows]
-    if not tables:
+        file_videos = file_videos.filter(pc.is_in(file_videos.column("video_id"), value_set=wanted))
+    work = plan_aggregation(file_videos)
+    if not work:
         return [], np.zeros((0, 0), dtype=np.float32)
-    result = pa.concat_tables(tables)
-    order = pc.sort_indices(result, sort_keys=[("video_id", "ascending")])
-    result = result.take(order)
+    ds = ray.data.from_items(work, override_num_blocks=len(work))
+    ds = ds.map_batches(aggregate_work_item, batch_size=1, batch_format="numpy",
+                        fn_kwargs={"strategy": strategy, "filesystem": fs})
+    result = pa.concat_tables([t for t in ray.get(ds.to_arrow_refs()) if t.num_rows])
+    result = result.take(pc.sort_indices(result, sort_keys=[("video_id", "ascending")]))
     ids = result.column("video_id").to_pylist()
-    if len(set(ids)) != len(ids):  # cannot happen with a correct groupby; never let it pass
+    if len(set(ids)) != len(ids):  # cannot happen: a video is in exactly one work item
         raise RuntimeError("aggregation returned a video twice")
     return ids, embedding_matrix(result.column("vector"))
-
-
-def _default_partitions(frame_files: Sequence[str], filesystem: Any) -> int:
-    """About one shuffle partition per 128 MiB of Parquet, at least one per CPU, at most 200."""
-    import ray
-
-    total = 0
-    try:
-        import pyarrow.fs as pafs
-
-        fs = filesystem or pafs.LocalFileSystem()
-        total = sum(max(i.size or 0, 0) for i in fs.get_file_info(list(frame_files)))
-    except Exception:  # sizes are only a hint
-        pass
-    cpus = int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else 1
-    return int(min(200, max(1, cpus, math.ceil(total / (128 << 20)))))

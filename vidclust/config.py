@@ -45,6 +45,7 @@ class DecodeConfig:
     chunk_frames: int = 32  # frames decoded and handed on at a time: bounds memory per video
     cpus_per_task: float = 1.0
     memory_mb: int = 512  # memory a decode task reserves (frames in flight, decoder buffers)
+    videos_per_task: int = 1  # videos a decode task takes on: few, so that they spread over the nodes
 
 
 @dataclass
@@ -52,7 +53,10 @@ class EncoderConfig:
     model: str = "ViT-B-32"  # open_clip model name, or path of an open_clip model-config JSON
     pretrained: str = "openai"  # weights tag, local checkpoint path, or "none" (random weights)
     batch_size: int = 128
-    num_actors: Optional[int] = None  # None: one per GPU, or one per `cpus_per_actor` CPUs
+    device: str = "auto"  # auto (GPU when the cluster has one at start) | gpu (ask for GPUs) | cpu
+    num_actors: Optional[int] = None  # a fixed pool of this many; None: elastic, see max_actors
+    max_actors: int = 8  # GPU pool: grows up to this as GPU nodes join (at least the GPUs present)
+    gpu_wait_s: float = 900.0  # device=gpu: how long to wait for the first GPU node to join
     cpus_per_actor: float = 1.0
     precision: str = "auto"  # auto (fp16 autocast on GPU, fp32 on CPU) | fp32 | fp16
     memory_mb: int = 2048  # memory an encoder actor reserves (model, a batch, activations)
@@ -64,8 +68,8 @@ class EmbedConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    part_max_rows: int = 200_000  # a frames/ Parquet file is closed after this many rows ...
-    part_max_seconds: float = 60.0  # ... or this many seconds: at most that much work is redone
+    part_max_rows: Optional[int] = None  # rows per frames/ file a worker writes; None: ~64 MiB
+    commit_seconds: float = 30.0  # finished videos are committed this often: a kill loses no more
     retry_failed: bool = False  # a re-run tries videos that failed before once more
 
 
@@ -120,7 +124,7 @@ class ReportConfig:
 
 @dataclass
 class RayConfig:
-    address: Optional[str] = None  # None: RAY_ADDRESS or a running local cluster, else start one
+    address: Optional[str] = None  # None: RAY_ADDRESS (set by `ray job submit`), else a local Ray
 
 
 @dataclass
@@ -144,10 +148,17 @@ class Config:
         d = self.embed.decode
         _check(d.backend in ("auto", "decord", "pyav"), "embed.decode.backend: auto, decord or pyav")
         _check(d.chunk_frames >= 1 and d.threads >= 0, "embed.decode.chunk_frames must be >= 1")
+        _check(d.videos_per_task >= 1, "embed.decode.videos_per_task must be >= 1")
         e = self.embed.encoder
         _check(e.batch_size >= 1, "embed.encoder.batch_size must be >= 1")
         _check(e.num_actors is None or e.num_actors >= 1, "embed.encoder.num_actors must be >= 1")
         _check(e.precision in ("auto", "fp32", "fp16"), "embed.encoder.precision: auto, fp32 or fp16")
+        _check(e.device in ("auto", "gpu", "cpu"), "embed.encoder.device: auto, gpu or cpu")
+        _check(e.max_actors >= 1, "embed.encoder.max_actors must be >= 1")
+        _check(e.gpu_wait_s >= 0, "embed.encoder.gpu_wait_s must be >= 0")
+        _check(self.embed.part_max_rows is None or self.embed.part_max_rows >= 1,
+               "embed.part_max_rows must be >= 1")
+        _check(self.embed.commit_seconds >= 0, "embed.commit_seconds must be >= 0")
         c = self.cluster
         _check(c.aggregation in ("mean", "max", "median", "mean+max"),
                "cluster.aggregation: mean, max, median or mean+max")

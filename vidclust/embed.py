@@ -1,68 +1,39 @@
 """The embedding stage: video list -> per-frame CLIP embeddings in Parquet.
 
-    video list --> decode + sample (CPU tasks) --> FrameEncoder (actor pool) --> driver: EmbeddingSink
+    video list (Ray Data) -> decode + sample (CPU tasks) -> FrameEncoder (actor pool, one per GPU)
+        -> write_frames_file (tasks: frames/part-*.parquet) -> driver: CommitLog (per-video rows)
 
-Decode tasks emit each video's frames, then one marker row (frame_index -1) with the video's status.
-The driver's `EmbeddingSink` keeps a video's rows until all of them are there, then writes them to
-the current part file. A part is committed by writing its frames file, then its state file (the
-list of videos it holds, with their status); files without a state file are left-overs of a killed
-run and are deleted on the next start. So each video's frames are in OUT exactly once, and a re-run
-skips every video a committed state file names.
+Decode tasks emit each video's frames, then one status row (frame_index -1) carrying what the
+driver records about the video. The encoder passes status rows through. Write tasks write the
+frames and hand back one accounting row per video and file; the driver never sees a frame, only
+those rows, and commits finished videos (see `vidclust.frame_store`). So the driver's work grows
+with the number of videos, not frames, and the embedding rate grows with the cluster.
 """
 from __future__ import annotations
 
 import json
 import logging
-import time
-import uuid
-from collections import defaultdict
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from vidclust.config import Config, EmbedConfig, to_dict
+from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, encoder_spec
 from vidclust.errors import VidclustError
+from vidclust.frame_store import (BOOKKEEPING_COLUMNS, MARKER, CommitLog, clear_staging, frames_schema,
+                                  read_state, reconcile, write_frames_file)
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import record_stage, timed
-from vidclust.sources import list_videos
+from vidclust.runtime import current_node_id
+from vidclust.stage import Stage
+from vidclust.writer_lock import WriterLock
 
 log = logging.getLogger("vidclust")
 
-META_KEY = b"vidclust"
-MARKER = -1  # frame_index of the per-video status row
-
-STATE_SCHEMA = pa.schema([
-    ("video_id", pa.string()),
-    ("path", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("n_frames_sampled", pa.int32()),
-    ("duration_s", pa.float32()),
-    ("fps", pa.float32()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("codec", pa.string()),
-    ("backend", pa.string()),
-    ("node_id", pa.string()),  # the Ray node that decoded it: where to look when one fails
-    ("captions", pa.list_(pa.string())),
-    ("category", pa.string()),
-    ("part", pa.string()),
-])
-
-
-def frames_schema(dim: int, signature: dict) -> pa.Schema:
-    return pa.schema([
-        ("video_id", pa.string()),
-        ("frame_index", pa.int32()),
-        ("timestamp_s", pa.float32()),
-        ("embedding", pa.list_(pa.float32(), dim)),
-    ], metadata={META_KEY: json.dumps(signature).encode()})
+FILE_TARGET_BYTES = 64 << 20  # a frames/ file holds about this much embedding data
 
 
 def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
@@ -75,181 +46,210 @@ def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# decoding: one video -> batches of frames, then its marker row
+# decoding: one video -> batches of frames, then its status row
 
 
 def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Iterator[dict]:
-    """Ray Data generator UDF over rows (video_id, path): yields batches with columns video_id,
-    frame_index, timestamp_s, frame (uint8 N x S x S x 3) and info ('' for frames; a JSON status
-    for the marker row that ends each video). Never raises for a bad video."""
+    """Generator over rows (video_id, path[, captions, category]): yields batches with columns
+    video_id, frame_index, timestamp_s, frame (uint8 N x S x S x 3) and info ('' for frames; for
+    the status row that ends each video, a JSON object with its status and metadata). Never
+    raises for a bad video."""
     size = embed_cfg.sampling.image_size
-    for video_id, path in zip(batch["video_id"], batch["path"]):
+    n = len(batch["video_id"])
+    captions = batch.get("captions", [None] * n)
+    categories = batch.get("category", [None] * n)
+    for video_id, path, caps, category in zip(batch["video_id"], batch["path"], captions, categories):
         video_id, path = str(video_id), str(path)
         result = DecodeResult()
-        emitted, status, error = 0, "ok", None
+        emitted, index_sum, status, error = 0, 0, "ok", None
         try:
             with local_file(path) as local:
                 for chunk in sample_frames(local, embed_cfg.sampling, embed_cfg.decode, result):
-                    n = len(chunk.frame_index)
-                    emitted += n
-                    yield {"video_id": np.full(n, video_id, dtype=object),
+                    k = len(chunk.frame_index)
+                    emitted += k
+                    index_sum += int(chunk.frame_index.astype(np.int64).sum())
+                    yield {"video_id": np.full(k, video_id, dtype=object),
                            "frame_index": chunk.frame_index, "timestamp_s": chunk.timestamp_s,
-                           "frame": chunk.frames, "info": np.full(n, "", dtype=object)}
+                           "frame": chunk.frames, "info": np.full(k, "", dtype=object)}
         except DecodeError as exc:
             status, error = "failed", str(exc)
         except Exception as exc:  # a decoder bug must not kill the job: the video fails, loudly
             status, error = "failed", f"unexpected {type(exc).__name__}: {exc}"
             log.exception("unexpected error decoding %s", path)
         i = result.info
-        info = {"status": status, "error": error, "n_emitted": emitted, "duration_s": i.duration_s,
-                "fps": i.fps, "width": i.width, "height": i.height, "codec": i.codec,
-                "backend": result.backend or None, "node_id": _node_id()}
+        info = {"status": status, "error": error, "warning": getattr(result, "warning", None),
+                "n_emitted": emitted, "index_sum": index_sum, "path": path,
+                "captions": [str(c) for c in caps] if caps is not None else [],
+                "category": None if category is None else str(category),
+                "duration_s": i.duration_s, "fps": i.fps, "width": i.width, "height": i.height,
+                "codec": i.codec, "backend": result.backend or None, "node_id": current_node_id()}
         yield {"video_id": np.array([video_id], dtype=object),
                "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
                "frame": np.zeros((1, size, size, 3), np.uint8),
                "info": np.array([json.dumps(info)], dtype=object)}
 
 
-def _node_id() -> str | None:
-    try:
-        import ray
-
-        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-    except Exception:  # outside Ray (unit tests call decode_videos directly)
-        return None
+def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
+    return batch.filter(pc.invert(pc.is_in(batch.column("video_id"), value_set=done)))
 
 
 # ---------------------------------------------------------------------------------------------
-# the driver's sink: complete videos -> part files, committed by their state file
+# the stages and their resources
 
 
-class EmbeddingSink:
-    """Collects encoder output on the driver and writes whole videos to part files.
-
-    Tolerates rows that arrive twice (a retried task re-emits them): frames are keyed by
-    (video_id, frame_index), and a video already written is ignored when it shows up again.
-    """
-
-    def __init__(self, layout: OutputLayout, schema: pa.Schema, videos: dict[str, dict],
-                 max_rows: int, max_seconds: float, done: set[str]):
-        self.layout, self.schema, self.videos = layout, schema, videos
-        self.max_rows, self.max_seconds = max_rows, max_seconds
-        self.done = set(done)  # videos committed in this or an earlier run
-        self.pending: dict[str, dict[int, tuple[float, np.ndarray]]] = defaultdict(dict)
-        self.markers: dict[str, dict] = {}
-        self.counts = {"ok": 0, "failed": 0, "frames": 0}
-        self.failures: list[tuple[str, str]] = []
-        self._run = uuid.uuid4().hex[:8]
-        self._seq = _next_part_seq(layout)
-        self._open_part()
-
-    def _open_part(self) -> None:
-        self.part = f"{self._seq:06d}-{self._run}"
-        self._seq += 1
-        self.part_rows: list[pa.Table] = []  # written videos not yet handed to the writer
-        self.buffered_rows = 0  # rows in part_rows
-        self.part_nrows = 0  # rows in the whole part
-        self.part_states: list[dict] = []
-        self.part_opened = time.monotonic()
-        self.writer: Optional[pq.ParquetWriter] = None
-        self.tmp_path = self.layout.path("frames", f"part-{self.part}.parquet.tmp")
-
-    def add(self, batch: dict[str, np.ndarray]) -> None:
-        vids, idx, ts, emb, info = (batch["video_id"], batch["frame_index"], batch["timestamp_s"],
-                                    batch["embedding"], batch["info"])
-        touched = set()
-        for r in range(len(vids)):
-            vid = str(vids[r])
-            if vid in self.done:
-                continue
-            if idx[r] == MARKER:
-                self.markers[vid] = json.loads(info[r])
-            else:
-                self.pending[vid][int(idx[r])] = (float(ts[r]), emb[r])
-            touched.add(vid)
-        for vid in touched:
-            marker = self.markers.get(vid)
-            if marker is not None and len(self.pending.get(vid, ())) >= marker["n_emitted"]:
-                self._complete(vid, marker)
-        if self.part_nrows >= self.max_rows or (
-                self.part_states and time.monotonic() - self.part_opened >= self.max_seconds):
-            self.commit()
-
-    def _complete(self, vid: str, marker: dict) -> None:
-        frames = self.pending.pop(vid, {})
-        del self.markers[vid]
-        self.done.add(vid)
-        status = marker["status"]
-        if status == "ok":
-            order = sorted(frames)
-            table = pa.table({
-                "video_id": pa.array([vid] * len(order), pa.string()),
-                "frame_index": pa.array(order, pa.int32()),
-                "timestamp_s": pa.array([frames[i][0] for i in order], pa.float32()),
-                "embedding": pa.FixedSizeListArray.from_arrays(
-                    pa.array(np.concatenate([frames[i][1] for i in order]).astype(np.float32)),
-                    self.schema.field("embedding").type.list_size),
-            }).cast(self.schema)
-            self._write(table)
-            self.counts["frames"] += len(order)
-        else:
-            self.failures.append((vid, marker["error"]))
-        self.counts[status] += 1
-        meta = self.videos[vid]
-        self.part_states.append({
-            "video_id": vid, "path": meta["path"], "status": status, "error": marker["error"],
-            "n_frames_sampled": len(frames) if status == "ok" else 0,
-            "duration_s": marker["duration_s"], "fps": marker["fps"], "width": marker["width"],
-            "height": marker["height"], "codec": marker["codec"], "backend": marker["backend"], "node_id": marker.get("node_id"),
-            "captions": meta.get("captions") or [], "category": meta.get("category"),
-            "part": self.part if status == "ok" else None})
-
-    def _write(self, table: pa.Table) -> None:
-        self.part_rows.append(table)
-        self.part_nrows += table.num_rows
-        self.buffered_rows += table.num_rows
-        if self.buffered_rows >= 8192:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.part_rows:
-            return
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp_path, self.schema, filesystem=self.layout.fs)
-        self.writer.write_table(pa.concat_tables(self.part_rows))
-        self.part_rows = []
-        self.buffered_rows = 0
-
-    def commit(self) -> None:
-        """Make the current part durable: frames file first, then its state file (the commit)."""
-        if not self.part_states:
-            return
-        self._flush()
-        fs = self.layout.fs
-        if self.writer is not None:
-            self.writer.close()
-            fs.move(self.tmp_path, self.layout.path("frames", f"part-{self.part}.parquet"))
-        state = pa.Table.from_pylist(self.part_states, schema=STATE_SCHEMA)
-        state = state.replace_schema_metadata({META_KEY: self.schema.metadata[META_KEY]})
-        tmp = self.layout.path("frames", "_state", f"state-{self.part}.parquet.tmp")
-        pq.write_table(state, tmp, filesystem=fs)
-        fs.move(tmp, tmp[: -len(".tmp")])
-        self._open_part()
-
-    def close(self) -> None:
-        # A video whose marker never came (it cannot happen unless Ray lost rows) is not written:
-        # the next run decodes it again. Say so rather than hide it.
-        lost = set(self.pending) | set(self.markers)
-        if lost:
-            log.warning("%d videos did not complete and will be redone by a re-run: %s",
-                        len(lost), ", ".join(sorted(lost)[:5]))
-        self.commit()  # a part with rows always has states, so no writer is left open here
+def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
+    """The encoder actor pool: one actor per GPU, elastic (it grows as GPU nodes join, up to
+    `max_actors`, and shrinks when they leave), or CPU actors that use their share of the cores.
+    An actor lost with its node is not restarted: the job fails fast and resumes on a re-run,
+    rather than restarting actors that then hold every CPU the lost frames' decoding needs."""
+    enc = cfg.encoder
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    kwargs = {"model": enc.model, "pretrained": enc.pretrained, "mean": cfg.preprocess.mean,
+              "std": cfg.preprocess.std, "precision": enc.precision, "threads": None}
+    if resolve_device(enc, resources) == "gpu":
+        hi = enc.num_actors or max(enc.max_actors, gpus)
+        lo = enc.num_actors or 1
+        return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs, num_cpus=1,
+                     num_gpus=1, memory_mb=enc.memory_mb, actors=(lo, hi), restart_actors=False)
+    # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
+    # embedding it): half the CPUs go to encoder actors, and each actor's torch uses its share of
+    # all of them, the decode tasks' light load running beside it.
+    size = enc.num_actors or max(1, int(cpus // (2 * enc.cpus_per_actor)))
+    kwargs["threads"] = max(1, cpus // size)
+    return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs,
+                 num_cpus=enc.cpus_per_actor, memory_mb=enc.memory_mb, actors=(size, size),
+                 restart_actors=False)
 
 
-def _next_part_seq(layout: OutputLayout) -> int:
-    names = [i.base_name for i in layout.fs.get_file_info(pafs.FileSelector(layout.state_dir))]
-    seqs = [int(n.split("-")[1]) for n in names if n.startswith("state-") and n.endswith(".parquet")]
-    return max(seqs, default=-1) + 1
+def resolve_device(enc: EncoderConfig, resources: dict) -> str:
+    if enc.device == "auto":
+        return "gpu" if resources.get("GPU", 0) >= 1 else "cpu"
+    return enc.device
+
+
+def decode_stage(cfg: EmbedConfig) -> Stage:
+    # The memory the decode tasks declare differs from the encoder's: Ray Data fuses consecutive
+    # stages of equal resources, which would pull decoding into the encoder's actors.
+    return Stage("decode", decode_videos, batch_size=1, kwargs={"embed_cfg": cfg},
+                 num_cpus=cfg.decode.cpus_per_task, memory_mb=cfg.decode.memory_mb)
+
+
+def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
+    dim = schema.field("embedding").type.list_size
+    rows = cfg.part_max_rows or max(1024, FILE_TARGET_BYTES // (4 * dim + 32))
+    return Stage("write", write_frames_file, batch_size=rows, kwargs={"out": out, "schema": schema},
+                 num_cpus=0)
+
+
+def wait_for_gpus(enc: EncoderConfig, poll_s: float = 5.0) -> None:
+    """device=gpu on a cluster that has no GPU yet: ask the autoscaler for one and wait for it."""
+    import time
+
+    from vidclust.runtime import cluster_resources
+
+    if enc.device != "gpu" or cluster_resources().get("GPU", 0) >= 1:
+        return
+    from ray.autoscaler.sdk import request_resources
+
+    log.info("embed.encoder.device=gpu: waiting up to %.0f s for a GPU node to join", enc.gpu_wait_s)
+    request_resources(bundles=[{"GPU": 1}])
+    deadline = time.monotonic() + enc.gpu_wait_s
+    try:
+        while cluster_resources().get("GPU", 0) < 1:
+            if time.monotonic() > deadline:
+                raise VidclustError(
+                    f"embed.encoder.device=gpu, but no GPU joined the Ray cluster in {enc.gpu_wait_s:.0f} s: "
+                    "check the cluster's GPU node types (or use --set embed.encoder.device=auto)")
+            time.sleep(poll_s)
+    finally:
+        request_resources(bundles=[])  # the encoder pool's own demand keeps the nodes from here on
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage
+
+
+def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) -> dict:
+    """Embed every video of SOURCE not already embedded in OUT; returns the run's summary."""
+    import ray
+
+    from vidclust.runtime import apply_stage, cluster_resources, init_ray
+    from vidclust.sources import check_unique_ids, video_dataset
+
+    ecfg = cfg.embed
+    layout = OutputLayout.open(out)
+    spec, model_size = encoder_spec(ecfg.encoder.model, ecfg.encoder.pretrained)
+    if model_size != ecfg.sampling.image_size:
+        raise VidclustError(f"model {spec.model} takes {model_size}x{model_size} images but "
+                            f"embed.sampling.image_size is {ecfg.sampling.image_size}")
+    signature = embedding_signature(spec, ecfg)
+    schema = frames_schema(spec.embed_dim, signature)
+    with WriterLock(layout):
+        prepare_output(layout, signature)
+        with timed() as t_list:
+            init_ray(cfg)
+            ray.data.DataContext.get_current().enable_progress_bars = show_progress
+            videos = video_dataset(source)
+            # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
+            parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs())
+                     if t.num_rows]
+        if not parts:
+            raise VidclustError(f"SOURCE {source} holds no videos")
+        listed = pa.concat_tables(parts)
+        ids = listed.column("video_id").combine_chunks()
+        check_unique_ids(ids, listed.column("path").combine_chunks(), source)
+        state = read_state(layout)
+        done_status = state.filter(pc.is_in(state.column("status"),
+                                            pa.array(["ok"] if ecfg.retry_failed else ["ok", "failed"])))
+        done_ids = done_status.column("video_id").combine_chunks()
+        done = pc.filter(done_ids, pc.is_in(done_ids, value_set=ids))  # ids are unique per commit state
+        n_todo = len(ids) - len(done)
+        log.info("%d videos in SOURCE: %d already done in %s, %d to embed", len(ids), len(done), out, n_todo)
+        del parts, listed, ids, state, done_status, done_ids
+        commits = CommitLog(layout, signature, ecfg.commit_seconds)
+        incomplete: list[str] = []
+        with timed() as t_embed:
+            if n_todo:
+                wait_for_gpus(ecfg.encoder)
+                encode = encoder_stage(ecfg, cluster_resources())
+                log.info("encoder pool: %s", encode.describe())
+                ds = videos.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
+                # a decode task per few videos, however the list was read: they spread over the CPUs
+                ds = ds.repartition(target_num_rows_per_block=ecfg.decode.videos_per_task)
+                for stage in (decode_stage(ecfg), encode, write_stage(ecfg, out, schema)):
+                    ds = apply_stage(ds, stage)
+                try:
+                    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                        commits.add(batch)
+                except ray.exceptions.RayError as exc:
+                    commits.close()
+                    raise VidclustError(
+                        f"the Ray job failed ({_cause(exc)}); the videos finished so far are saved in {out}: "
+                        "run the same command again to continue") from None
+                incomplete = commits.close()
+        reconcile(layout)
+        table = write_videos_table(layout)
+    status = table.column("status").to_pylist()
+    summary = {
+        "source": source, "out": out, "videos_in_source": n_todo + len(done), "skipped_already_done": len(done),
+        "embedded_ok": commits.counts["ok"], "failed": commits.counts["failed"], "frames": commits.counts["frames"],
+        "incomplete": len(incomplete), "total_ok": status.count("ok"), "total_failed": status.count("failed"),
+        "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
+        "frames_per_second": round(commits.counts["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
+        "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,
+        # what `assign` embeds new videos with (run.json's top-level config is the latest stage's)
+        "embed_config": to_dict(ecfg),
+    }
+    record_stage(layout, cfg, "embed", summary)
+    _print_summary(summary, commits.failures, commits.warnings, incomplete)
+    return summary
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(getattr(exc, "cause", None) or exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,12 +257,12 @@ def _next_part_seq(layout: OutputLayout) -> int:
 
 
 def prepare_output(layout: OutputLayout, signature: dict) -> None:
-    """Create OUT, refuse a model/sampling that differs from what OUT holds, and delete the
-    uncommitted left-overs of a killed run."""
-    layout.makedirs(layout.state_dir)
-    sig_path = layout.path("frames", "_state", "embedding.json")
-    if layout.exists(sig_path):
-        held = json.loads(layout.read_bytes(sig_path))
+    """Create OUT, refuse a model/sampling that differs from what OUT holds, drop what a killed
+    run left half-written, and make frames/ match the commits (call it holding the lock)."""
+    layout.makedirs(layout.frames_dir)
+    layout.makedirs(layout.commits_dir)
+    if layout.exists(layout.signature_file):
+        held = json.loads(layout.read_bytes(layout.signature_file))
         if held != signature:
             diff = [k for k in signature if held.get(k) != signature.get(k)]
             raise VidclustError(
@@ -270,213 +270,32 @@ def prepare_output(layout: OutputLayout, signature: dict) -> None:
                 f"{ {k: held.get(k) for k in diff} } here, { {k: signature.get(k) for k in diff} } asked "
                 "for). Embeddings of different models or samplings never mix: use another OUT.")
     else:
-        layout.write_bytes_atomic(sig_path, json.dumps(signature, indent=2).encode())
-    fs = layout.fs
-    states = {i.base_name[len("state-"):-len(".parquet")]
-              for i in fs.get_file_info(pafs.FileSelector(layout.state_dir))
-              if i.base_name.startswith("state-") and i.base_name.endswith(".parquet")}
-    for info in fs.get_file_info(pafs.FileSelector(layout.frames_dir)):
-        name = info.base_name
-        orphan = name.startswith("part-") and name.endswith(".parquet") and name[5:-8] not in states
-        if name.endswith(".tmp") or orphan:
-            log.info("removing %s left by an interrupted run", name)
-            fs.delete_file(info.path)
-    for info in fs.get_file_info(pafs.FileSelector(layout.state_dir)):
-        if info.base_name.endswith(".tmp"):
-            fs.delete_file(info.path)
-
-
-def read_state(layout: OutputLayout) -> pa.Table:
-    """Every video's latest status row over all committed parts (one row per video)."""
-    files = sorted(i.path for i in layout.fs.get_file_info(pafs.FileSelector(layout.state_dir, allow_not_found=True))
-                   if i.base_name.startswith("state-") and i.base_name.endswith(".parquet"))
-    if not files:
-        return STATE_SCHEMA.empty_table()
-    tables = [pq.read_table(f, filesystem=layout.fs, schema=STATE_SCHEMA) for f in files]
-    table = pa.concat_tables(tables)
-    # keep the last row of each video (a retried failure supersedes the failure before it)
-    order = np.arange(table.num_rows)
-    last = {vid: i for i, vid in zip(order, table.column("video_id").to_pylist())}
-    keep = np.array(sorted(last.values()), dtype=np.int64)
-    table = table.take(keep)
-    return table.sort_by("video_id")
+        layout.write_bytes_atomic(layout.signature_file, json.dumps(signature, indent=2).encode())
+    clear_staging(layout)
+    reconcile(layout)
 
 
 def write_videos_table(layout: OutputLayout) -> pa.Table:
-    state = read_state(layout)
-    table = state.drop_columns(["part"])
-    meta = state.schema.metadata or {}
-    table = table.replace_schema_metadata(meta)
-    tmp = layout.videos + ".tmp"
-    pq.write_table(table, tmp, filesystem=layout.fs)
-    layout.fs.move(tmp, layout.videos)
+    """videos.parquet: one row per video ever listed into OUT, its latest status."""
+    from vidclust.frame_store import write_table_into
+
+    table = read_state(layout).drop_columns(list(BOOKKEEPING_COLUMNS))
+    write_table_into(layout, table, layout.videos)
     return table
 
 
-# ---------------------------------------------------------------------------------------------
-# the stage
-
-
-def plan_pool(cfg: EmbedConfig, resources: dict) -> dict:
-    """Encoder actor pool size and per-actor resources from what the cluster has."""
-    gpus = int(resources.get("GPU", 0))
-    cpus = max(1, int(resources.get("CPU", 1)))
-    enc = cfg.encoder
-    if gpus:
-        size = enc.num_actors or gpus
-        return {"size": size, "num_gpus": 1, "num_cpus": 1, "threads": None}
-    # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
-    # embedding it): half the CPUs are reserved for encoder actors, and each actor's torch uses
-    # its share of all of them, the decode tasks' light load running beside it.
-    size = enc.num_actors or max(1, int(cpus // (2 * enc.cpus_per_actor)))
-    return {"size": size, "num_gpus": 0, "num_cpus": enc.cpus_per_actor,
-            "threads": max(1, cpus // size)}
-
-
-def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) -> dict:
-    """Embed every video of SOURCE not already embedded in OUT; returns the run's summary."""
-    import ray
-
-    from vidclust.runtime import cluster_resources, init_ray
-
-    ecfg = cfg.embed
-    layout = OutputLayout.open(out)
-    with timed() as t_list:
-        videos = list_videos(source)
-    spec, model_size = encoder_spec(ecfg.encoder.model, ecfg.encoder.pretrained)
-    if model_size != ecfg.sampling.image_size:
-        raise VidclustError(f"model {spec.model} takes {model_size}x{model_size} images but "
-                            f"embed.sampling.image_size is {ecfg.sampling.image_size}")
-    signature = embedding_signature(spec, ecfg)
-    prepare_output(layout, signature)
-    state = read_state(layout)
-    done_status = dict(zip(state.column("video_id").to_pylist(), state.column("status").to_pylist()))
-    done = {v for v, s in done_status.items() if s == "ok" or not ecfg.retry_failed}
-    todo = videos.filter(pc.invert(pc.is_in(videos.column("video_id"), pa.array(sorted(done), pa.string()))))
-    n_skipped = videos.num_rows - todo.num_rows
-    log.info("%d videos in SOURCE: %d already done in %s, %d to embed", videos.num_rows, n_skipped,
-             out, todo.num_rows)
-    sink_summary = {"ok": 0, "failed": 0, "frames": 0}
-    failures: list = []
-    with timed() as t_embed:
-        if todo.num_rows:
-            init_ray(cfg)
-            ray.data.DataContext.get_current().enable_progress_bars = show_progress
-            pool = plan_pool(ecfg, cluster_resources())
-            log.info("encoder pool: %d actor(s), %s per actor", pool["size"],
-                     f"{pool['num_gpus']} GPU" if pool["num_gpus"] else f"{pool['num_cpus']} CPU")
-            meta = {r["video_id"]: r for r in todo.select(["video_id", "path", "captions", "category"]).to_pylist()}
-            sink = EmbeddingSink(layout, frames_schema(spec.embed_dim, signature), meta,
-                                 ecfg.part_max_rows, ecfg.part_max_seconds, done)
-            ds = ray.data.from_items(todo.select(["video_id", "path"]).to_pylist(),
-                                     override_num_blocks=min(todo.num_rows, 2000))
-            # Decoding runs in its own CPU tasks, in parallel with the encoder. Ray Data fuses
-            # consecutive maps whose resources are equal; the memory each stage declares differs,
-            # which also keeps the decode tasks out of the encoder's actors.
-            ds = ds.map_batches(decode_videos, batch_size=1, batch_format="numpy",
-                                fn_kwargs={"embed_cfg": ecfg}, num_cpus=ecfg.decode.cpus_per_task,
-                                memory=ecfg.decode.memory_mb * 2**20)
-            ds = ds.map_batches(
-                FrameEncoder, batch_size=ecfg.encoder.batch_size, batch_format="numpy",
-                fn_constructor_kwargs={"model": ecfg.encoder.model, "pretrained": ecfg.encoder.pretrained,
-                                       "mean": ecfg.preprocess.mean, "std": ecfg.preprocess.std,
-                                       "precision": ecfg.encoder.precision, "threads": pool["threads"]},
-                compute=ray.data.ActorPoolStrategy(size=pool["size"]),
-                num_gpus=pool["num_gpus"], num_cpus=pool["num_cpus"],
-                memory=ecfg.encoder.memory_mb * 2**20)
-            try:
-                needed_cpus = pool["size"] * pool["num_cpus"] + ecfg.decode.cpus_per_task
-                for batch in _batches_unless_starved(ds, needed_cpus):
-                    sink.add(batch)
-            finally:
-                sink.close()
-            sink_summary, failures = sink.counts, sink.failures
-    table = write_videos_table(layout)
-    status = table.column("status").to_pylist()
-    summary = {
-        "source": source, "out": out, "videos_in_source": videos.num_rows, "skipped_already_done": n_skipped,
-        "embedded_ok": sink_summary["ok"], "failed": sink_summary["failed"], "frames": sink_summary["frames"],
-        "total_ok": status.count("ok"), "total_failed": status.count("failed"),
-        "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
-        "frames_per_second": round(sink_summary["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
-        "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,
-        # what `assign` embeds new videos with (run.json's top-level config is the latest stage's)
-        "embed_config": to_dict(ecfg),
-    }
-    record_stage(layout, cfg, "embed", summary)
-    _print_summary(summary, failures)
-    return summary
-
-
-STARVED_AFTER_S = 60.0  # no batch for this long, on a cluster that lost nodes: give up (see below)
-
-
-def _batches_unless_starved(ds, needed_cpus: float, stall_s: float = STARVED_AFTER_S) -> Iterator[dict]:
-    """`ds.iter_batches()`, run in a thread of its own so that the driver notices a pipeline that
-    can no longer move: when a node is lost, Ray restarts the encoder actors it held on the nodes
-    left, and once they hold every CPU there, the decode tasks that must re-make the frames the
-    lost node held (and that those actors wait for) never get one. Ray waits on that forever. So
-    when no batch came for `stall_s` seconds and the cluster now has fewer CPUs than it started
-    with and than the encoder pool plus one decode task need, raise a VidclustError: every video
-    written so far is committed, and running the same command again continues from there."""
-    import queue
-    import threading
-
-    from vidclust.runtime import cluster_resources
-
-    cpus_at_start = cluster_resources().get("CPU", 0.0)
-    items: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=1)
-                return True
-            except queue.Full:
-                pass
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                if not put(("batch", batch)):
-                    return
-            put(("done", None))
-        except BaseException as exc:  # handed to the driver's thread, raised there
-            put(("error", exc))
-
-    threading.Thread(target=produce, name="vidclust-embed-batches", daemon=True).start()
-    try:
-        while True:
-            try:
-                kind, item = items.get(timeout=stall_s)
-            except queue.Empty:
-                cpus = cluster_resources().get("CPU", 0.0)
-                if cpus < cpus_at_start and cpus < needed_cpus:
-                    raise VidclustError(
-                        f"no frames for {stall_s:.0f} s after the Ray cluster lost nodes ({cpus:g} of "
-                        f"{cpus_at_start:g} CPUs left; the encoder pool and decoding need {needed_cpus:g}): "
-                        "the videos done so far are saved, run the same command again to continue") from None
-                continue
-            if kind == "batch":
-                yield item
-            elif kind == "done":
-                return
-            else:
-                raise item
-    finally:
-        stop.set()
-
-
-def _print_summary(s: dict, failures: list) -> None:
+def _print_summary(s: dict, failures: list, warnings: list, incomplete: list) -> None:
     print(f"embed: {s['embedded_ok']} videos embedded ({s['frames']} frames), {s['failed']} failed, "
           f"{s['skipped_already_done']} already done; OUT holds {s['total_ok']} ok and "
           f"{s['total_failed']} failed videos")
-    for vid, err in failures[:10]:
-        print(f"  failed: {vid}: {err}")
-    if len(failures) > 10:
-        print(f"  ... and {len(failures) - 10} more (see videos.parquet)")
+    for label, rows in (("failed", failures), ("warning", warnings)):
+        for vid, text in rows[:10]:
+            print(f"  {label}: {vid}: {text}")
+        if len(rows) > 10:
+            print(f"  ... and {len(rows) - 10} more (see videos.parquet)")
+    if incomplete:
+        print(f"  {len(incomplete)} videos did not complete (e.g. {', '.join(incomplete[:3])}): "
+              "run the same command again to embed them")
 
 
 def embedding_config_of(out: str, cfg: Config) -> Config:

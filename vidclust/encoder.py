@@ -15,6 +15,7 @@ import numpy as np
 
 from vidclust.errors import VidclustError
 from vidclust.model_hub import hub_reachable
+from vidclust.runtime import current_node_id
 
 log = logging.getLogger("vidclust")
 
@@ -176,6 +177,7 @@ class FrameEncoder:
         self.model, _ = load_clip(model, pretrained, device=self.device)
         self.dim = int(self.model.visual.output_dim)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.node_id = current_node_id()
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) -> float32 (N, D), each row of unit length."""
@@ -196,4 +198,10 @@ class FrameEncoder:
         if is_frame.any():
             emb[is_frame] = self.embed(frames[is_frame])
         batch["embedding"] = emb
+        if "info" in batch and not is_frame.all():  # status rows learn where they were encoded
+            info = np.asarray(batch["info"], dtype=object).copy()
+            for r in np.flatnonzero(~is_frame):
+                info[r] = json.dumps({**json.loads(info[r]), "encoder_node_id": self.node_id})
+            batch["info"] = info
         return batch
+

@@ -32,8 +32,30 @@ class OutputLayout:
         return self.path("frames")
 
     @property
-    def state_dir(self) -> str:  # per-part video status files: the commit log of `embed`
-        return self.path("frames", "_state")
+    def meta_dir(self) -> str:
+        """vidclust's own bookkeeping, outside every data folder (readers pointed at frames/ never
+        see it; pyarrow and Spark also skip `_`-prefixed paths)."""
+        return self.path("_vidclust")
+
+    @property
+    def commits_dir(self) -> str:  # the embed stage's commit log: which videos are done, where
+        return self.path("_vidclust", "commits")
+
+    @property
+    def staging_dir(self) -> str:  # files being written, moved into place when whole
+        return self.path("_vidclust", "staging")
+
+    @property
+    def signature_file(self) -> str:  # the model and sampling the frames were embedded with
+        return self.path("_vidclust", "embedding.json")
+
+    @property
+    def lock_file(self) -> str:  # held by the one run writing OUT
+        return self.path("_vidclust", "lock.json")
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
 
     @property
     def videos(self) -> str:
@@ -55,8 +77,8 @@ class OutputLayout:
         return self.path("report")
 
     def frame_files(self) -> list[str]:
-        """The committed Parquet files of frames/, sorted: not _state/, hidden or temporary files
-        (the rule pyarrow and Spark follow for `_` and `.` prefixes)."""
+        """The Parquet files of frames/, sorted: not hidden or temporary files (the rule pyarrow and
+        Spark follow for `_` and `.` prefixes)."""
         if not self.exists(self.frames_dir):
             return []
         files = []

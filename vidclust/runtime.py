@@ -1,52 +1,91 @@
-"""Starting or joining Ray: the only place that decides where the job runs."""
+"""Ray: where the job runs (start or join), and the one place that turns stages into Ray Data work.
+
+Where it runs: `ray.address` in the configuration, else RAY_ADDRESS (which `ray job submit` sets
+for the job's driver), joins that cluster; otherwise a local Ray starts. A cluster that merely
+happens to run on this machine is never joined: Ray's own auto-detection would follow
+`ray_current_cluster` in Ray's temp folder to whatever cluster was started last. An address that
+cannot be reached, or that answers but is not Ray, is one clear error within seconds (Ray itself
+retries for minutes).
+"""
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import warnings
+from typing import Any
 
 from vidclust.config import Config
+from vidclust.errors import VidclustError
+from vidclust.stage import Stage
 
 log = logging.getLogger("vidclust")
 
+PROBE_TIMEOUT_S = 5.0
+
 
 def init_ray(cfg: Config) -> None:
-    """Join the cluster this job was submitted to, or start a local Ray on this machine.
-
-    `ray job submit` sets RAY_ADDRESS for the driver, so the same code runs unchanged on a
-    laptop and on a cluster. An explicit `ray.address` in the config wins.
-    """
+    """Join the cluster named by `ray.address` or RAY_ADDRESS, or start a local Ray."""
     import ray
 
     if ray.is_initialized():
         return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS") or running_local_cluster()
+    address, origin = cfg.ray.address, "ray.address"
+    if not address:
+        address, origin = os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS"
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
-    if address and address != "local":
-        log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, **kwargs)
-    else:
+    if not address or address == "local":
         log.info("starting a local Ray")
         ray.init(address="local", **kwargs)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = True
+    else:
+        if address != "auto":
+            check_reachable(address, origin)
+        log.info("joining the Ray cluster at %s", address)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:  # auth, version, address errors
+            raise VidclustError(f"cannot join the Ray cluster at {address} ({origin}): "
+                                f"{_first_line(exc)}") from None
+    ray.data.DataContext.get_current().enable_progress_bars = True
 
 
-def running_local_cluster(timeout: float = 1.0) -> str | None:
-    """The address of a cluster that `ray start` left running on this machine, if its GCS answers.
+def check_reachable(address: str, origin: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Raise VidclustError unless `address` (host:port, ray://host:port, http://host:port) answers
+    as a gRPC server, which a Ray head's GCS (or Ray Client server) is."""
+    import grpc
 
-    Ray's own auto-detection also follows a stale /tmp/ray/ray_current_cluster, and then waits
-    for a dead cluster for good; a cluster that does not answer here is ignored.
-    """
-    import socket
-    import tempfile
-
-    path = os.path.join(tempfile.gettempdir(), "ray", "ray_current_cluster")
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise VidclustError(f"{origin}={address!r} is not an address of the form host:port")
     try:
-        address = open(path).read().strip()
-        host, port = address.rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=timeout):
-            return address
-    except (OSError, ValueError):
+            pass
+    except OSError as exc:
+        raise VidclustError(f"cannot reach the Ray cluster at {address} ({origin}): "
+                            f"{exc.strerror or exc}") from None
+    channel = grpc.insecure_channel(hostport)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+    except grpc.FutureTimeoutError:
+        raise VidclustError(f"{address} ({origin}) answers, but not as a Ray cluster "
+                            "(no gRPC there): check the host and port of the Ray head") from None
+    finally:
+        channel.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def current_node_id() -> str | None:
+    """The Ray node this code runs on (None outside Ray: tests call stages directly)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:
         return None
 
 
@@ -54,3 +93,29 @@ def cluster_resources() -> dict:
     import ray
 
     return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def apply_stage(ds: Any, stage: Stage) -> Any:
+    """`ds.map_batches` for one Stage: Ray tasks for a function, an actor pool for a class."""
+    import ray
+
+    args: dict[str, Any] = dict(batch_size=stage.batch_size, batch_format=stage.batch_format,
+                                num_cpus=stage.num_cpus)
+    if stage.num_gpus:
+        args["num_gpus"] = stage.num_gpus
+    if stage.memory_mb:
+        args["memory"] = stage.memory_mb * 2**20
+    if stage.is_actor:
+        lo, hi = stage.actors or (1, 1)
+        args["compute"] = (ray.data.ActorPoolStrategy(size=lo) if lo == hi
+                           else ray.data.ActorPoolStrategy(min_size=lo, max_size=hi))
+        args["fn_constructor_kwargs"] = stage.kwargs
+        if not stage.restart_actors:
+            args["max_restarts"] = 0
+    else:
+        args["fn_kwargs"] = stage.kwargs
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for max_restarts yet and warns on the generic form;
+        # pyproject.toml keeps Ray below the version said to drop it
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(stage.fn, **args)

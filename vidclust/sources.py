@@ -15,6 +15,7 @@ from collections import defaultdict
 from typing import Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from vidclust.errors import VidclustError
@@ -148,39 +149,87 @@ def _from_msrvtt(fs, root: str, prefix: str) -> list[dict]:
     return rows
 
 
-def _from_manifest(fs, path: str, prefix: str) -> list[dict]:
+def _read_manifest(fs, path: str) -> pa.Table:
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
 
     try:
         if path.lower().endswith(".parquet"):
-            table = pq.read_table(path, filesystem=fs)
-        elif path.lower().endswith(".csv"):
-            with fs.open_input_stream(path) as f:
-                table = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(
-                    column_types={"video_id": pa.string(), "path": pa.string(),
-                                  "category": pa.string(), "captions": pa.string()}))
-        else:
-            with fs.open_input_stream(path) as f:
-                table = pajson.read_json(f)
+            return pq.read_table(path, filesystem=fs)
+        with fs.open_input_stream(path) as f:
+            if path.lower().endswith(".csv"):
+                return pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(column_types=MANIFEST_CSV_TYPES))
+            return pajson.read_json(f)
     except (pa.ArrowInvalid, OSError) as exc:
         raise VidclustError(f"cannot read manifest {path}: {str(exc).splitlines()[0]}") from None
+
+
+MANIFEST_CSV_TYPES = {"video_id": pa.string(), "path": pa.string(), "category": pa.string(),
+                      "captions": pa.string()}
+
+
+def _from_manifest(fs, path: str, prefix: str) -> list[dict]:
+    return normalise_manifest(_read_manifest(fs, path), path, prefix).to_pylist()
+
+
+def normalise_manifest(table: pa.Table, manifest: str, prefix: str, first_row: int = 1) -> pa.Table:
+    """Rows of a manifest (any columns, at least `path`) -> VIDEO_LIST_SCHEMA rows: relative paths
+    resolved against the manifest's folder, ids from file stems where none is given, captions as
+    lists. Works on a whole manifest or on one batch of it (Ray Data)."""
     if "path" not in table.column_names:
-        raise VidclustError(f"manifest {path} has no `path` column (columns: {', '.join(table.column_names)})")
-    base = posixpath.dirname(path)
+        raise VidclustError(f"manifest {manifest} has no `path` column (columns: {', '.join(table.column_names)})")
+    base = posixpath.dirname(manifest)
     rows = []
-    for i, r in enumerate(table.to_pylist()):
+    cols = [c for c in ("video_id", "path", "captions", "category") if c in table.column_names]
+    for i, r in enumerate(table.select(cols).to_pylist()):
         p = r.get("path")
         if not p:
-            raise VidclustError(f"manifest {path}: row {i + 1} has an empty path")
+            raise VidclustError(f"manifest {manifest}: row {first_row + i} has an empty path")
         p = str(p)
         if "://" not in p and not posixpath.isabs(p):
             p = prefix + posixpath.normpath(posixpath.join(base, p))
         rows.append({"path": p, "video_id": str(r["video_id"]) if r.get("video_id") not in (None, "") else _stem(p),
                      "captions": _captions(r.get("captions")),
                      "category": None if r.get("category") in (None, "") else str(r["category"])})
-    return rows
+    return pa.Table.from_pylist(rows, schema=VIDEO_LIST_SCHEMA)
+
+
+def video_dataset(source: str):
+    """SOURCE as a Ray Data dataset of VIDEO_LIST_SCHEMA rows (Ray must be initialised).
+
+    A manifest is read by Ray Data's own readers and normalised batch by batch on the cluster,
+    so a manifest of millions of rows never has to fit the driver; a folder, glob or MSR-VTT
+    root is listed here (Arrow rows: paths only) and handed over."""
+    import ray
+
+    fs, path, prefix = _filesystem(source)
+    if not any(ch in path for ch in "*?[") and path.lower().endswith(MANIFEST_EXTENSIONS):
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            raise VidclustError(f"SOURCE not found: {source}")
+        if path.lower().endswith(".parquet"):
+            ds = ray.data.read_parquet(path, filesystem=fs)
+        elif path.lower().endswith(".csv"):
+            import pyarrow.csv as pacsv
+
+            ds = ray.data.read_csv(path, filesystem=fs, convert_options=pacsv.ConvertOptions(
+                column_types=MANIFEST_CSV_TYPES))
+        else:
+            ds = ray.data.read_json(path, filesystem=fs, lines=True)
+        return ds.map_batches(normalise_manifest, batch_format="pyarrow",
+                              fn_kwargs={"manifest": path, "prefix": prefix})
+    return ray.data.from_arrow(list_videos(source))
+
+
+def check_unique_ids(ids: pa.Array, paths: pa.Array, source: str) -> None:
+    """One line naming a video id that SOURCE gives twice, with its two paths."""
+    counts = pc.value_counts(ids)
+    twice = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(twice):
+        vid = twice.field("values")[0].as_py()
+        where = [p for p in pc.filter(paths, pc.equal(ids, vid)).to_pylist()][:2]
+        raise VidclustError(f"SOURCE {source}: video_id {vid!r} appears twice ({where[0]} and {where[1]}); "
+                            "video ids must be unique")
 
 
 def _captions(value) -> list[str]:

@@ -1,0 +1,333 @@
+"""Frames in OUT: Ray workers write them, the driver commits which videos are done.
+
+    workers:  write_frames_file(batch) -> frames/part-<uuid>.parquet + one accounting row per video
+    driver:   CommitLog.add(accounting rows) -> _vidclust/commits/commit-<seq>-<run>.parquet
+    start/end of a run: reconcile(layout) -> frames/ holds exactly the committed videos' frames
+
+A write task writes whatever rows its batch holds (a video's frames may span several files) and
+returns, per video, the file and its row count, plus the video's status row when the batch held
+it. The driver sees only those per-video rows, never a frame: a video is done when its status
+row came and its frames counted in files add up to the frames its decoder emitted (with the same
+sum of frame indices). Done videos are committed every few seconds, with the files that hold them.
+
+Whatever no commit accounts for (files of a killed run, the rows of a video that never completed
+or failed half-way, a write task that died after writing) is removed by `reconcile`, which
+rewrites just the files holding such rows. So after any run, killed or not, a re-run leaves each
+video's frames in OUT exactly once, and a reader pointed at frames/ sees only frame rows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from vidclust.layout import OutputLayout
+
+log = logging.getLogger("vidclust")
+
+META_KEY = b"vidclust"
+MARKER = -1  # frame_index of the status row that ends each video's frames in the stream
+
+# one row per video and commit; the latest row of a video wins (a retried failure supersedes)
+STATE_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("path", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("warning", pa.string()),
+    ("n_frames_sampled", pa.int32()),
+    ("duration_s", pa.float32()),
+    ("fps", pa.float32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("codec", pa.string()),
+    ("backend", pa.string()),
+    ("node_id", pa.string()),  # the Ray node that decoded it: where to look when one fails
+    ("encoder_node_id", pa.string()),  # the node whose encoder passed its status row
+    ("captions", pa.list_(pa.string())),
+    ("category", pa.string()),
+    ("files", pa.list_(pa.string())),  # frames/ files holding its frames ...
+    ("file_rows", pa.list_(pa.int64())),  # ... and how many in each
+])
+BOOKKEEPING_COLUMNS = ("files", "file_rows")  # in the commit log, not in videos.parquet
+
+# what a write task returns: per video in its batch, the file and count, or its status row
+WRITTEN_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("file", pa.string()),
+    ("n_rows", pa.int64()),
+    ("index_sum", pa.int64()),
+    ("info", pa.string()),
+])
+
+
+def frames_schema(dim: int, signature: dict) -> pa.Schema:
+    return pa.schema([
+        ("video_id", pa.string()),
+        ("frame_index", pa.int32()),
+        ("timestamp_s", pa.float32()),
+        ("embedding", pa.list_(pa.float32(), dim)),
+    ], metadata={META_KEY: json.dumps(signature).encode()})
+
+
+# ---------------------------------------------------------------------------------------------
+# the write side: runs in Ray workers
+
+
+def write_frames_file(batch: dict[str, np.ndarray], out: str, schema: pa.Schema) -> dict[str, np.ndarray]:
+    """Write the frame rows of `batch` to one new frames/ file (sorted by video, then frame), and
+    return the accounting rows (WRITTEN_SCHEMA) for the driver. Status rows are not written:
+    they travel back as `info`."""
+    layout = OutputLayout.open(out)
+    vids = np.asarray(batch["video_id"], dtype=object).astype(str)
+    idx = np.asarray(batch["frame_index"], dtype=np.int64)
+    is_frame = idx >= 0
+    acc_vid, acc_file, acc_n, acc_sum, acc_info = [], [], [], [], []
+    if is_frame.any():
+        fv, fi = vids[is_frame], idx[is_frame]
+        order = np.lexsort((fi, fv))
+        emb = np.asarray(batch["embedding"], dtype=np.float32)[is_frame][order]
+        dim = schema.field("embedding").type.list_size
+        table = pa.table({
+            "video_id": pa.array(fv[order], pa.string()),
+            "frame_index": pa.array(fi[order], pa.int32()),
+            "timestamp_s": pa.array(np.asarray(batch["timestamp_s"], np.float32)[is_frame][order]),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
+        }, schema=schema)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        write_table_into(layout, table, layout.path("frames", name))
+        uniq, first, counts = np.unique(fv[order], return_index=True, return_counts=True)
+        sums = np.add.reduceat(fi[order], first)
+        for v, n, s in zip(uniq, counts, sums):
+            acc_vid.append(v), acc_file.append(name), acc_n.append(int(n)), acc_sum.append(int(s))
+            acc_info.append(None)
+    for r in np.flatnonzero(~is_frame):
+        acc_vid.append(vids[r]), acc_file.append(None), acc_n.append(0), acc_sum.append(0)
+        acc_info.append(str(batch["info"][r]))
+    return {"video_id": np.array(acc_vid, dtype=object), "file": np.array(acc_file, dtype=object),
+            "n_rows": np.array(acc_n, dtype=np.int64), "index_sum": np.array(acc_sum, dtype=np.int64),
+            "info": np.array(acc_info, dtype=object)}
+
+
+def write_table_into(layout: OutputLayout, table: pa.Table, path: str) -> None:
+    """Write a Parquet file so that readers never see it half-written: on a local disk through
+    the staging folder and a rename; on an object store an upload is only visible when whole."""
+    if layout.is_local:
+        tmp = layout.path("_vidclust", "staging", f"{uuid.uuid4().hex}.parquet.tmp")
+        layout.makedirs(layout.staging_dir)
+        pq.write_table(table, tmp, filesystem=layout.fs)
+        layout.fs.move(tmp, path)
+    else:
+        pq.write_table(table, path, filesystem=layout.fs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the commit side: the driver
+
+
+class CommitLog:
+    """Takes the write tasks' accounting rows and commits every video whose frames are all in
+    files, at most every `commit_seconds`. Holds only videos in flight, never a frame."""
+
+    def __init__(self, layout: OutputLayout, signature: dict, commit_seconds: float):
+        self.layout, self.commit_seconds = layout, commit_seconds
+        self.metadata = {META_KEY: json.dumps(signature).encode()}
+        self.pending: dict[str, dict] = {}
+        self.closed: set[str] = set()  # completed in this run: late or repeated rows are ignored
+        self.ready: list[dict] = []
+        self.counts = {"ok": 0, "failed": 0, "frames": 0}
+        self.failures: list[tuple[str, str]] = []
+        self.warnings: list[tuple[str, str]] = []
+        self._run = uuid.uuid4().hex[:8]
+        self._last_commit = time.monotonic()
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        touched = set()
+        for vid, file, n, s, info in zip(batch["video_id"], batch["file"], batch["n_rows"],
+                                         batch["index_sum"], batch["info"]):
+            vid = str(vid)
+            if vid in self.closed:
+                continue
+            p = self.pending.setdefault(vid, {"files": defaultdict(int), "n": 0, "sum": 0, "info": None})
+            if info is not None:
+                p["info"] = json.loads(info)
+            elif file is not None:
+                p["files"][str(file)] += int(n)
+                p["n"] += int(n)
+                p["sum"] += int(s)
+            touched.add(vid)
+        for vid in touched:
+            self._complete_if_done(vid)
+        if self.ready and time.monotonic() - self._last_commit >= self.commit_seconds:
+            self.commit()
+
+    def _complete_if_done(self, vid: str) -> None:
+        p = self.pending[vid]
+        info = p["info"]
+        if info is None:
+            return
+        ok = info["status"] == "ok"
+        if ok and (p["n"] != info["n_emitted"] or p["sum"] != info["index_sum"]):
+            return  # frames still on their way (or repeated: then it stays open and is redone)
+        del self.pending[vid]
+        self.closed.add(vid)
+        files = sorted(p["files"]) if ok else []
+        self.ready.append({
+            "video_id": vid, "path": info.get("path"), "status": info["status"], "error": info.get("error"),
+            "warning": info.get("warning"), "n_frames_sampled": info["n_emitted"] if ok else 0,
+            **{k: info.get(k) for k in ("duration_s", "fps", "width", "height", "codec", "backend",
+                                        "node_id", "encoder_node_id", "category")},
+            "captions": info.get("captions") or [],
+            "files": files, "file_rows": [p["files"][f] for f in files]})
+        self.counts[info["status"]] += 1
+        if ok:
+            self.counts["frames"] += p["n"]
+            if info.get("warning"):
+                self.warnings.append((vid, info["warning"]))
+        else:
+            self.failures.append((vid, info.get("error") or ""))
+
+    def commit(self) -> None:
+        if self.ready:
+            write_commit(self.layout, pa.Table.from_pylist(self.ready, schema=STATE_SCHEMA), self._run,
+                         self.metadata)
+            self.ready = []
+        self._last_commit = time.monotonic()
+
+    def close(self) -> list[str]:
+        """Commit what is done; the videos still in flight (their frames never all came: a lost
+        task, or rows seen twice) are returned and left to the next run."""
+        self.commit()
+        return sorted(self.pending)
+
+
+def write_commit(layout: OutputLayout, entries: pa.Table, run: str, metadata: dict) -> None:
+    seq = _next_commit_seq(layout)
+    write_table_into(layout, entries.replace_schema_metadata(metadata),
+                     layout.path("_vidclust", "commits", f"commit-{seq:06d}-{run}.parquet"))
+
+
+def _commit_files(layout: OutputLayout) -> list[str]:
+    infos = layout.fs.get_file_info(pafs.FileSelector(layout.commits_dir, allow_not_found=True))
+    return sorted(i.path for i in infos if i.base_name.startswith("commit-") and i.base_name.endswith(".parquet"))
+
+
+def _next_commit_seq(layout: OutputLayout) -> int:
+    layout.makedirs(layout.commits_dir)
+    seqs = [int(p.rsplit("/", 1)[-1].split("-")[1]) for p in _commit_files(layout)]
+    return max(seqs, default=-1) + 1
+
+
+def read_state(layout: OutputLayout) -> pa.Table:
+    """Every committed video's latest row (STATE_SCHEMA), sorted by video_id."""
+    files = _commit_files(layout)
+    if not files:
+        return STATE_SCHEMA.empty_table()
+    table = pa.concat_tables([pq.read_table(f, filesystem=layout.fs, schema=STATE_SCHEMA) for f in files])
+    meta = pq.read_schema(files[-1], filesystem=layout.fs).metadata
+    # the last row of each video wins: reverse, keep each id's first occurrence
+    ids = table.column("video_id").to_numpy(zero_copy_only=False)[::-1]
+    _, first = np.unique(ids, return_index=True)
+    keep = np.sort(table.num_rows - 1 - first)
+    return table.take(pa.array(keep)).sort_by("video_id").replace_schema_metadata(meta)
+
+
+# ---------------------------------------------------------------------------------------------
+# reconcile: frames/ holds exactly what is committed
+
+
+def reconcile(layout: OutputLayout) -> dict:
+    """Make frames/ hold exactly the committed videos' frames, each once.
+
+    Files whose row count equals what the commits say they hold are left alone (the usual case:
+    only their Parquet footers are read). The others are rewritten with only the committed
+    videos' rows, or deleted when they hold none; the commits are updated to the new files first,
+    so a kill at any moment leaves a state the next reconcile finishes. A committed video whose
+    frames are no longer all there (a file deleted by hand) is marked `lost`: the next run embeds
+    it again, and its remaining rows go."""
+    for _ in range(3):
+        state = read_state(layout)
+        ok = state.filter(pc.equal(state.column("status"), "ok"))
+        expected: dict[str, dict[str, int]] = defaultdict(dict)
+        for vid, files, rows in zip(ok.column("video_id").to_pylist(), ok.column("files").to_pylist(),
+                                    ok.column("file_rows").to_pylist()):
+            for f, n in zip(files or [], rows or []):
+                expected[f][vid] = n
+        on_disk = {p.rsplit("/", 1)[-1]: p for p in layout.frame_files()}
+        lost = {v for f, vids in expected.items() if f not in on_disk for v in vids}
+        if lost:
+            _mark_lost(layout, ok, lost)
+            continue
+        dirty = [name for name, path in on_disk.items()
+                 if pq.read_metadata(path, filesystem=layout.fs).num_rows != sum(expected.get(name, {}).values())]
+        rewritten: dict[str, str] = {}
+        for name in dirty:
+            keep = expected.get(name, {})
+            if not keep:
+                continue
+            table = pq.read_table(on_disk[name], filesystem=layout.fs)
+            table = _drop_repeated_frames(table.filter(
+                pc.is_in(table.column("video_id"), pa.array(sorted(keep), pa.string()))))
+            counts = dict(zip(*np.unique(table.column("video_id").to_numpy(zero_copy_only=False),
+                                         return_counts=True)))
+            lost |= {v for v, n in keep.items() if counts.get(v, 0) != n}  # a file altered by hand
+            new = f"part-{uuid.uuid4().hex}.parquet"
+            write_table_into(layout, table, layout.path("frames", new))
+            rewritten[name] = new
+        if lost:
+            _mark_lost(layout, ok, lost)  # then once more: their rows go too
+            continue
+        if rewritten:  # point the commits at the new files before the old ones go
+            moved = ok.filter(pc.is_in(ok.column("video_id"), pa.array(
+                sorted({v for n in rewritten for v in expected[n]}), pa.string())))
+            files = [[rewritten.get(f, f) for f in fs] for fs in moved.column("files").to_pylist()]
+            moved = moved.set_column(moved.schema.get_field_index("files"), "files",
+                                     pa.array(files, pa.list_(pa.string())))
+            write_commit(layout, moved, "reconcile", state.schema.metadata or {})
+        for name in dirty:
+            layout.fs.delete_file(on_disk[name])
+        if dirty:
+            log.info("frames/: %d file(s) held rows no commit accounts for: %d rewritten, %d removed",
+                     len(dirty), len(rewritten), len(dirty) - len(rewritten))
+        return {"files_checked": len(on_disk), "rewritten": len(rewritten),
+                "removed": len(dirty) - len(rewritten)}
+    raise RuntimeError(f"frames/ of {layout.root} could not be reconciled with its commits")
+
+
+def _mark_lost(layout: OutputLayout, ok: pa.Table, lost: set[str]) -> None:
+    log.warning("%d committed videos no longer have all their frames in frames/ (a file was removed "
+                "or altered): they will be embedded again", len(lost))
+    rows = ok.filter(pc.is_in(ok.column("video_id"), pa.array(sorted(lost), pa.string())))
+    n = rows.num_rows
+    for name, value in (("status", pa.array(["lost"] * n)),
+                        ("error", pa.array(["frames missing from OUT: embedded again by the next run"] * n)),
+                        ("files", pa.array([[]] * n, pa.list_(pa.string()))),
+                        ("file_rows", pa.array([[]] * n, pa.list_(pa.int64())))):
+        rows = rows.set_column(rows.schema.get_field_index(name), name, value)
+    write_commit(layout, rows, "lost", ok.schema.metadata or {})
+
+
+def _drop_repeated_frames(table: pa.Table) -> pa.Table:
+    if table.num_rows < 2:
+        return table
+    table = table.sort_by([("video_id", "ascending"), ("frame_index", "ascending")])
+    v = table.column("video_id").to_numpy(zero_copy_only=False)
+    f = table.column("frame_index").to_numpy()
+    repeat = np.r_[False, (v[1:] == v[:-1]) & (f[1:] == f[:-1])]
+    return table.filter(pa.array(~repeat)) if repeat.any() else table
+
+
+def clear_staging(layout: OutputLayout) -> None:
+    """Delete what a killed run left half-written (call it holding the writer lock)."""
+    for info in layout.fs.get_file_info(pafs.FileSelector(layout.staging_dir, allow_not_found=True)):
+        if info.type == pafs.FileType.File:
+            layout.fs.delete_file(info.path)
