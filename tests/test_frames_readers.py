@@ -4,7 +4,6 @@ bookkeeping lives in OUT/_vidclust/, where no reader of frames/ looks."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -3,12 +3,16 @@
 The lock (`OUT/_vidclust/lock.json`) names its holder (host, pid, run id) and carries a
 heartbeat that the holder refreshes every few seconds from a thread of its own. A lock is taken
 over when it is stale: its holder's process is gone (same host), or its heartbeat is older than
-`stale_after_s` (another host, or a filesystem such as S3 that no process on this host can
-check). So a lock left by a killed run never blocks for long.
+`stale_after_s` (any host: a live holder beats every few seconds, so an old heartbeat naming a live
+pid of this host is a killed run's pid now reused, e.g. pid 1 of a restarted container). A lock
+file that cannot be read a while after it was written (a run killed between creating it and
+writing its record) is stale too. So a lock left by a killed run never blocks for long.
 
 On a local filesystem the lock is created exclusively (O_EXCL): of two runs starting together
-exactly one gets it. Object stores have no exclusive create; there the lock is written, read back
-after a moment, and kept only if it still names this run.
+exactly one gets it, and a stale lock is taken over by an atomic rename, so that of two runs
+taking over the same stale lock neither removes the lock the other has created since. Object
+stores have no exclusive create; there the lock is written, read back after a moment, and kept
+only if it still names this run.
 """
 from __future__ import annotations
 
@@ -20,11 +24,14 @@ import time
 import uuid
 from typing import Optional
 
+import pyarrow.fs as pafs
+
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 
 HEARTBEAT_S = 5.0
 STALE_AFTER_S = 120.0
+UNREADABLE_STALE_S = 10.0  # a creator writes its record right after creating the file
 
 
 class WriterLock:
@@ -49,9 +56,17 @@ class WriterLock:
             return None
 
     def _is_stale(self, held: dict) -> bool:
+        if time.time() - float(held.get("heartbeat", 0)) > self.stale_after_s:
+            return True
         if held.get("host") == socket.gethostname() and self.layout.is_local:
             return not _process_alive(int(held.get("pid", -1)))
-        return time.time() - float(held.get("heartbeat", 0)) > self.stale_after_s
+        return False
+
+    def _unreadable_for_long(self) -> bool:
+        info = self.layout.fs.get_file_info(self.layout.lock_file)
+        if info.type == pafs.FileType.NotFound or info.mtime is None:
+            return False
+        return time.time() - info.mtime.timestamp() > UNREADABLE_STALE_S
 
     # ------------------------------------------------------------------ acquire / release
 
@@ -62,8 +77,11 @@ class WriterLock:
                 self._start_heartbeat()
                 return self
             held = self._read()
-            if held is None:  # removed or half-written between our two looks: try again
-                time.sleep(0.2)
+            if held is None:
+                if self._unreadable_for_long():  # a run killed before it wrote its record
+                    self._remove_stale(None)
+                else:  # removed or half-written between our two looks: try again
+                    time.sleep(0.2)
                 continue
             if held.get("run_id") == self.run_id:
                 self._start_heartbeat()
@@ -73,7 +91,7 @@ class WriterLock:
                 raise VidclustError(
                     f"{self.layout.root} is being written by another vidclust run (pid {held.get('pid')} "
                     f"on {held.get('host')}, since {since}): wait for it to finish, or use another OUT")
-            self._remove()  # a killed run's lock: take it over
+            self._remove_stale(held)  # a killed run's lock: take it over
         raise VidclustError(f"could not take the lock of {self.layout.root}: another run keeps taking it")
 
     def _try_create(self) -> bool:
@@ -92,6 +110,32 @@ class WriterLock:
         time.sleep(1.0)  # a run that wrote at the same moment overwrote one of the two: look again
         held = self._read()
         return held is not None and held.get("run_id") == self.run_id
+
+    def _remove_stale(self, held: Optional[dict]) -> None:
+        """Remove the lock judged stale (`held`, None for an unreadable one), unless another run
+        has replaced it since: two runs may judge the same stale lock at once, and the later one
+        must not delete the lock the earlier one has just created."""
+        path = self.layout.lock_file
+        if not self.layout.is_local:  # no atomic rename: `_try_create` reads back who won
+            self._remove()
+            return
+        grave = f"{path}.{self.run_id}.stale"
+        try:
+            os.rename(path, grave)  # atomic: of two runs taking over, one moves the file
+        except FileNotFoundError:
+            return  # the other one did: try again
+        try:
+            if _read_json(grave) != held:  # moved a lock made since: put it back
+                try:
+                    os.link(grave, path)  # unless a third run has taken the free place since
+                except FileExistsError:
+                    pass
+                except OSError:  # a filesystem without hard links
+                    if not os.path.exists(path):
+                        os.rename(grave, path)
+        finally:
+            if os.path.exists(grave):
+                os.unlink(grave)
 
     def _remove(self) -> None:
         try:
@@ -126,6 +170,14 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _read_json(path: str) -> Optional[dict]:
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except (FileNotFoundError, json.JSONDecodeError, OSError):
+        return None
 
 
 def _process_alive(pid: int) -> bool:
