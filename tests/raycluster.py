@@ -100,16 +100,17 @@ class LocalRayCluster:
         runtime_env = ('{"excludes": [".venv", ".git", "out", "examples", "bench/results", '
                        '"**/__pycache__"]}')
         extra = ([] if wait else ["--no-wait"]) + ([f"--submission-id={submission_id}"] if submission_id else [])
-        for _ in range(30):  # the head's job agent can take a while after the node is up
+        deadline = time.time() + 120
+        while True:  # the head's job agent can take a while after the node is up
             out = subprocess.run(
                 [RAY, "job", "submit", f"--address={self.dashboard}", f"--working-dir={root}",
                  f"--runtime-env-json={runtime_env}", *extra, "--", sys.executable,
                  "jobs/vidclust_job.py", *job_args], env=ray_env(), capture_output=True, text=True,
                 timeout=timeout)
-            if "No available agent" not in out.stderr:
+            # the message comes on stderr or stdout, depending on where the CLI failed
+            if "No available agent" not in out.stdout + out.stderr or time.time() > deadline:
                 return out
             time.sleep(2)
-        return out
 
     def job_status(self, submission_id: str) -> str:
         """The job's JobStatus name (PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED), or UNKNOWN when

@@ -196,13 +196,16 @@ def aggregate_with_ray(
     import pyarrow.fs as pafs
     import ray
 
+    from vidclust.runtime import apply_stage
+    from vidclust.stage import Stage
+
     if strategy not in STRATEGIES:
         raise VidclustError(f"unknown aggregation {strategy!r}: one of {', '.join(STRATEGIES)}")
     if not frame_files:
         raise VidclustError("no frame files to aggregate")
     fs = filesystem or pafs.LocalFileSystem()
     located = ray.data.from_items([{"file": f} for f in frame_files], override_num_blocks=len(frame_files))
-    located = located.map_batches(videos_in_files, batch_size=1, fn_kwargs={"filesystem": fs})
+    located = apply_stage(located, Stage("locate", videos_in_files, batch_size=1, kwargs={"filesystem": fs}))
     file_videos = pa.concat_tables([t for t in ray.get(located.to_arrow_refs()) if t.num_rows]
                                    or [pa.table({"file": pa.array([], pa.string()),
                                                  "video_id": pa.array([], pa.string())})])
@@ -213,8 +216,8 @@ def aggregate_with_ray(
     if not work:
         return [], np.zeros((0, 0), dtype=np.float32)
     ds = ray.data.from_items(work, override_num_blocks=len(work))
-    ds = ds.map_batches(aggregate_work_item, batch_size=1, batch_format="numpy",
-                        fn_kwargs={"strategy": strategy, "filesystem": fs})
+    ds = apply_stage(ds, Stage("pool", aggregate_work_item, batch_size=1,
+                               kwargs={"strategy": strategy, "filesystem": fs}))
     result = pa.concat_tables([t for t in ray.get(ds.to_arrow_refs()) if t.num_rows])
     result = result.take(pc.sort_indices(result, sort_keys=[("video_id", "ascending")]))
     ids = result.column("video_id").to_pylist()

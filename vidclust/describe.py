@@ -195,6 +195,8 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
     """{video_id: summary} through Ray Data map_batches with an actor pool holding the model."""
     import ray
 
+    from vidclust.runtime import apply_stage
+    from vidclust.stage import Stage
     from vidclust.summarize import Summarizer
 
     if not video_ids:
@@ -206,15 +208,11 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
     n_actors, use_gpu = summary_actor_count(dcfg, len(blocks), {k: float(v) for k, v in ray.cluster_resources().items()})
     log.info("summarising the captions of %d videos with %s (%d actor%s%s)", len(video_ids), spec.label,
              n_actors, "s" if n_actors > 1 else "", ", one GPU each" if use_gpu else "")
-    ds = ray.data.from_arrow(blocks).map_batches(
-        Summarizer,
-        fn_constructor_kwargs={"spec": spec, "precision": dcfg.summary_precision},
-        batch_size=bs,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=n_actors),
-        num_cpus=dcfg.summary_cpus_per_actor,
-        num_gpus=1 if use_gpu else 0,
-    )
+    stage = Stage("summarise", Summarizer, batch_size=bs, batch_format="pyarrow",
+                  kwargs={"spec": spec, "precision": dcfg.summary_precision},
+                  num_cpus=dcfg.summary_cpus_per_actor, num_gpus=1 if use_gpu else 0,
+                  actors=(n_actors, n_actors))
+    ds = apply_stage(ray.data.from_arrow(blocks), stage)
     try:
         parts = ray.get(ds.to_arrow_refs())
     except Exception as exc:  # an actor's VidclustError (e.g. weights that do not load) stays one line

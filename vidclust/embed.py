@@ -99,7 +99,8 @@ def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
 
 def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     """The encoder actor pool: one actor per GPU, elastic (it grows as GPU nodes join, up to
-    `max_actors`, and shrinks when they leave), or CPU actors that use their share of the cores.
+    `max_actors`, and shrinks when they leave), or CPU actors that use their share of the cores,
+    elastic too (idle actors go, so decoding always finds a CPU, also after a node is lost).
     An actor lost with its node is not restarted: the job fails fast and resumes on a re-run,
     rather than restarting actors that then hold every CPU the lost frames' decoding needs."""
     enc = cfg.encoder
@@ -118,7 +119,8 @@ def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     size = enc.num_actors or max(1, int(cpus // (2 * enc.cpus_per_actor)))
     kwargs["threads"] = max(1, cpus // size)
     return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs,
-                 num_cpus=enc.cpus_per_actor, memory_mb=enc.memory_mb, actors=(size, size),
+                 num_cpus=enc.cpus_per_actor, memory_mb=enc.memory_mb,
+                 actors=(size, size) if enc.num_actors else (1, size), initial_actors=size,
                  restart_actors=False)
 
 

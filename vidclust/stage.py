@@ -21,7 +21,8 @@ class Stage:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     memory_mb: Optional[int] = None  # memory each task or actor reserves
-    actors: Optional[tuple[int, int]] = None  # (min, max) actors for a class; None: fixed by the cluster
+    actors: Optional[tuple[int, int]] = None  # (min, max) actors of a class's pool
+    initial_actors: Optional[int] = None  # actors started at once (None: min)
     restart_actors: bool = True  # False: an actor lost with its node is not restarted (fail fast)
 
     @property
