@@ -17,10 +17,19 @@ from pathlib import Path
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on loopback, never one given before in this process (a port freed by one call
+    is often handed out again by the next, and two Ray components on one port fail to start)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def ray_env() -> dict:
@@ -29,6 +38,15 @@ def ray_env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     return {**env, "RAY_AUTH_MODE": "token", "HF_HUB_OFFLINE": "1",
             "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def active_nodes(status: str) -> int:
+    """The number of active nodes `ray status` reports: the counts in its "Active:" section
+    (" 1 node_<id>", or " 1 ray.head.default" under an autoscaler of node types)."""
+    import re
+
+    section = status.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in status else ""
+    return sum(int(m) for m in re.findall(r"^\s*(\d+)\s+\S", section, flags=re.M))
 
 
 class LocalRayCluster:
@@ -46,7 +64,7 @@ class LocalRayCluster:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def _start(self, args: list[str], log_name: str) -> subprocess.Popen:
+    def _start(self, args: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
         log = open(self.tmp / log_name, "w")
         # every node's agents on ports of their own: two nodes on one machine (and any other Ray
         # here) would otherwise race for the fixed defaults
@@ -54,17 +72,56 @@ class LocalRayCluster:
                  f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}",
                  f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}"]
         proc = subprocess.Popen([RAY, "start", "--block", "--node-ip-address=127.0.0.1",
-                                 "--disable-usage-stats", *ports, *args], env=ray_env(), stdout=log,
+                                 "--disable-usage-stats", *ports, *args], env={**ray_env(), **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.nodes.append(proc)
         return proc
 
-    def start_head(self, num_cpus: int, resources: str = "{}") -> None:
+    def start_head(self, num_cpus: int, resources: str = "{}", autoscaling_config: Path | None = None) -> None:
+        """The head node; with `autoscaling_config` (a fake_multinode cluster config), its
+        autoscaler starts and stops worker nodes of the config's types on this machine."""
+        extra, env = [], {}
+        if autoscaling_config is not None:
+            extra = [f"--autoscaling-config={autoscaling_config}"]
+            env = {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
         self._start(["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
                      "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                      f"--num-cpus={num_cpus}", f"--resources={resources}",
-                     f"--ray-client-server-port={free_port()}"], "head.log")
+                     f"--ray-client-server-port={free_port()}", *extra], "head.log", env)
         self.wait_for_nodes(1)
+
+    def fake_autoscaling_config(self, head_cpus: int, worker_types: dict) -> Path:
+        """A `fake_multinode` autoscaler config (the provider Ray's own AutoscalingCluster uses,
+        without its `ray stop --force`): worker nodes are real raylets on this machine, joined to
+        this head, with the logical resources their type declares (GPUs without hardware)."""
+        import json
+
+        config = {
+            "cluster_name": f"fake-{self.gcs_port}", "max_workers": 8,
+            "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                         "disable_launch_config_check": True, "gcs_address": self.address},
+            "available_node_types": {"ray.head.default": {"resources": {"CPU": head_cpus}, "node_config": {},
+                                                          "max_workers": 0}, **worker_types},
+            "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 0.2, "docker": {}, "initialization_commands": [], "setup_commands": [],
+            "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
+            "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": []}
+        path = self.tmp / "autoscaling.json"
+        path.write_text(json.dumps(config))
+        return path
+
+    def alive_nodes(self) -> list[dict]:
+        """The cluster's alive nodes: NodeID and Resources of each."""
+        import json
+
+        query = ("import json, sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+                 "print(json.dumps([{'NodeID': n['NodeID'], 'Resources': n['Resources']} "
+                 "for n in ray.nodes() if n['Alive']]))")
+        out = subprocess.run([sys.executable, "-c", query, self.address], env=ray_env(),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     def add_worker(self, num_cpus: int, resources: str = "{}") -> subprocess.Popen:
         n = len(self.nodes)
@@ -78,7 +135,7 @@ class LocalRayCluster:
         while time.time() < deadline:
             out = subprocess.run([RAY, "status", f"--address={self.address}"], env=ray_env(),
                                  capture_output=True, text=True)
-            if out.returncode == 0 and out.stdout.count("node_") >= n:
+            if out.returncode == 0 and active_nodes(out.stdout) >= n:
                 # the dashboard (job server) answers a little after the node is up
                 try:
                     with socket.create_connection(("127.0.0.1", self.dashboard_port), timeout=1):
