@@ -8,6 +8,7 @@ time, so memory stays bounded whatever a video's length.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -62,7 +63,7 @@ def probe_video(path: str) -> VideoInfo:
     import av
 
     if not os.path.exists(path):
-        raise DecodeError("file not found")
+        raise DecodeError(_missing(path))
     if os.path.getsize(path) == 0:
         raise DecodeError("empty file")
     try:
@@ -88,6 +89,18 @@ def probe_video(path: str) -> VideoInfo:
         raise
     except Exception as exc:  # PyAV raises many kinds: InvalidDataError, ValueError, ...
         raise DecodeError(f"not a readable video: {_one_line(exc)}") from None
+
+
+def _missing(path: str) -> str:
+    """Why an existing name leads to no file: a broken or looping link, or nothing at all."""
+    if not os.path.islink(path):
+        return "file not found"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop -> {os.readlink(path)}"
+    return f"broken symbolic link -> {os.readlink(path)}"
 
 
 def sampled_indices(n_frames: int, fps: Optional[float], sampling: SamplingConfig) -> np.ndarray:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import posixpath
 import re
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -33,23 +34,28 @@ VIDEO_LIST_SCHEMA = pa.schema([
 
 
 def list_videos(source: str) -> pa.Table:
-    """Every video of SOURCE, sorted by video_id; video ids are unique."""
-    fs, path, prefix = _filesystem(source)
+    """Every video of SOURCE, sorted by video_id; video ids are unique.
+
+    A URI's options (`s3://bucket/videos/?endpoint_override=host:port&scheme=http`, user info)
+    stay on every listed path, so whoever opens a path reaches the same endpoint."""
+    fs, path, to_uri = _filesystem(source)
     if any(ch in path for ch in "*?["):
-        rows = _from_glob(fs, path, prefix)
+        rows = _from_glob(fs, path, to_uri)
     else:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
+            if isinstance(fs, pafs.LocalFileSystem) and os.path.islink(path):
+                raise VidclustError(f"SOURCE {source} is a broken symbolic link -> {os.readlink(path)}")
             raise VidclustError(f"SOURCE not found: {source}")
         if info.type == pafs.FileType.Directory:
             if _is_msrvtt(fs, path):
-                rows = _from_msrvtt(fs, path, prefix)
+                rows = _from_msrvtt(fs, path, to_uri)
             else:
-                rows = _from_folder(fs, path, prefix)
+                rows = _from_folder(fs, path, to_uri)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
-            rows = _from_manifest(fs, path, prefix)
+            rows = _from_manifest(fs, path, to_uri)
         elif path.lower().endswith(VIDEO_EXTENSIONS):
-            rows = [{"path": prefix + path, "video_id": _stem(path)}]
+            rows = [{"path": to_uri(path), "video_id": _stem(path)}]
         else:
             raise VidclustError(f"SOURCE {source} is neither a folder, a glob, a manifest "
                                 f"({', '.join(MANIFEST_EXTENSIONS)}) nor a video file")
@@ -58,31 +64,88 @@ def list_videos(source: str) -> pa.Table:
     return _to_table(rows, source)
 
 
-def _filesystem(source: str) -> tuple[pafs.FileSystem, str, str]:
-    """(filesystem, path within it, prefix that turns such a path back into a URI)."""
-    if "://" in source:
-        scheme, rest = source.split("://", 1)
-        static = re.split(r"[*?\[]", rest, maxsplit=1)[0]  # the part before any wildcard
-        try:
-            fs, static_path = pafs.FileSystem.from_uri(f"{scheme}://{static}")
-        except Exception as exc:
-            raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
-        prefix = "" if scheme == "file" else f"{scheme}://"
-        return fs, static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):], prefix
-    import os
+# the query of a URI starts at the first `?` followed by `name=`; any other `?` is a wildcard
+_QUERY = re.compile(r"\?(?=[A-Za-z_][A-Za-z0-9_]*=)")
 
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), ""
+
+def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]]:
+    """(filesystem, path within it, function that turns such a path back into a URI that
+    `FileSystem.from_uri` opens the same way: same scheme, user info and query options)."""
+    if "://" not in source:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), lambda p: p
+    m = _QUERY.search(source)
+    uri, query = (source[:m.start()], source[m.end():]) if m else (source, "")
+    scheme, rest = uri.split("://", 1)
+    static = re.split(r"[*?\[]", rest, maxsplit=1)[0]  # the part before any wildcard
+    try:
+        fs, static_path = pafs.FileSystem.from_uri(f"{scheme}://{static}" + (f"?{query}" if query else ""))
+    except Exception as exc:
+        raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
+    path = static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):]
+    if scheme == "file":
+        return fs, path, lambda p: p
+    # user info (s3://KEY:SECRET@bucket/...) is not part of the path from_uri returns: keep it
+    authority = static.split("/", 1)[0]
+    userinfo = authority.rsplit("@", 1)[0] + "@" if "@" in authority else ""
+    suffix = f"?{query}" if query else ""
+    return fs, path, lambda p: f"{scheme}://{userinfo}{p}{suffix}"
 
 
 def _stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
 
+def _is_video_name(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS) and not posixpath.basename(path).startswith(".")
+
+
 def _walk_videos(fs: pafs.FileSystem, root: str) -> list[str]:
+    return [p for p in _walk_files(fs, root) if _is_video_name(p)]
+
+
+def _walk_files(fs: pafs.FileSystem, root: str) -> list[str]:
+    """Every file under root, recursively, sorted. On the local filesystem see `_walk_local`."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return _walk_local(root)
     selector = pafs.FileSelector(root, recursive=True)
-    return sorted(i.path for i in fs.get_file_info(selector)
-                  if i.type == pafs.FileType.File and i.path.lower().endswith(VIDEO_EXTENSIONS)
-                  and not posixpath.basename(i.path).startswith("."))
+    return sorted(i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
+
+def _walk_local(root: str) -> list[str]:
+    """Every non-folder entry under a local folder, each listed once, sorted.
+
+    Links are followed, but never into a folder already visited (by its real path), so a link to
+    a folder above (`loop -> .`) lists nothing twice; folders reached without a link are visited
+    before any reached through one, so a file keeps the path (and id) of its real place. Links to
+    files are entries of their own: two links to one file are two inputs. A broken or looping link
+    is listed too: decoding then fails it with its reason, instead of the input vanishing."""
+    visited: set[str] = set()
+    files: list[str] = []
+    plain, linked = [root], []  # folders to visit: reached without a link first
+    while plain or linked:
+        folder = plain.pop() if plain else linked.pop(0)
+        real = os.path.realpath(folder)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise VidclustError(f"cannot list folder {folder}: {exc.strerror or exc}") from None
+        for e in entries:
+            path = posixpath.join(folder, e.name)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:  # a link looping on itself
+                is_dir = False
+            if not is_dir:
+                files.append(path)
+            elif e.is_symlink():
+                linked.append(path)
+            else:
+                plain.append(path)
+    return sorted(files)
 
 
 def _relative_ids(paths: list[str], root: str) -> list[str]:
@@ -95,21 +158,19 @@ def _relative_ids(paths: list[str], root: str) -> list[str]:
     return [r if counts[i] > 1 else i for r, i in zip(rel, ids)]
 
 
-def _from_folder(fs, root: str, prefix: str) -> list[dict]:
+def _from_folder(fs, root: str, to_uri) -> list[dict]:
     paths = _walk_videos(fs, root)
-    return [{"path": prefix + p, "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, root))]
+    return [{"path": to_uri(p), "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, root))]
 
 
-def _from_glob(fs, pattern: str, prefix: str) -> list[dict]:
+def _from_glob(fs, pattern: str, to_uri) -> list[dict]:
     base = pattern
     while any(ch in base for ch in "*?["):
         base = posixpath.dirname(base)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise VidclustError(f"SOURCE glob {pattern}: folder {base} not found")
-    selector = pafs.FileSelector(base, recursive=True)
-    paths = sorted(i.path for i in fs.get_file_info(selector)
-                   if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, pattern))
-    return [{"path": prefix + p, "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, base))]
+    paths = [p for p in _walk_files(fs, base) if fnmatch.fnmatch(p, pattern)]
+    return [{"path": to_uri(p), "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, base))]
 
 
 def _is_msrvtt(fs, root: str) -> bool:
@@ -126,7 +187,7 @@ def _read_json(fs, path: str):
             raise VidclustError(f"{path} is not valid JSON: {exc}") from None
 
 
-def _from_msrvtt(fs, root: str, prefix: str) -> list[dict]:
+def _from_msrvtt(fs, root: str, to_uri) -> list[dict]:
     meta: dict[str, dict] = {}
     captions: dict[str, list[str]] = defaultdict(list)
     for name in MSRVTT_INFO:
@@ -143,12 +204,12 @@ def _from_msrvtt(fs, root: str, prefix: str) -> list[dict]:
         vid = _stem(path)
         m = meta.get(vid, {})
         cat = m.get("category")
-        rows.append({"path": prefix + path, "video_id": vid, "captions": captions.get(vid, []),
+        rows.append({"path": to_uri(path), "video_id": vid, "captions": captions.get(vid, []),
                      "category": None if cat is None else str(cat), "split": m.get("split")})
     return rows
 
 
-def _from_manifest(fs, path: str, prefix: str) -> list[dict]:
+def _from_manifest(fs, path: str, to_uri) -> list[dict]:
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
     import pyarrow.parquet as pq
@@ -175,9 +236,10 @@ def _from_manifest(fs, path: str, prefix: str) -> list[dict]:
         if not p:
             raise VidclustError(f"manifest {path}: row {i + 1} has an empty path")
         p = str(p)
-        if "://" not in p and not posixpath.isabs(p):
-            p = prefix + posixpath.normpath(posixpath.join(base, p))
-        rows.append({"path": p, "video_id": str(r["video_id"]) if r.get("video_id") not in (None, "") else _stem(p),
+        stem = _stem(_QUERY.split(p, 1)[0])
+        if "://" not in p and not posixpath.isabs(p):  # relative to the manifest, with its options
+            p = to_uri(posixpath.normpath(posixpath.join(base, p)))
+        rows.append({"path": p, "video_id": str(r["video_id"]) if r.get("video_id") not in (None, "") else stem,
                      "captions": _captions(r.get("captions")),
                      "category": None if r.get("category") in (None, "") else str(r["category"])})
     return rows

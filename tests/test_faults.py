@@ -1,0 +1,95 @@
+"""Bad input and hostile environments (issue 11): every input listed once, every failure one clear
+line. Real files, real links, real file systems, real CLI processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from vidclust.decode import DecodeError, probe_video
+from vidclust.example import write_video
+from vidclust.sources import list_videos
+
+SIZE = (64, 64)
+
+
+def tiny(path: Path, n: int = 12, **kw) -> Path:
+    return write_video(path, n, size=SIZE, **kw)
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`vidclust ARGS` as a user runs it; RAY_ADDRESS=local: a Ray of its own."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_ADDRESS": "local", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "vidclust.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+
+
+def model_args(tiny_clip) -> list[str]:
+    model_json, ckpt = tiny_clip
+    return ["--model", model_json, "--pretrained", ckpt, "-q", "--set", "embed.encoder.batch_size=8"]
+
+
+def videos_of(out: Path) -> dict[str, dict]:
+    return {r["video_id"]: r for r in pq.read_table(out / "videos.parquet").to_pylist()}
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("vidclust: error:")]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1, 2: links in a folder SOURCE
+
+
+@pytest.fixture
+def linked_folder(tmp_path) -> Path:
+    root = tmp_path / "videos"
+    for rel in ["a.mp4", "b.mp4", "sub/c.mp4", "sub/deeper/d.mp4"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    (root / "dirloop").symlink_to(".")  # a folder holding a link to itself
+    (root / "sub" / "deeper" / "up").symlink_to("../..")  # a link to a folder above
+    (root / "alias").symlink_to("sub")  # a second way into a folder that is listed anyway
+    (root / "a_again.mp4").symlink_to("a.mp4")  # a link to a file: an input of its own
+    return root
+
+
+def test_symlink_loops_list_each_file_once(linked_folder):
+    t = list_videos(str(linked_folder))
+    assert t.column("video_id").to_pylist() == ["a", "a_again", "b", "sub/c", "sub/deeper/d"]
+    assert t.column("path").to_pylist() == [str(linked_folder / p) for p in
+                                            ["a.mp4", "a_again.mp4", "b.mp4", "sub/c.mp4", "sub/deeper/d.mp4"]]
+    # a glob goes through the same listing
+    assert list_videos(str(linked_folder / "*.mp4")).num_rows == 5
+
+
+def test_a_linked_folder_outside_source_is_followed(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.mp4").write_bytes(b"x")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "s.mp4").write_bytes(b"x")
+    (tmp_path / "src" / "more").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "src" / "more_again").symlink_to(tmp_path / "elsewhere")
+    assert list_videos(str(tmp_path / "src")).column("video_id").to_pylist() == ["more/e", "s"]
+
+
+def test_broken_and_looping_links_are_listed_and_fail_with_their_reason(tmp_path):
+    root = tmp_path / "videos"
+    root.mkdir()
+    (root / "a.mp4").write_bytes(b"x")
+    (root / "broken.mp4").symlink_to("nowhere.mp4")
+    (root / "self.mp4").symlink_to("self.mp4")
+    (root / "gone").symlink_to("no_such_folder")  # a broken link without a video name: not an input
+    t = list_videos(str(root))
+    assert t.column("video_id").to_pylist() == ["a", "broken", "self"]
+    with pytest.raises(DecodeError, match=r"^broken symbolic link -> nowhere\.mp4$"):
+        probe_video(str(root / "broken.mp4"))
+    with pytest.raises(DecodeError, match=r"^symbolic link loop -> self\.mp4$"):
+        probe_video(str(root / "self.mp4"))
+    with pytest.raises(DecodeError, match=r"^file not found$"):
+        probe_video(str(root / "missing.mp4"))
