@@ -93,3 +93,92 @@ def test_broken_and_looping_links_are_listed_and_fail_with_their_reason(tmp_path
         probe_video(str(root / "self.mp4"))
     with pytest.raises(DecodeError, match=r"^file not found$"):
         probe_video(str(root / "missing.mp4"))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3: the options of an S3 SOURCE (a real S3 server on 127.0.0.1: moto's)
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """(bucket URI options, local copies): a moto S3 server on 127.0.0.1 with bucket `vids`
+    holding src/{a,b}.mp4, src/sub/c.mp4 and src/list.csv (a manifest of a and c)."""
+    pytest.importorskip("moto.server", reason="the S3 tests need moto[server] (the test extra)")
+    import socket
+    import time
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.1)
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.create_bucket(Bucket="vids")
+    local = tmp_path_factory.mktemp("s3src")
+    for i, rel in enumerate(["a.mp4", "b.mp4", "sub/c.mp4"]):
+        client.upload_file(str(tiny(local / rel, seed=i)), "vids", f"src/{rel}")
+    client.put_object(Bucket="vids", Key="src/list.csv", Body=b"path,video_id\na.mp4,\nsub/c.mp4,cee\n")
+    try:
+        yield f"endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", local
+    finally:
+        server.stop()
+
+
+def test_s3_source_keeps_its_options_for_every_form(s3, monkeypatch):
+    from vidclust.decode import local_file
+
+    for k, v in S3_ENV.items():
+        monkeypatch.setenv(k, v)
+    opts, local = s3
+    forms = {
+        f"s3://vids/src/?{opts}": ["a", "b", "sub/c"],
+        f"s3://vids/src?{opts}": ["a", "b", "sub/c"],
+        f"s3://vids/src/*.mp4?{opts}": ["a", "b", "sub/c"],
+        f"s3://vids/src/?.mp4?{opts}": ["a", "b"],  # `?` before the options is a wildcard
+        f"s3://vids/src/list.csv?{opts}": ["a", "cee"],
+        f"s3://vids/src/sub/c.mp4?{opts}": ["c"],
+    }
+    for source, ids in forms.items():
+        t = list_videos(source)
+        assert t.column("video_id").to_pylist() == ids, source
+        for p in t.column("path").to_pylist():
+            assert p.startswith("s3://vids/src/") and p.endswith(f"?{opts}"), p
+    path = list_videos(f"s3://vids/src/sub/c.mp4?{opts}").column("path")[0].as_py()
+    with local_file(path) as f:  # what a decode task does: it reaches the same server
+        assert Path(f).read_bytes() == (local / "sub" / "c.mp4").read_bytes()
+    # user info (credentials in the URI) stays on the paths too
+    t = list_videos(f"s3://testing:testing@vids/src/?{opts}")
+    assert t.column("path")[0].as_py() == f"s3://testing:testing@vids/src/a.mp4?{opts}"
+
+
+def test_cli_embeds_an_s3_source_with_options(s3, tiny_clip, tmp_path):
+    opts, _ = s3
+    out = tmp_path / "out"
+    proc = cli("embed", f"s3://vids/src/?{opts}", str(out), *model_args(tiny_clip), env=S3_ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    videos = videos_of(out)
+    assert sorted(videos) == ["a", "b", "sub/c"]
+    assert {v["status"] for v in videos.values()} == {"ok"}, videos
+    assert [v["n_frames_sampled"] for v in videos.values()] == [2, 2, 2]
