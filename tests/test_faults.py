@@ -182,3 +182,85 @@ def test_cli_embeds_an_s3_source_with_options(s3, tiny_clip, tmp_path):
     assert sorted(videos) == ["a", "b", "sub/c"]
     assert {v["status"] for v in videos.values()} == {"ok"}, videos
     assert [v["n_frames_sampled"] for v in videos.values()] == [2, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7, 8: what decoding keeps: a file without a frame rate, files cut short
+
+
+def decode_all(path: Path, backend: str = "auto"):
+    from vidclust.config import DecodeConfig, SamplingConfig
+    from vidclust.decode import DecodeResult, sample_frames
+
+    result = DecodeResult()
+    chunks = list(sample_frames(str(path), SamplingConfig(image_size=32),
+                                DecodeConfig(backend=backend, chunk_frames=4), result))
+    return [int(i) for c in chunks for i in c.frame_index], result
+
+
+def write_asf(path: Path) -> Path:
+    """A valid 2-second ASF (msmpeg4) file of 2 frames: ASF states no frame rate, and PyAV
+    guesses its time base (1/1000 s) as one."""
+    return tiny(path, 2, fps=1, codec="msmpeg4")
+
+
+def write_faststart_mp4(path: Path, n: int) -> Path:
+    """An MP4 whose index (moov) comes first: it announces all n frames even when cut short."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=Fraction(25))
+        s.height, s.width = SIZE
+        s.pix_fmt = "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        rng = np.random.default_rng(0)
+        for _ in range(n):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8), format="rgb24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_a_video_without_a_frame_rate_is_not_called_truncated(tmp_path):
+    path = write_asf(tmp_path / "clip.asf")
+    info = probe_video(str(path))
+    assert info.duration_s == pytest.approx(2.0) and info.fps is None and info.n_frames is None
+    idx, result = decode_all(path)
+    assert idx == [0] and result.n_frames_decoded == 2 and result.warning is None
+
+
+@pytest.mark.parametrize("backend", ["auto", "pyav"])
+def test_a_truncated_mp4_keeps_the_frames_that_decode(tmp_path, backend):
+    full = write_faststart_mp4(tmp_path / "full.mp4", 444).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(full[: len(full) // 6])
+    idx, result = decode_all(cut, backend)
+    decoded = result.n_frames_decoded
+    assert 10 < decoded < 444 and result.backend == "pyav"  # decord refuses the cut file
+    assert idx == list(range(0, decoded, 10))  # every sampled frame before the cut
+    assert result.warning.startswith(
+        f"truncated or corrupt: its container announces 444 frames, {decoded} decoded; "
+        f"kept {len(idx)} of 45 sampled frames (pyav: failed after frame {decoded - 1}: ")
+
+
+@pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
+def test_a_truncated_mkv_keeps_the_frames_that_decode(tmp_path, backend):
+    from videos import write_truncated
+
+    (vid, warning), = write_truncated(tmp_path).items()
+    idx, result = decode_all(tmp_path / f"{vid}.mkv", backend)
+    assert 5 < len(idx) < 25 and idx == list(range(0, 10 * len(idx), 10))
+    assert result.warning.startswith(warning) and f"kept {len(idx)} of 25 sampled frames" in result.warning
+
+
+def test_a_file_cut_before_its_first_frame_still_fails(tmp_path):
+    full = write_faststart_mp4(tmp_path / "full.mp4", 60).read_bytes()
+    moov_end = full.index(b"mdat") + 4
+    (tmp_path / "head.mp4").write_bytes(full[:moov_end + 16])
+    with pytest.raises(DecodeError, match="pyav: failed after frame -1"):
+        decode_all(tmp_path / "head.mp4")
