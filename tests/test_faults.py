@@ -264,3 +264,144 @@ def test_a_file_cut_before_its_first_frame_still_fails(tmp_path):
     (tmp_path / "head.mp4").write_bytes(full[:moov_end + 16])
     with pytest.raises(DecodeError, match="pyav: failed after frame -1"):
         decode_all(tmp_path / "head.mp4")
+
+
+# ---------------------------------------------------------------------------------------------
+# 4, 5: an OUT that cannot be written, an OUT that fills up
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount_tmpfs(options) -> a fresh tmpfs mounted with those options (needs root: else skip)."""
+    mounted = []
+
+    def mount(options: str) -> Path:
+        target = tmp_path / f"mnt{len(mounted)}"
+        target.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "none", str(target)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}): "
+                        "the test needs root or CAP_SYS_ADMIN")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+def test_read_only_out_is_one_line_before_any_work(mount_tmpfs, tmp_path, tiny_clip):
+    src = tmp_path / "src"
+    tiny(src / "a.mp4")
+    ro = mount_tmpfs("ro,size=1m")
+    for out, command in [(ro / "out", "embed"), (ro, "run"), (ro, "cluster")]:
+        args = [command, str(src), str(out)] if command != "cluster" else [command, str(out)]
+        proc = cli(*args, *(model_args(tiny_clip) if command != "cluster" else []))
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert proc.stderr.splitlines() == [f"vidclust: error: cannot write to OUT {out}: read-only file system"]
+        assert proc.stdout == ""
+
+
+def test_full_disk_is_one_line_and_a_rerun_finishes(mount_tmpfs, tmp_path, tiny_clip):
+    src = tmp_path / "src"
+    for i in range(3):
+        tiny(src / f"v{i}.mp4", seed=i)
+    disk = mount_tmpfs("size=1m")
+    fill = disk / "fill"
+    with open(fill, "wb", buffering=0) as f:  # fill the disk, then free 16 KiB: OUT starts, then fills up
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    os.truncate(fill, os.path.getsize(fill) - 16384)
+    out = disk / "out"
+    args = ["embed", str(src), str(out), *model_args(tiny_clip), "--set", "embed.part_max_seconds=0"]
+    proc = cli(*args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if "no space left on device" in line]
+    assert len(lines) == 1 and lines == error_lines(proc.stderr), proc.stderr[-3000:]
+    assert lines[0].startswith(f"vidclust: error: no space left on device writing {out} (")
+    assert lines[0].endswith("); free space and run the same command again: finished videos are kept")
+    fill.unlink()  # space freed: the same command finishes the job, each video once
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    videos = videos_of(out)
+    assert sorted(videos) == ["v0", "v1", "v2"] and {v["status"] for v in videos.values()} == {"ok"}
+    frames = pq.ParquetDataset(sorted(str(p) for p in (out / "frames").glob("part-*.parquet"))).read()
+    pairs = list(zip(frames.column("video_id").to_pylist(), frames.column("frame_index").to_pylist()))
+    assert sorted(pairs) == [(f"v{i}", f) for i in range(3) for f in (0, 10)]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6: a video id that OUT holds for another file
+
+
+def test_check_same_paths():
+    import pyarrow as pa
+
+    from vidclust.errors import VidclustError
+    from vidclust.sources import check_same_paths
+
+    def table(rows):
+        return pa.table({"video_id": [r[0] for r in rows], "path": [r[1] for r in rows]})
+
+    committed = table([("a", "/A/a.mp4"), ("b", "/A/b.mp4"), ("s", "s3://k:s@bkt/x/s.mp4?region=eu-west-1")])
+    check_same_paths(table([("a", "/A/a.mp4"), ("c", "/B/c.mp4")]), committed)  # same files, new ids
+    check_same_paths(table([("s", "s3://bkt/x/s.mp4?endpoint_override=h:1")]), committed)  # same object
+    with pytest.raises(VidclustError, match=r"^video id b in SOURCE is already in OUT for another file "
+                       r"\(/A/b\.mp4 vs /B/b\.mp4\): give the new videos other names or ids "
+                       r"\(a manifest's video_id column\)$"):
+        check_same_paths(table([("a", "/A/a.mp4"), ("b", "/B/b.mp4")]), committed)
+    with pytest.raises(VidclustError, match=r"^video id a .* \(and 1 more ids\): "):
+        check_same_paths(table([("a", "/B/a.mp4"), ("b", "/B/b.mp4")]), committed)
+
+
+def test_local_file_reached_by_another_path_is_the_same(tmp_path):
+    import pyarrow as pa
+
+    from vidclust.sources import check_same_paths
+
+    tiny(tmp_path / "real" / "a.mp4")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    check_same_paths(pa.table({"video_id": ["a"], "path": [str(tmp_path / "link" / "a.mp4")]}),
+                     pa.table({"video_id": ["a"], "path": [str(tmp_path / "real" / "a.mp4")]}))
+
+
+def test_new_videos_named_like_done_ones_are_refused(tmp_path, tiny_clip):
+    a, b = tmp_path / "A", tmp_path / "B"
+    tiny(a / "a.mp4", seed=1)
+    tiny(a / "b.mp4", seed=2)
+    tiny(b / "b.mp4", seed=3)  # another clip, the same name
+    tiny(b / "c.mp4", seed=4)
+    out = tmp_path / "out"
+    proc = cli("embed", str(a), str(out), *model_args(tiny_clip))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = (out / "videos.parquet").read_bytes()
+    line = (f"vidclust: error: video id b in SOURCE is already in OUT for another file ({a / 'b.mp4'} vs "
+            f"{b / 'b.mp4'}): give the new videos other names or ids (a manifest's video_id column)")
+    for args in (["embed", str(b), str(out), *model_args(tiny_clip)], ["assign", str(out), str(b), "-q"]):
+        proc = cli(*args)
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert proc.stderr.splitlines() == [line]
+    assert (out / "videos.parquet").read_bytes() == before  # nothing was done
+
+
+# ---------------------------------------------------------------------------------------------
+# 9: every input failed
+
+
+def test_run_where_every_input_failed_says_so(tmp_path, tiny_clip):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "empty.mp4").write_bytes(b"")
+    (src / "text.mp4").write_text("not a video\n")
+    out = tmp_path / "out"
+    proc = cli("run", str(src), str(out), *model_args(tiny_clip))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert error_lines(proc.stderr) == [
+        f"vidclust: error: every input video failed (2 of 2): see {out / 'videos.parquet'}"]
+    assert "Traceback" not in proc.stderr
+    assert {v["status"] for v in videos_of(out).values()} == {"failed"}

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
+import tempfile
 from typing import Callable, Optional
 
 from vidclust.config import Config, load_config
@@ -93,6 +95,43 @@ def _stage(name: str) -> Callable:
     return fn
 
 
+def check_out_writable(out: str, create: bool) -> None:
+    """For a local OUT: create it (if `create`) and write and delete a file in it, so that a
+    read-only or forbidden OUT is one line before any work starts. Remote OUTs are not probed."""
+    if "://" in out and not out.startswith("file://"):
+        return
+    path = out[len("file://"):] if out.startswith("file://") else out
+    try:
+        if create:
+            os.makedirs(path, exist_ok=True)
+        elif not os.path.isdir(path):
+            return  # the stage says what is missing
+        fd, tmp = tempfile.mkstemp(prefix=".vidclust-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise VidclustError(f"cannot write to OUT {out}: {_reason(exc, with_file=False)}") from None
+
+
+def check_video_ids(source: str, out: str) -> None:
+    """Refuse SOURCE videos whose ids OUT already holds for other files (they would be skipped
+    as done). Reads the (video_id, path) pairs of OUT/videos.parquet, when there is one."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from vidclust.sources import check_same_paths, list_videos
+
+    try:
+        fs, root = pafs.FileSystem.from_uri(out) if "://" in out else (pafs.LocalFileSystem(), os.path.abspath(out))
+        path = root.rstrip("/") + "/videos.parquet"
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            return
+        committed = pq.read_table(path, columns=["video_id", "path"], filesystem=fs)
+    except Exception as exc:
+        raise VidclustError(f"cannot read {out}/videos.parquet: {_reason(exc)}") from None
+    check_same_paths(list_videos(source), committed)
+
+
 def dispatch(args: argparse.Namespace) -> None:
     if args.command == "example":
         from vidclust.example import make_example_corpus
@@ -102,6 +141,10 @@ def dispatch(args: argparse.Namespace) -> None:
         return
     cfg = _config(args)
     progress = not args.quiet
+    if getattr(args, "OUT", None):
+        check_out_writable(args.OUT, create=args.command in ("embed", "run"))
+    if args.command in ("embed", "run", "assign"):
+        check_video_ids(args.NEW_SOURCE if args.command == "assign" else args.SOURCE, args.OUT)
     if args.command == "embed":
         _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
     elif args.command == "run":
@@ -134,7 +177,55 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("vidclust: interrupted; run the same command again to continue where it stopped",
               file=sys.stderr)
         return 130
+    except Exception as exc:
+        cause = _storage_error(exc)
+        if cause is None:
+            raise
+        out = getattr(args, "OUT", None) or getattr(args, "out", None) or "the output folder"
+        if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on device" if cause.errno == errno.ENOSPC else "disk quota exceeded"
+            print(f"vidclust: error: {what} writing {out} ({_reason(cause)}); free space and run the "
+                  "same command again: finished videos are kept", file=sys.stderr)
+        else:
+            print(f"vidclust: error: cannot write to {out} ({_reason(cause)}); make it writable and run "
+                  "the same command again: finished videos are kept", file=sys.stderr)
+        return 2
     return 0
+
+
+# errno of a storage that cannot take more (checked by number, and by text for pyarrow's
+# OSErrors, whose errno is unset and whose message holds the system's)
+_STORAGE_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+                   errno.EROFS: "Read-only file system", errno.EACCES: "Permission denied"}
+
+
+def _storage_error(exc: BaseException) -> Optional[OSError]:
+    """The OSError of a full, read-only or forbidden storage in exc or in what it was raised
+    from or while handling (a clean-up that fails after a full disk raises a second error),
+    as an OSError with its errno set; None when there is none."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError):
+            if exc.errno in _STORAGE_ERRNOS:
+                return exc
+            for code, text in _STORAGE_ERRNOS.items():
+                if text in str(exc):
+                    return OSError(code, _one_line(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _reason(exc: BaseException, with_file: bool = True) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{text}: {exc.filename}" if exc.filename and with_file else text
+    return _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 if __name__ == "__main__":

@@ -275,3 +275,35 @@ def _to_table(rows: Iterable[dict], source: str) -> pa.Table:
     return pa.Table.from_pylist(
         [{"video_id": r["video_id"], "path": r["path"], "captions": r.get("captions") or [],
           "category": r.get("category")} for r in rows], schema=VIDEO_LIST_SCHEMA)
+
+
+def check_same_paths(videos: pa.Table, committed: pa.Table) -> None:
+    """Refuse, in one line, a video id of `videos` that `committed` (the video_id, path pairs OUT
+    holds) has for another file: the new video would silently count as already done.
+
+    The same file is the same path string, the same object behind URIs that differ only in their
+    options or user info, or the same local file reached by another path (a link, a mount)."""
+    held = dict(zip(committed.column("video_id").to_pylist(), committed.column("path").to_pylist()))
+    clashes = [(vid, held[vid], path)
+               for vid, path in zip(videos.column("video_id").to_pylist(), videos.column("path").to_pylist())
+               if vid in held and held[vid] is not None and not _same_file(held[vid], path)]
+    if clashes:
+        vid, old, new = clashes[0]
+        more = f" (and {len(clashes) - 1} more ids)" if len(clashes) > 1 else ""
+        raise VidclustError(f"video id {vid} in SOURCE is already in OUT for another file ({old} vs {new}){more}: "
+                            "give the new videos other names or ids (a manifest's video_id column)")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if "://" in a and "://" in b:
+        def bare(u: str) -> str:  # scheme://bucket/key, without user info and options
+            scheme, rest = _QUERY.split(u, 1)[0].split("://", 1)
+            authority, _, key = rest.partition("/")
+            return f"{scheme}://{authority.rsplit('@', 1)[-1]}/{key}"
+        return bare(a) == bare(b)
+    try:
+        return "://" not in a + b and os.path.samefile(a, b)
+    except OSError:  # one of them is gone: it cannot be told the same
+        return False
