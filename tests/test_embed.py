@@ -16,7 +16,7 @@ from vidclust.embed import run_embed
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 
-from videos import MIXED, write_broken, write_mixed
+from videos import MIXED, write_broken, write_mixed, write_truncated
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,7 @@ def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     good = write_mixed(folder)
     broken = write_broken(folder, good["h264.mp4"])
+    write_truncated(folder)  # cut short, its first frames decode: kept
     return folder, broken
 
 
@@ -46,7 +47,7 @@ def test_embed_mixed_folder_accounts_for_every_video_once(ray_local, tiny_clip, 
     summary = run_embed(config(tiny_clip), str(folder), str(out), show_progress=False)
     videos = pq.read_table(out / "videos.parquet")
     ids = videos.column("video_id").to_pylist()
-    expected_ok = {Path(n).stem for n, _, _ in MIXED}
+    expected_ok = {Path(n).stem for n, _, _ in MIXED} | {"short"}
     assert sorted(ids) == sorted(expected_ok | set(broken)) and len(ids) == len(set(ids))
     status = dict(zip(ids, videos.column("status").to_pylist()))
     errors = dict(zip(ids, videos.column("error").to_pylist()))

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
+import tempfile
 from typing import Callable, Optional
 
 from vidclust.config import Config, load_config
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, storage_error
 
 log = logging.getLogger("vidclust")
 
@@ -93,6 +95,24 @@ def _stage(name: str) -> Callable:
     return fn
 
 
+def check_out_writable(out: str, create: bool) -> None:
+    """For a local OUT: create it (if `create`) and write and delete a file in it, so that a
+    read-only or forbidden OUT is one line before any work starts. Remote OUTs are not probed."""
+    if "://" in out and not out.startswith("file://"):
+        return
+    path = out[len("file://"):] if out.startswith("file://") else out
+    try:
+        if create:
+            os.makedirs(path, exist_ok=True)
+        elif not os.path.isdir(path):
+            return  # the stage says what is missing
+        fd, tmp = tempfile.mkstemp(prefix=".vidclust-write-check-", dir=path)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise VidclustError(f"cannot write to OUT {out}: {_reason(exc, with_file=False)}") from None
+
+
 def dispatch(args: argparse.Namespace) -> None:
     if args.command == "example":
         from vidclust.example import make_example_corpus
@@ -102,6 +122,8 @@ def dispatch(args: argparse.Namespace) -> None:
         return
     cfg = _config(args)
     progress = not args.quiet
+    if getattr(args, "OUT", None):
+        check_out_writable(args.OUT, create=args.command in ("embed", "run"))
     if args.command == "embed":
         _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
     elif args.command == "run":
@@ -123,6 +145,8 @@ def dispatch(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):  # read when Ray Data is first imported: before any stage runs
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="%(asctime)s vidclust %(levelname)s: %(message)s", datefmt="%H:%M:%S")
     try:
@@ -134,7 +158,32 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("vidclust: interrupted; run the same command again to continue where it stopped",
               file=sys.stderr)
         return 130
+    except Exception as exc:
+        cause = storage_error(exc)
+        if cause is None:
+            raise
+        out = getattr(args, "OUT", None) or getattr(args, "out", None) or "the output folder"
+        if cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            what = "no space left on device" if cause.errno == errno.ENOSPC else "disk quota exceeded"
+            print(f"vidclust: error: {what} writing {out} ({_reason(cause)}); free space and run the "
+                  "same command again: finished videos are kept", file=sys.stderr)
+        else:
+            print(f"vidclust: error: cannot write to {out} ({_reason(cause)}); make it writable and run "
+                  "the same command again: finished videos are kept", file=sys.stderr)
+        return 2
     return 0
+
+
+def _reason(exc: BaseException, with_file: bool = True) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{text}: {exc.filename}" if exc.filename and with_file else text
+    return _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 if __name__ == "__main__":

@@ -606,6 +606,11 @@ def _aggregate_ok_videos(cfg: Config, layout: OutputLayout, strategy: str,
                          precheck: bool = False) -> tuple[list[str], np.ndarray, dict, pa.Table]:
     files = layout.frame_files()
     if not files:
+        if layout.exists(layout.videos):  # embed ran: say what became of its videos
+            status = _status_column(read_videos(layout))
+            if len(status) and not (status == "ok").any():
+                raise VidclustError(f"every input video failed ({int((status == 'failed').sum())} of "
+                                    f"{len(status)}): see {layout.videos}")
         raise VidclustError(f"{layout.root} has no frame embeddings (frames/*.parquet): run `vidclust embed` first")
     videos = read_videos(layout)
     if precheck:  # fail before the Ray job when the counts already say it cannot work

@@ -8,6 +8,7 @@ time, so memory stays bounded whatever a video's length.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -35,7 +36,7 @@ class VideoInfo:
     width: Optional[int] = None
     height: Optional[int] = None
     codec: Optional[str] = None
-    n_frames: Optional[int] = None  # from the container's count, else estimated from duration
+    n_frames: Optional[int] = None  # the container's count, else duration x a trustworthy frame rate
     n_frames_exact: bool = False  # the container states the count (else it may be far off)
     n_frames_from_stream: bool = False  # count or duration of the video stream itself is known
 
@@ -55,6 +56,10 @@ class DecodeResult:
     backend: str = ""
     n_frames_sampled: int = 0
     expected: Optional[int] = None
+    n_frames_decoded: int = 0  # frames the decoder went through (at least), sampled or not
+    # set when the video is kept but is not whole (e.g. truncated: fewer frames decode than its
+    # container announces); the embed stage records it in the video's `warning`
+    warning: Optional[str] = None
 
 
 def probe_video(path: str) -> VideoInfo:
@@ -62,7 +67,7 @@ def probe_video(path: str) -> VideoInfo:
     import av
 
     if not os.path.exists(path):
-        raise DecodeError("file not found")
+        raise DecodeError(_missing(path))
     if os.path.getsize(path) == 0:
         raise DecodeError("empty file")
     try:
@@ -70,14 +75,18 @@ def probe_video(path: str) -> VideoInfo:
             if not container.streams.video:
                 raise DecodeError("no video stream")
             s = container.streams.video[0]
-            fps = float(s.average_rate) if s.average_rate else (float(s.guessed_rate) if s.guessed_rate else None)
             if s.duration is not None and s.time_base is not None:
                 duration = float(s.duration * s.time_base)
             elif container.duration is not None:
                 duration = container.duration / 1_000_000
             else:
                 duration = None
-            n = int(s.frames) if s.frames else (int(round(duration * fps)) if duration and fps else None)
+            fps = _trusted_fps(s.average_rate, s.frames, duration)
+            if fps is None:  # for sampling and timestamps only: never to count frames with
+                fps = _trusted_fps(s.guessed_rate, s.frames, duration, time_base=s.time_base)
+                n = int(s.frames) or None
+            else:
+                n = int(s.frames) if s.frames else (int(round(duration * fps)) if duration else None)
             return VideoInfo(duration_s=duration, fps=fps, width=s.codec_context.width or None,
                              height=s.codec_context.height or None, codec=s.codec_context.name,
                              n_frames=n, n_frames_exact=bool(s.frames),
@@ -88,6 +97,35 @@ def probe_video(path: str) -> VideoInfo:
         raise
     except Exception as exc:  # PyAV raises many kinds: InvalidDataError, ValueError, ...
         raise DecodeError(f"not a readable video: {_one_line(exc)}") from None
+
+
+MAX_FPS = 240.0
+
+
+def _trusted_fps(rate, n_frames: int, duration: Optional[float], time_base=None) -> Optional[float]:
+    """`rate` as frames per second if it can be one: positive, at most MAX_FPS, not the stream's
+    time base (demuxers without a frame rate, ASF for one, guess 1/time_base: 1000 fps), and,
+    where the container states a frame count and a duration, consistent with both."""
+    if not rate:
+        return None
+    fps = float(rate)
+    if not 0 < fps <= MAX_FPS or (time_base and fps == float(1 / time_base)):
+        return None
+    if n_frames and duration and abs(n_frames - fps * duration) > 0.1 * n_frames + 2:
+        return None
+    return fps
+
+
+def _missing(path: str) -> str:
+    """Why an existing name leads to no file: a broken or looping link, or nothing at all."""
+    if not os.path.islink(path):
+        return "file not found"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"symbolic link loop -> {os.readlink(path)}"
+    return f"broken symbolic link -> {os.readlink(path)}"
 
 
 def sampled_indices(n_frames: int, fps: Optional[float], sampling: SamplingConfig) -> np.ndarray:
@@ -109,13 +147,15 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
                   result: Optional[DecodeResult] = None) -> Iterator[FrameChunk]:
     """Yield the sampled frames of a local video file, `decode.chunk_frames` at a time.
 
-    Raises DecodeError for a file that cannot be decoded, also after some chunks were yielded
-    (the caller then drops the video's frames). `result` is filled with metadata as decoding goes.
+    Raises DecodeError for a file of which no frame decodes. A file that breaks off (truncated,
+    corrupt further on) keeps the frames that decoded: `result.warning` then says what is missing.
+    `result` is filled with metadata as decoding goes.
     """
     result = result if result is not None else DecodeResult()
     result.info = probe_video(path)
     done_upto = -1  # highest frame index handed on so far
     errors = []
+    broke_off = None  # why decoding stopped before the end, when every backend failed
     backends = ["decord", "pyav"] if decode.backend == "auto" else [decode.backend]
     for backend in backends:
         try:
@@ -132,19 +172,28 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
             result.expected = None  # a backend that failed may also have miscounted the frames
             errors.append(f"{backend}: {exc}")
             log.debug("%s could not decode %s: %s", backend, path, exc)
-    else:
-        raise DecodeError("; ".join(errors))
+    else:  # the last backend failed too: keep what decoded before it broke off, if anything
+        if result.n_frames_sampled == 0:
+            raise DecodeError("; ".join(errors))
+        broke_off = errors[-1]
     if result.n_frames_sampled == 0:
         raise DecodeError("no frames could be decoded")
-    if result.expected is not None and result.n_frames_sampled < result.expected - 1:
-        raise DecodeError(f"truncated or corrupt: decoded {result.n_frames_sampled} of "
-                          f"{result.expected} sampled frames")
     info = result.info
-    if info.n_frames and info.n_frames_from_stream:  # the decoder's own count can be cut short too
-        announced = len(sampled_indices(info.n_frames, info.fps, sampling))
-        if result.n_frames_sampled < 0.9 * announced - 1:
-            raise DecodeError(f"truncated or corrupt: decoded {result.n_frames_sampled} of the "
-                              f"{announced} sampled frames its container announces")
+    # what the container announces: its frame count, or duration x a trustworthy frame rate
+    announced = info.n_frames if info.n_frames and info.n_frames_from_stream else None
+    sampled_announced = len(sampled_indices(announced, info.fps, sampling)) if announced else None
+    short = (result.expected is not None and result.n_frames_sampled < result.expected - 1) or (
+        sampled_announced is not None and result.n_frames_sampled < 0.9 * sampled_announced - 1)
+    if short or broke_off:
+        decoded = max(result.n_frames_decoded, done_upto + 1)
+        of = f"its container announces {announced} frames, {decoded} decoded" if announced else \
+            f"{decoded} frames decoded"
+        wanted = max(result.expected or 0, sampled_announced or 0)
+        kept = f"{result.n_frames_sampled} of {wanted}" if wanted > result.n_frames_sampled \
+            else str(result.n_frames_sampled)
+        stop = f" ({broke_off})" if broke_off else ""
+        result.warning = f"truncated or corrupt: {of}; kept {kept} sampled frames{stop}"
+        log.debug("%s: %s", path, result.warning)
 
 
 def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
@@ -168,6 +217,7 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
             ts = vr.get_frame_timestamp(part.tolist())[:, 0]
         except Exception as exc:
             raise DecodeError(f"failed at frame {int(part[0])}: {_one_line(exc)}") from None
+        result.n_frames_decoded = max(result.n_frames_decoded, int(part[-1]) + 1)
         if not np.all(np.isfinite(ts)) or ts.min() < 0:  # decord misreads streams without
             raise DecodeError(f"broken timestamps at frame {int(part[0])}")  # duration (MPEG-1)
         yield FrameChunk(part.astype(np.int32), ts.astype(np.float32), frames)
@@ -195,6 +245,7 @@ def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameCh
             return i % sampling.frame_interval == 0
     buf_idx, buf_ts, buf_frames = [], [], []
     emitted = 0
+    error = None
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
@@ -205,6 +256,7 @@ def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameCh
             for i, frame in enumerate(container.decode(stream)):
                 if last_wanted is not None and i > last_wanted:
                     break
+                result.n_frames_decoded = max(result.n_frames_decoded, i + 1)
                 if i <= after or not is_wanted(i):
                     continue
                 buf_idx.append(i)
@@ -221,10 +273,12 @@ def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameCh
                     break
     except DecodeError:
         raise
-    except Exception as exc:
-        raise DecodeError(f"failed after frame {buf_idx[-1] if buf_idx else after}: {_one_line(exc)}") from None
+    except Exception as exc:  # the frames decoded before it are handed on first
+        error = DecodeError(f"failed after frame {result.n_frames_decoded - 1}: {_one_line(exc)}")
     if buf_idx:
         yield FrameChunk(np.asarray(buf_idx, np.int32), np.asarray(buf_ts, np.float32), np.stack(buf_frames))
+    if error is not None:
+        raise error
 
 
 @contextlib.contextmanager

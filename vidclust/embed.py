@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, encoder_spec
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, storage_error
 from vidclust.frame_store import (BOOKKEEPING_COLUMNS, MARKER, CommitLog, clear_staging, frames_schema,
                                   read_state, reconcile, write_frames_file)
 from vidclust.layout import OutputLayout
@@ -77,8 +77,9 @@ def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Itera
             status, error = "failed", f"unexpected {type(exc).__name__}: {exc}"
             log.exception("unexpected error decoding %s", path)
         i = result.info
-        info = {"status": status, "error": error, "warning": getattr(result, "warning", None),
+        info = {"status": status, "error": error, "warning": result.warning,
                 "n_emitted": emitted, "index_sum": index_sum, "path": path,
+                "n_frames_decoded": result.n_frames_decoded,
                 "captions": [str(c) for c in caps] if caps is not None else [],
                 "category": None if category is None else str(category),
                 "duration_s": i.duration_s, "fps": i.fps, "width": i.width, "height": i.height,
@@ -177,7 +178,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     import ray
 
     from vidclust.runtime import apply_stage, cluster_resources, init_ray
-    from vidclust.sources import check_unique_ids, video_dataset
+    from vidclust.sources import check_same_paths, check_unique_ids, video_dataset
 
     ecfg = cfg.embed
     layout = OutputLayout.open(out)
@@ -202,6 +203,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         ids = listed.column("video_id").combine_chunks()
         check_unique_ids(ids, listed.column("path").combine_chunks(), source)
         state = read_state(layout)
+        check_same_paths(listed, state.select(["video_id", "path"]))
         done_status = state.filter(pc.is_in(state.column("status"),
                                             pa.array(["ok"] if ecfg.retry_failed else ["ok", "failed"])))
         done_ids = done_status.column("video_id").combine_chunks()
@@ -225,6 +227,9 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                         commits.add(batch)
                 except ray.exceptions.RayError as exc:
+                    cause = storage_error(exc)  # a full disk in a write task: one line, by the CLI
+                    if cause is not None:
+                        raise cause from None
                     commits.close()
                     raise VidclustError(
                         f"the Ray job failed ({_cause(exc)}); the videos finished so far are saved in {out}: "

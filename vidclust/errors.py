@@ -1,5 +1,38 @@
 """Errors that are the user's to fix: the command line prints their message, never a traceback."""
+from __future__ import annotations
+
+import errno
+from typing import Optional
 
 
 class VidclustError(Exception):
     """A problem with the user's input, configuration or environment, explained in one line."""
+
+
+# errno of a storage that cannot take more (checked by number, and by text for pyarrow's
+# OSErrors, whose errno is unset and whose message holds the system's)
+_STORAGE_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",
+                   errno.EROFS: "Read-only file system", errno.EACCES: "Permission denied"}
+
+
+def storage_error(exc: BaseException) -> Optional[OSError]:
+    """The OSError of a full, read-only or forbidden storage in exc or in what it was raised
+    from or while handling (a clean-up that fails after a full disk raises a second error),
+    as an OSError with its errno set; None when there is none."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError):
+            if exc.errno in _STORAGE_ERRNOS:
+                return exc
+            for code, text in _STORAGE_ERRNOS.items():
+                if text in str(exc):
+                    return OSError(code, _first_line(exc))
+        # a Ray task's error carries the remote one as `cause`
+        exc = exc.__cause__ or getattr(exc, "cause", None) or exc.__context__
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]

@@ -45,6 +45,7 @@ STATE_SCHEMA = pa.schema([
     ("error", pa.string()),
     ("warning", pa.string()),
     ("n_frames_sampled", pa.int32()),
+    ("n_frames_decoded", pa.int32()),  # frames the decoder went through to sample them (at least)
     ("duration_s", pa.float32()),
     ("fps", pa.float32()),
     ("width", pa.int32()),
@@ -184,6 +185,7 @@ class CommitLog:
         self.ready.append({
             "video_id": vid, "path": info.get("path"), "status": info["status"], "error": info.get("error"),
             "warning": info.get("warning"), "n_frames_sampled": info["n_emitted"] if ok else 0,
+            "n_frames_decoded": info.get("n_frames_decoded"),
             **{k: info.get(k) for k in ("duration_s", "fps", "width", "height", "codec", "backend",
                                         "node_id", "encoder_node_id", "category")},
             "captions": info.get("captions") or [],

@@ -33,7 +33,12 @@ def init_ray(cfg: Config) -> None:
     address, origin = cfg.ray.address, "ray.address"
     if not address:
         address, origin = os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS"
-    kwargs = dict(logging_level=logging.WARNING, log_to_driver=True)
+    # -q (vidclust's own level above INFO): Ray's and Ray Data's notices too, errors only
+    quiet = log.getEffectiveLevel() > logging.INFO
+    kwargs = dict(logging_level=logging.ERROR if quiet else logging.WARNING, log_to_driver=True)
+    if quiet:
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     if not address or address == "local":
         log.info("starting a local Ray")
         ray.init(address="local", **kwargs)

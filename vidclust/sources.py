@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import posixpath
 import re
 from collections import defaultdict
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,23 +35,28 @@ VIDEO_LIST_SCHEMA = pa.schema([
 
 
 def list_videos(source: str) -> pa.Table:
-    """Every video of SOURCE, sorted by video_id; video ids are unique."""
-    fs, path, prefix = _filesystem(source)
+    """Every video of SOURCE, sorted by video_id; video ids are unique.
+
+    A URI's options (`s3://bucket/videos/?endpoint_override=host:port&scheme=http`, user info)
+    stay on every listed path, so whoever opens a path reaches the same endpoint."""
+    fs, path, to_uri = _filesystem(source)
     if any(ch in path for ch in "*?["):
-        rows = _from_glob(fs, path, prefix)
+        rows = _from_glob(fs, path, to_uri)
     else:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.NotFound:
+            if isinstance(fs, pafs.LocalFileSystem) and os.path.islink(path):
+                raise VidclustError(f"SOURCE {source} is a broken symbolic link -> {os.readlink(path)}")
             raise VidclustError(f"SOURCE not found: {source}")
         if info.type == pafs.FileType.Directory:
             if _is_msrvtt(fs, path):
-                rows = _from_msrvtt(fs, path, prefix)
+                rows = _from_msrvtt(fs, path, to_uri)
             else:
-                rows = _from_folder(fs, path, prefix)
+                rows = _from_folder(fs, path, to_uri)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
-            rows = _from_manifest(fs, path, prefix)
+            rows = _from_manifest(fs, path, to_uri)
         elif path.lower().endswith(VIDEO_EXTENSIONS):
-            rows = [{"path": prefix + path, "video_id": _stem(path)}]
+            rows = [{"path": to_uri(path), "video_id": _stem(path)}]
         else:
             raise VidclustError(f"SOURCE {source} is neither a folder, a glob, a manifest "
                                 f"({', '.join(MANIFEST_EXTENSIONS)}) nor a video file")
@@ -59,31 +65,88 @@ def list_videos(source: str) -> pa.Table:
     return _to_table(rows, source)
 
 
-def _filesystem(source: str) -> tuple[pafs.FileSystem, str, str]:
-    """(filesystem, path within it, prefix that turns such a path back into a URI)."""
-    if "://" in source:
-        scheme, rest = source.split("://", 1)
-        static = re.split(r"[*?\[]", rest, maxsplit=1)[0]  # the part before any wildcard
-        try:
-            fs, static_path = pafs.FileSystem.from_uri(f"{scheme}://{static}")
-        except Exception as exc:
-            raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
-        prefix = "" if scheme == "file" else f"{scheme}://"
-        return fs, static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):], prefix
-    import os
+# the query of a URI starts at the first `?` followed by `name=`; any other `?` is a wildcard
+_QUERY = re.compile(r"\?(?=[A-Za-z_][A-Za-z0-9_]*=)")
 
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), ""
+
+def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]]:
+    """(filesystem, path within it, function that turns such a path back into a URI that
+    `FileSystem.from_uri` opens the same way: same scheme, user info and query options)."""
+    if "://" not in source:
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), lambda p: p
+    m = _QUERY.search(source)
+    uri, query = (source[:m.start()], source[m.end():]) if m else (source, "")
+    scheme, rest = uri.split("://", 1)
+    static = re.split(r"[*?\[]", rest, maxsplit=1)[0]  # the part before any wildcard
+    try:
+        fs, static_path = pafs.FileSystem.from_uri(f"{scheme}://{static}" + (f"?{query}" if query else ""))
+    except Exception as exc:
+        raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
+    path = static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):]
+    if scheme == "file":
+        return fs, path, lambda p: p
+    # user info (s3://KEY:SECRET@bucket/...) is not part of the path from_uri returns: keep it
+    authority = static.split("/", 1)[0]
+    userinfo = authority.rsplit("@", 1)[0] + "@" if "@" in authority else ""
+    suffix = f"?{query}" if query else ""
+    return fs, path, lambda p: f"{scheme}://{userinfo}{p}{suffix}"
 
 
 def _stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path))[0]
 
 
+def _is_video_name(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS) and not posixpath.basename(path).startswith(".")
+
+
 def _walk_videos(fs: pafs.FileSystem, root: str) -> list[str]:
+    return [p for p in _walk_files(fs, root) if _is_video_name(p)]
+
+
+def _walk_files(fs: pafs.FileSystem, root: str) -> list[str]:
+    """Every file under root, recursively, sorted. On the local filesystem see `_walk_local`."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return _walk_local(root)
     selector = pafs.FileSelector(root, recursive=True)
-    return sorted(i.path for i in fs.get_file_info(selector)
-                  if i.type == pafs.FileType.File and i.path.lower().endswith(VIDEO_EXTENSIONS)
-                  and not posixpath.basename(i.path).startswith("."))
+    return sorted(i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
+
+
+def _walk_local(root: str) -> list[str]:
+    """Every non-folder entry under a local folder, each listed once, sorted.
+
+    Links are followed, but never into a folder already visited (by its real path), so a link to
+    a folder above (`loop -> .`) lists nothing twice; folders reached without a link are visited
+    before any reached through one, so a file keeps the path (and id) of its real place. Links to
+    files are entries of their own: two links to one file are two inputs. A broken or looping link
+    is listed too: decoding then fails it with its reason, instead of the input vanishing."""
+    visited: set[str] = set()
+    files: list[str] = []
+    plain, linked = [root], []  # folders to visit: reached without a link first
+    while plain or linked:
+        folder = plain.pop() if plain else linked.pop(0)
+        real = os.path.realpath(folder)
+        if real in visited:
+            continue
+        visited.add(real)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise VidclustError(f"cannot list folder {folder}: {exc.strerror or exc}") from None
+        for e in entries:
+            path = posixpath.join(folder, e.name)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:  # a link looping on itself
+                is_dir = False
+            if not is_dir:
+                files.append(path)
+            elif e.is_symlink():
+                linked.append(path)
+            else:
+                plain.append(path)
+    return sorted(files)
 
 
 def _relative_ids(paths: list[str], root: str) -> list[str]:
@@ -96,21 +159,19 @@ def _relative_ids(paths: list[str], root: str) -> list[str]:
     return [r if counts[i] > 1 else i for r, i in zip(rel, ids)]
 
 
-def _from_folder(fs, root: str, prefix: str) -> list[dict]:
+def _from_folder(fs, root: str, to_uri) -> list[dict]:
     paths = _walk_videos(fs, root)
-    return [{"path": prefix + p, "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, root))]
+    return [{"path": to_uri(p), "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, root))]
 
 
-def _from_glob(fs, pattern: str, prefix: str) -> list[dict]:
+def _from_glob(fs, pattern: str, to_uri) -> list[dict]:
     base = pattern
     while any(ch in base for ch in "*?["):
         base = posixpath.dirname(base)
     if fs.get_file_info(base).type != pafs.FileType.Directory:
         raise VidclustError(f"SOURCE glob {pattern}: folder {base} not found")
-    selector = pafs.FileSelector(base, recursive=True)
-    paths = sorted(i.path for i in fs.get_file_info(selector)
-                   if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, pattern))
-    return [{"path": prefix + p, "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, base))]
+    paths = [p for p in _walk_files(fs, base) if fnmatch.fnmatch(p, pattern)]
+    return [{"path": to_uri(p), "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, base))]
 
 
 def _is_msrvtt(fs, root: str) -> bool:
@@ -127,7 +188,7 @@ def _read_json(fs, path: str):
             raise VidclustError(f"{path} is not valid JSON: {exc}") from None
 
 
-def _from_msrvtt(fs, root: str, prefix: str) -> list[dict]:
+def _from_msrvtt(fs, root: str, to_uri) -> list[dict]:
     meta: dict[str, dict] = {}
     captions: dict[str, list[str]] = defaultdict(list)
     for name in MSRVTT_INFO:
@@ -144,7 +205,7 @@ def _from_msrvtt(fs, root: str, prefix: str) -> list[dict]:
         vid = _stem(path)
         m = meta.get(vid, {})
         cat = m.get("category")
-        rows.append({"path": prefix + path, "video_id": vid, "captions": captions.get(vid, []),
+        rows.append({"path": to_uri(path), "video_id": vid, "captions": captions.get(vid, []),
                      "category": None if cat is None else str(cat), "split": m.get("split")})
     return rows
 
@@ -169,11 +230,12 @@ MANIFEST_CSV_TYPES = {"video_id": pa.string(), "path": pa.string(), "category": 
                       "captions": pa.string()}
 
 
-def _from_manifest(fs, path: str, prefix: str) -> list[dict]:
-    return normalise_manifest(_read_manifest(fs, path), path, prefix).to_pylist()
+def _from_manifest(fs, path: str, to_uri: Callable[[str], str]) -> list[dict]:
+    return normalise_manifest(_read_manifest(fs, path), path, to_uri).to_pylist()
 
 
-def normalise_manifest(table: pa.Table, manifest: str, prefix: str, first_row: int = 1) -> pa.Table:
+def normalise_manifest(table: pa.Table, manifest: str, to_uri: Callable[[str], str],
+                       first_row: int = 1) -> pa.Table:
     """Rows of a manifest (any columns, at least `path`) -> VIDEO_LIST_SCHEMA rows: relative paths
     resolved against the manifest's folder, ids from file stems where none is given, captions as
     lists. Works on a whole manifest or on one batch of it (Ray Data)."""
@@ -187,9 +249,10 @@ def normalise_manifest(table: pa.Table, manifest: str, prefix: str, first_row: i
         if not p:
             raise VidclustError(f"manifest {manifest}: row {first_row + i} has an empty path")
         p = str(p)
-        if "://" not in p and not posixpath.isabs(p):
-            p = prefix + posixpath.normpath(posixpath.join(base, p))
-        rows.append({"path": p, "video_id": str(r["video_id"]) if r.get("video_id") not in (None, "") else _stem(p),
+        stem = _stem(_QUERY.split(p, 1)[0])
+        if "://" not in p and not posixpath.isabs(p):  # relative to the manifest, with its options
+            p = to_uri(posixpath.normpath(posixpath.join(base, p)))
+        rows.append({"path": p, "video_id": str(r["video_id"]) if r.get("video_id") not in (None, "") else stem,
                      "captions": _captions(r.get("captions")),
                      "category": None if r.get("category") in (None, "") else str(r["category"])})
     return pa.Table.from_pylist(rows, schema=VIDEO_LIST_SCHEMA)
@@ -203,7 +266,7 @@ def video_dataset(source: str):
     root is listed here (Arrow rows: paths only) and handed over."""
     import ray
 
-    fs, path, prefix = _filesystem(source)
+    fs, path, to_uri = _filesystem(source)
     if not any(ch in path for ch in "*?[") and path.lower().endswith(MANIFEST_EXTENSIONS):
         if fs.get_file_info(path).type != pafs.FileType.File:
             raise VidclustError(f"SOURCE not found: {source}")
@@ -217,7 +280,7 @@ def video_dataset(source: str):
         else:
             ds = ray.data.read_json(path, filesystem=fs, lines=True)
         return ds.map_batches(normalise_manifest, batch_format="pyarrow",
-                              fn_kwargs={"manifest": path, "prefix": prefix})
+                              fn_kwargs={"manifest": path, "to_uri": to_uri})
     return ray.data.from_arrow(list_videos(source))
 
 
@@ -262,3 +325,38 @@ def _to_table(rows: Iterable[dict], source: str) -> pa.Table:
     return pa.Table.from_pylist(
         [{"video_id": r["video_id"], "path": r["path"], "captions": r.get("captions") or [],
           "category": r.get("category")} for r in rows], schema=VIDEO_LIST_SCHEMA)
+
+
+def check_same_paths(videos: pa.Table, committed: pa.Table) -> None:
+    """Refuse, in one line, a video id of `videos` that `committed` (the video_id, path pairs OUT
+    holds) has for another file: the new video would silently count as already done.
+
+    The same file is the same path string, the same object behind URIs that differ only in their
+    options or user info, or the same local file reached by another path (a link, a mount)."""
+    videos = videos.filter(pc.is_in(videos.column("video_id"), value_set=committed.column("video_id").combine_chunks()))
+    if videos.num_rows == 0:  # nothing of SOURCE is in OUT yet: the usual case, no per-video loop
+        return
+    held = dict(zip(committed.column("video_id").to_pylist(), committed.column("path").to_pylist()))
+    clashes = [(vid, held[vid], path)
+               for vid, path in zip(videos.column("video_id").to_pylist(), videos.column("path").to_pylist())
+               if vid in held and held[vid] is not None and not _same_file(held[vid], path)]
+    if clashes:
+        vid, old, new = clashes[0]
+        more = f" (and {len(clashes) - 1} more ids)" if len(clashes) > 1 else ""
+        raise VidclustError(f"video id {vid} in SOURCE is already in OUT for another file ({old} vs {new}){more}: "
+                            "give the new videos other names or ids (a manifest's video_id column)")
+
+
+def _same_file(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if "://" in a and "://" in b:
+        def bare(u: str) -> str:  # scheme://bucket/key, without user info and options
+            scheme, rest = _QUERY.split(u, 1)[0].split("://", 1)
+            authority, _, key = rest.partition("/")
+            return f"{scheme}://{authority.rsplit('@', 1)[-1]}/{key}"
+        return bare(a) == bare(b)
+    try:
+        return "://" not in a + b and os.path.samefile(a, b)
+    except OSError:  # one of them is gone: it cannot be told the same
+        return False
