@@ -11,10 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_defaults_are_the_notebooks():
     cfg = load_config()
     assert cfg.seed == 28
-    assert cfg.embed.sampling.frame_interval == 10 and cfg.embed.sampling.image_size == 224
+    assert cfg.embed.sampling.frame_interval == 10
     assert cfg.embed.encoder.model == "ViT-B-32" and cfg.embed.encoder.pretrained == "openai"
     assert cfg.embed.encoder.batch_size == 128
-    assert cfg.embed.preprocess.mean == (0.48145466, 0.4578275, 0.40821073)
+    # 224x224 and CLIP's mean/std: the model's own preprocessing, read from open_clip's configs
+    from vidclust.encoder import encoder_spec
+
+    spec = encoder_spec(cfg.embed.encoder.model, cfg.embed.encoder.pretrained)
+    assert spec.image_size == 224 and spec.embed_dim == 512
+    assert spec.mean == (0.48145466, 0.4578275, 0.40821073)
+    assert spec.std == (0.26862954, 0.26130258, 0.27577711)
     assert cfg.cluster.k == 20 and cfg.cluster.aggregation == "mean"
     d = cfg.describe
     assert (d.kw_k_nearest, d.kw_top_n, d.kw_score_threshold) == (20, 10, 0.2)

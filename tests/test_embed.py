@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -179,6 +180,7 @@ def test_encoder_pool_follows_the_cluster_resources():
     assert not gpu.restart_actors  # lost with a node: fail fast, resume on a re-run
     cpu = encoder_stage(cfg, {"CPU": 2})
     assert cpu.actors == (1, 1) and cpu.num_gpus == 0 and cpu.kwargs["threads"] == 2
+    assert encoder_stage(cfg, {"CPU": 1}).num_cpus == 0.5  # the other half for decoding: no hang
     assert encoder_stage(cfg, {"CPU": 16}).actors == (1, 8)  # all 8 at start; idle ones go
     assert encoder_stage(cfg, {"CPU": 16}).initial_actors == 8
     cfg.encoder.device = "gpu"  # asks for GPUs although none are there yet: the autoscaler adds them
@@ -187,3 +189,45 @@ def test_encoder_pool_follows_the_cluster_resources():
     assert encoder_stage(cfg, {"CPU": 16, "GPU": 4}).num_gpus == 0
     cfg.encoder.device, cfg.encoder.num_actors = "auto", 3
     assert encoder_stage(cfg, {"CPU": 16, "GPU": 4}).actors == (3, 3)
+
+
+def test_local_dir_model_embeds_with_its_own_preprocessing(ray_local, tmp_path):
+    """A model kept the way a hub keeps it (open_clip_config.json with model_cfg and a SigLIP-like
+    preprocess_cfg of mean = std = 0.5, the weights beside it): its frames are normalised with
+    its own mean/std, and the frames' metadata says so."""
+    import open_clip
+    import torch
+
+    from conftest import TINY_CLIP
+    from vidclust.decode import sample_frames
+    from vidclust.example import write_video
+
+    folder = tmp_path / "siglip-like"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": TINY_CLIP, "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}))
+    torch.manual_seed(1)
+    model = open_clip.create_model("tiny-clip", pretrained=None) if "tiny-clip" in open_clip.list_models() \
+        else open_clip.CLIP(**TINY_CLIP)
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    src = tmp_path / "src"
+    write_video(src / "a.mp4", 30, seed=3)
+    out = tmp_path / "out"
+    cfg = load_config(None, [f"embed.encoder.model=local-dir:{folder}", "embed.encoder.batch_size=8"])
+    run_embed(cfg, str(src), str(out), show_progress=False)
+
+    frames = read_frames(out)
+    meta = json.loads(frames.schema.metadata[b"vidclust"])
+    assert meta["preprocess"]["mean"] == [0.5, 0.5, 0.5] and meta["preprocess"]["std"] == [0.5, 0.5, 0.5]
+    assert meta["model"] == "local-dir:siglip-like" and meta["weights"].startswith("file:open_clip_pytorch_model.bin")
+    # the stored embeddings are the model's on frames normalised with 0.5/0.5, not CLIP's mean/std
+    chunk = next(sample_frames(str(src / "a.mp4"), cfg.embed.sampling.__class__(image_size=224), cfg.embed.decode))
+    x = torch.from_numpy(chunk.frames[:1]).permute(0, 3, 1, 2).float() / 255.0
+    with torch.inference_mode():
+        want = torch.nn.functional.normalize(model.eval().encode_image((x - 0.5) / 0.5), dim=-1)[0].numpy()
+        clip_norm = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1), \
+            torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+        other = torch.nn.functional.normalize(model.encode_image((x - clip_norm[0]) / clip_norm[1]), dim=-1)[0].numpy()
+    got = np.asarray(frames.filter(pc.equal(frames.column("frame_index"), 0)).column("embedding")[0].as_py())
+    assert float(got @ want) > 0.9999
+    assert float(got @ other) < float(got @ want) - 1e-4

@@ -115,3 +115,23 @@ def test_worker_node_lost_mid_job_ends_finished_or_resumed(cluster, tiny_clip, t
     videos = pq.read_table(out / "videos.parquet")
     assert sorted(videos.column("video_id").to_pylist()) == [f"v{i:02d}" for i in range(n_videos)]
     assert set(videos.column("status").to_pylist()) == {"ok"}
+
+
+def test_a_one_cpu_cluster_still_embeds(cluster, tiny_clip, tmp_path):
+    """The encoder actor takes half the only CPU, decoding the other half: no hang (before, the
+    actor took the whole CPU and the decode tasks waited for one forever)."""
+    import subprocess
+    import sys
+
+    from raycluster import ray_env
+
+    src = tmp_path / "src"
+    for i in range(2):
+        write_video(src / f"v{i}.mp4", 30, seed=i)
+    cluster.start_head(num_cpus=1)
+    model_json, ckpt = tiny_clip
+    run = subprocess.run([sys.executable, "-m", "vidclust.cli", "embed", str(src), str(tmp_path / "out"),
+                          "--model", model_json, "--pretrained", ckpt, "-q", "--set", f"ray.address={cluster.address}"],
+                         env=ray_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "2 videos embedded" in run.stdout

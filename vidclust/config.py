@@ -18,10 +18,6 @@ import yaml
 
 from vidclust.errors import VidclustError
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
 @dataclass
 class SamplingConfig:
     """Which frames of a video are embedded."""
@@ -29,13 +25,16 @@ class SamplingConfig:
     frame_interval: int = 10  # every N-th frame (the notebook's way); ignored when `fps` is set
     fps: Optional[float] = None  # sample this many frames per second of video instead
     max_frames: Optional[int] = None  # cap per video: evenly spaced subset of the sampled frames
-    image_size: int = 224  # frames are resized (squashed, as the notebook did) to this square
+    image_size: Optional[int] = None  # frames are squashed to this square; None: the model's size
 
 
 @dataclass
 class PreprocessConfig:
-    mean: tuple = CLIP_MEAN
-    std: tuple = CLIP_STD
+    """Normalisation of the frames: None takes the model's own (open_clip's preprocess config of
+    its weights, e.g. CLIP's mean/std for `openai`, 0.5/0.5 for SigLIP); values override it."""
+
+    mean: Optional[tuple] = None
+    std: Optional[tuple] = None
 
 
 @dataclass
@@ -141,10 +140,11 @@ class Config:
         _check(s.frame_interval >= 1, "embed.sampling.frame_interval must be >= 1")
         _check(s.fps is None or s.fps > 0, "embed.sampling.fps must be > 0")
         _check(s.max_frames is None or s.max_frames >= 1, "embed.sampling.max_frames must be >= 1")
-        _check(s.image_size >= 8, "embed.sampling.image_size must be >= 8")
+        _check(s.image_size is None or s.image_size >= 8, "embed.sampling.image_size must be >= 8")
         p = self.embed.preprocess
-        _check(len(p.mean) == 3 and len(p.std) == 3, "embed.preprocess.mean/std need 3 values")
-        _check(all(v > 0 for v in p.std), "embed.preprocess.std values must be > 0")
+        _check((p.mean is None) == (p.std is None), "embed.preprocess: give both mean and std, or neither")
+        _check(p.mean is None or (len(p.mean) == 3 and len(p.std) == 3), "embed.preprocess.mean/std need 3 values")
+        _check(p.std is None or all(v > 0 for v in p.std), "embed.preprocess.std values must be > 0")
         d = self.embed.decode
         _check(d.backend in ("auto", "decord", "pyav"), "embed.decode.backend: auto, decord or pyav")
         _check(d.chunk_frames >= 1 and d.threads >= 0, "embed.decode.chunk_frames must be >= 1")

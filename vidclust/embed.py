@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
-from vidclust.encoder import EncoderSpec, FrameEncoder, encoder_spec
+from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec
 from vidclust.errors import VidclustError, storage_error
 from vidclust.frame_store import (BOOKKEEPING_COLUMNS, MARKER, CommitLog, clear_staging, frames_schema,
                                   read_state, reconcile, write_frames_file)
@@ -41,8 +41,25 @@ def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
     s = cfg.sampling
     return {**spec.to_dict(),
             "sampling": {"frame_interval": None if s.fps else s.frame_interval, "fps": s.fps,
-                         "max_frames": s.max_frames, "image_size": s.image_size},
-            "preprocess": {"mean": list(cfg.preprocess.mean), "std": list(cfg.preprocess.std)}}
+                         "max_frames": s.max_frames, "image_size": spec.image_size},
+            "preprocess": {**spec.preprocess(), "resize": "squash, bilinear (decoder)"}}
+
+
+def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
+    """The encoder's spec, and a copy of `cfg` whose image size and mean/std are the model's own
+    unless the user set them (a size other than the model's is refused)."""
+    import copy
+
+    enc = cfg.encoder
+    spec = encoder_spec(enc.model, enc.pretrained, cfg.preprocess.mean, cfg.preprocess.std)
+    check_weights_reachable(spec, enc.pretrained)
+    if cfg.sampling.image_size not in (None, spec.image_size):
+        raise VidclustError(f"model {spec.model} takes {spec.image_size}x{spec.image_size} images but "
+                            f"embed.sampling.image_size is {cfg.sampling.image_size}")
+    resolved = copy.deepcopy(cfg)
+    resolved.sampling.image_size = spec.image_size
+    resolved.preprocess.mean, resolved.preprocess.std = spec.mean, spec.std
+    return spec, resolved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,21 +123,23 @@ def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     rather than restarting actors that then hold every CPU the lost frames' decoding needs."""
     enc = cfg.encoder
     gpus = int(resources.get("GPU", 0))
-    cpus = max(1, int(resources.get("CPU", 1)))
+    total_cpus = float(resources.get("CPU", 1))
+    cpus = max(1, int(total_cpus))
+    # an actor never takes more than half the CPUs: decoding must always find one (1-CPU clusters)
     kwargs = {"model": enc.model, "pretrained": enc.pretrained, "mean": cfg.preprocess.mean,
               "std": cfg.preprocess.std, "precision": enc.precision, "threads": None}
     if resolve_device(enc, resources) == "gpu":
         hi = enc.num_actors or max(enc.max_actors, gpus)
         lo = enc.num_actors or 1
-        return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs, num_cpus=1,
-                     num_gpus=1, memory_mb=enc.memory_mb, actors=(lo, hi), restart_actors=False)
+        return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs,
+                     num_cpus=min(1.0, total_cpus / 2), num_gpus=1, memory_mb=enc.memory_mb, actors=(lo, hi), restart_actors=False)
     # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
     # embedding it): half the CPUs go to encoder actors, and each actor's torch uses its share of
     # all of them, the decode tasks' light load running beside it.
     size = enc.num_actors or max(1, int(cpus // (2 * enc.cpus_per_actor)))
     kwargs["threads"] = max(1, cpus // size)
     return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs,
-                 num_cpus=enc.cpus_per_actor, memory_mb=enc.memory_mb,
+                 num_cpus=min(enc.cpus_per_actor, total_cpus / 2), memory_mb=enc.memory_mb,
                  actors=(size, size) if enc.num_actors else (1, size), initial_actors=size,
                  restart_actors=False)
 
@@ -131,11 +150,12 @@ def resolve_device(enc: EncoderConfig, resources: dict) -> str:
     return enc.device
 
 
-def decode_stage(cfg: EmbedConfig) -> Stage:
+def decode_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     # The memory the decode tasks declare differs from the encoder's: Ray Data fuses consecutive
     # stages of equal resources, which would pull decoding into the encoder's actors.
     return Stage("decode", decode_videos, batch_size=1, kwargs={"embed_cfg": cfg},
-                 num_cpus=cfg.decode.cpus_per_task, memory_mb=cfg.decode.memory_mb)
+                 num_cpus=min(cfg.decode.cpus_per_task, float(resources.get("CPU", 1)) / 2),
+                 memory_mb=cfg.decode.memory_mb)
 
 
 def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
@@ -180,28 +200,24 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     from vidclust.runtime import apply_stage, cluster_resources, init_ray
     from vidclust.sources import check_same_paths, check_unique_ids, video_dataset
 
-    ecfg = cfg.embed
     layout = OutputLayout.open(out)
-    spec, model_size = encoder_spec(ecfg.encoder.model, ecfg.encoder.pretrained)
-    if model_size != ecfg.sampling.image_size:
-        raise VidclustError(f"model {spec.model} takes {model_size}x{model_size} images but "
-                            f"embed.sampling.image_size is {ecfg.sampling.image_size}")
+    spec, ecfg = resolve_embed_config(cfg.embed)
     signature = embedding_signature(spec, ecfg)
     schema = frames_schema(spec.embed_dim, signature)
+    with timed() as t_list:  # SOURCE first: a mistake there leaves OUT untouched
+        init_ray(cfg)
+        ray.data.DataContext.get_current().enable_progress_bars = show_progress
+        videos = video_dataset(source)
+        # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
+        parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs())
+                 if t.num_rows]
+    if not parts:
+        raise VidclustError(f"SOURCE {source} holds no videos")
+    listed = pa.concat_tables(parts)
+    ids = listed.column("video_id").combine_chunks()
+    check_unique_ids(ids, listed.column("path").combine_chunks(), source)
     with WriterLock(layout):
         prepare_output(layout, signature)
-        with timed() as t_list:
-            init_ray(cfg)
-            ray.data.DataContext.get_current().enable_progress_bars = show_progress
-            videos = video_dataset(source)
-            # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
-            parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs())
-                     if t.num_rows]
-        if not parts:
-            raise VidclustError(f"SOURCE {source} holds no videos")
-        listed = pa.concat_tables(parts)
-        ids = listed.column("video_id").combine_chunks()
-        check_unique_ids(ids, listed.column("path").combine_chunks(), source)
         state = read_state(layout)
         check_same_paths(listed, state.select(["video_id", "path"]))
         done_status = state.filter(pc.is_in(state.column("status"),
@@ -216,12 +232,13 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         with timed() as t_embed:
             if n_todo:
                 wait_for_gpus(ecfg.encoder)
-                encode = encoder_stage(ecfg, cluster_resources())
+                resources = cluster_resources()
+                encode = encoder_stage(ecfg, resources)
                 log.info("encoder pool: %s", encode.describe())
                 ds = videos.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
                 # a decode task per few videos, however the list was read: they spread over the CPUs
                 ds = ds.repartition(target_num_rows_per_block=ecfg.decode.videos_per_task)
-                for stage in (decode_stage(ecfg), encode, write_stage(ecfg, out, schema)):
+                for stage in (decode_stage(ecfg, resources), encode, write_stage(ecfg, out, schema)):
                     ds = apply_stage(ds, stage)
                 try:
                     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

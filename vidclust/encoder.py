@@ -19,17 +19,31 @@ from vidclust.runtime import current_node_id
 
 log = logging.getLogger("vidclust")
 
+LOCAL_DIR = "local-dir:"  # open_clip's schema: a folder with open_clip_config.json and the weights
+HF_HUB = "hf-hub:"
+CHECKPOINT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
 @dataclass(frozen=True)
 class EncoderSpec:
-    """What identifies an embedding space: stored in every Parquet file's metadata, compared on
-    re-runs so that embeddings of different models never mix."""
+    """What identifies an embedding space, read from the model's config without building the
+    model: stored in every Parquet file's metadata, compared on re-runs so that embeddings of
+    different models or preprocessing never mix."""
 
-    model: str  # open_clip model name (a config JSON's file stem)
+    model: str  # open_clip model name (a config JSON's file stem), or local-dir:NAME / hf-hub:NAME
     weights: str  # a tag such as "openai", "none", or "file:<name>#sha256:<16 hex>"
     embed_dim: int
+    image_size: int
+    mean: tuple  # the model's own normalisation (open_clip preprocess_cfg), unless overridden
+    std: tuple
+    interpolation: str  # the model's resize interpolation (frames are resized by the decoder)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "weights": self.weights, "embed_dim": self.embed_dim}
+
+    def preprocess(self) -> dict:
+        return {"image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
+                "model_interpolation": self.interpolation}
 
 
 def resolve_model_name(model: str) -> str:
@@ -77,6 +91,10 @@ def load_clip(model: str, pretrained: str, device: str = "cpu") -> tuple[Any, An
     """
     import open_clip
 
+    if model.startswith((LOCAL_DIR, HF_HUB)):  # the weights come with the model
+        clip, _, _ = _create(open_clip, model, None, device, offline=model.startswith(LOCAL_DIR))
+        clip.eval()
+        return clip, open_clip.get_tokenizer(model)
     name = resolve_model_name(model)
     weights: str | None = pretrained
     if pretrained.lower() == "none":
@@ -88,10 +106,7 @@ def load_clip(model: str, pretrained: str, device: str = "cpu") -> tuple[Any, An
     elif Path(pretrained).expanduser().is_file():
         weights = str(Path(pretrained).expanduser())
     else:
-        tags = open_clip.list_pretrained_tags_by_model(name)
-        if pretrained not in tags:
-            raise VidclustError(f"--pretrained: {pretrained!r} is neither a file nor a weights tag of "
-                                f"{name} (tags: {', '.join(tags) or 'none'})")
+        check_weights(open_clip, name, pretrained)
     try:
         clip, _, _ = _create(open_clip, name, weights, device, offline=True)
     except Exception:
@@ -131,16 +146,106 @@ def _create(open_clip, name: str, weights: str | None, device: str, offline: boo
                 os.environ["HF_HUB_OFFLINE"] = previous
 
 
-def encoder_spec(model: str, pretrained: str) -> tuple[EncoderSpec, int]:
-    """Load the model once on the driver (fails early with a clear message): its spec and the
-    image size it takes."""
-    clip, _ = load_clip(model, pretrained, device="cpu")
-    dim = int(clip.visual.output_dim)
-    image_size = clip.visual.image_size
-    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
-    spec = EncoderSpec(model=resolve_model_name(model), weights=weights_id(pretrained), embed_dim=dim)
-    del clip
-    return spec, int(image_size)
+def encoder_spec(model: str, pretrained: str, mean=None, std=None) -> EncoderSpec:
+    """The spec of a model from its config (open_clip's model config and preprocess config: the
+    weights tag's, or `open_clip_config.json` of a local-dir: model), without building it.
+    `mean`/`std` override the model's normalisation when given. Checks that the weights exist."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    preprocess = merge_preprocess_dict(PreprocessCfg(), {})
+    if model.startswith(LOCAL_DIR):
+        folder = Path(model[len(LOCAL_DIR):]).expanduser()
+        config = _read_json(folder / "open_clip_config.json", f"--model {model}")
+        model_cfg = config.get("model_cfg")
+        preprocess = merge_preprocess_dict(preprocess, config.get("preprocess_cfg") or {})
+        checkpoint = next((folder / n for n in CHECKPOINT_NAMES if (folder / n).is_file()), None)
+        if checkpoint is None:
+            raise VidclustError(f"--model {model}: no weights beside its open_clip_config.json "
+                                f"(looked for {', '.join(CHECKPOINT_NAMES)})")
+        name, weights = LOCAL_DIR + folder.name, weights_id(str(checkpoint))
+    elif model.startswith(HF_HUB):
+        if not hub_reachable():
+            raise VidclustError(f"--model {model} needs a model hub, and none is reachable: keep the "
+                                "model in a folder and give --model local-dir:PATH")
+        from open_clip.factory import _get_hf_config
+
+        config = _get_hf_config(model[len(HF_HUB):])
+        model_cfg = config.get("model_cfg")
+        preprocess = merge_preprocess_dict(preprocess, config.get("preprocess_cfg") or {})
+        name, weights = model, model
+    else:
+        name = resolve_model_name(model)
+        model_cfg = open_clip.get_model_config(name)
+        preprocess = merge_preprocess_dict(preprocess, (model_cfg or {}).get("preprocess_cfg") or {})
+        check_weights(open_clip, name, pretrained)
+        if pretrained.lower() != "none" and not Path(pretrained).expanduser().is_file():
+            preprocess = merge_preprocess_dict(preprocess, open_clip.get_pretrained_cfg(name, pretrained))
+        weights = weights_id(pretrained)
+    if not isinstance(model_cfg, dict) or "embed_dim" not in model_cfg or "vision_cfg" not in model_cfg:
+        raise VidclustError(f"--model {model}: its config has no embed_dim and vision_cfg")
+    size = model_cfg["vision_cfg"].get("image_size") or preprocess.get("size") or 224
+    if isinstance(size, (list, tuple)):
+        if len(set(size)) != 1:
+            raise VidclustError(f"--model {model} takes {size[0]}x{size[1]} images: only square inputs are supported")
+        size = size[0]
+    return EncoderSpec(model=name, weights=weights, embed_dim=int(model_cfg["embed_dim"]), image_size=int(size),
+                       mean=tuple(float(v) for v in (mean or preprocess["mean"])),
+                       std=tuple(float(v) for v in (std or preprocess["std"])),
+                       interpolation=str(preprocess.get("interpolation", "bicubic")))
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise VidclustError(f"{what}: {path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise VidclustError(f"{what}: {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise VidclustError(f"{what}: {path} does not hold an object")
+    return data
+
+
+def check_weights(open_clip, name: str, pretrained: str) -> None:
+    """`pretrained` is "none", a file, or a weights tag of the model."""
+    if pretrained.lower() == "none" or Path(pretrained).expanduser().is_file():
+        return
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        raise VidclustError(f"--pretrained: {pretrained!r} is neither a file nor a weights tag of "
+                            f"{name} (tags: {', '.join(tags) or 'none'})")
+
+
+def check_weights_reachable(spec: EncoderSpec, pretrained: str) -> None:
+    """The weights of a tag must be in the local cache, or a model hub must answer: checked on the
+    driver in seconds, rather than by every encoder actor after a long wait."""
+    import open_clip
+
+    if spec.model.startswith((LOCAL_DIR, HF_HUB)) or pretrained.lower() == "none" \
+            or Path(pretrained).expanduser().is_file():
+        return
+    name = spec.model
+    if not _tag_cached(open_clip.get_pretrained_cfg(name, pretrained)) and not hub_reachable():
+        raise VidclustError(
+            f"cannot load the {pretrained!r} weights of {name}: they are not in the local cache and "
+            "no model hub is reachable. Give a local checkpoint with --pretrained PATH "
+            "(e.g. open_clip_pytorch_model.bin), or --pretrained none for random weights "
+            "(plumbing checks only).")
+
+
+def _tag_cached(cfg: dict) -> bool:
+    """Whether the weights of an open_clip pretrained config are on this machine already."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        # open_clip's convention: "org/repo/" means the repo's default file, "org/repo/file" that file
+        repo, names = (hub.strip("/"), CHECKPOINT_NAMES) if hub.endswith("/") else \
+            (os.path.dirname(hub), (os.path.basename(hub),))
+        return any(isinstance(try_to_load_from_cache(repo, n), str) for n in names)
+    url = cfg.get("url", "")
+    return bool(url) and (Path.home() / ".cache" / "clip" / os.path.basename(url)).is_file()
 
 
 def normalise_frames(frames: np.ndarray, mean, std, device: str = "cpu"):
