@@ -225,7 +225,8 @@ def child_agg(a: dict) -> None:
 
         fv = videos_in_files({"file": files}, pafs.LocalFileSystem())
         work = plan_aggregation(pa.table({"file": pa.array(list(fv["file"]), pa.string()),
-                                          "video_id": pa.array(list(fv["video_id"]), pa.string())}))
+                                          "video_id": pa.array(list(fv["video_id"]), pa.string())}),
+                                 by_parts=True)
         size = {f: _os.path.getsize(f) for f in files}
         plan = {"work_items": len(work), "multi_file_items": sum(len(w["files"]) > 1 for w in work),
                 "videos_in_multi_file_items": sum(len(w["video_ids"]) for w in work if len(w["files"]) > 1),

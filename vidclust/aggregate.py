@@ -151,34 +151,120 @@ def videos_in_files(batch: dict, filesystem: Any) -> dict:
             "n_rows": np.array(counts, dtype=np.int64)}
 
 
+COMBINABLE = ("mean", "max", "mean+max")  # pooled from per-file partial sums and maxima
+
+
 def aggregate_work_item(batch: dict, strategy: str, filesystem: Any) -> pa.Table:
-    """Stage: rows (files, video_ids) -> (video_id, vector) per video: reads those files (only
-    their video_id, frame_index and embedding), keeps those videos, pools each one's frames."""
+    """Stage: rows (files, video_ids, partial_ids) -> per video (video_id, vector, n, sum, max).
+
+    Reads the item's files once (video_id, frame_index and embedding only). Videos of `video_ids`
+    lie wholly in them: their pooled vector. Videos of `partial_ids` (a combinable strategy's
+    videos that span files) continue in other files: their frame count, sum and maximum here,
+    which `combine_partials` pools once every file's part is in."""
     import pyarrow.parquet as pq
 
     out = []
-    for files, video_ids in zip(batch["files"], batch["video_ids"]):
-        wanted = pa.array([str(v) for v in video_ids], pa.string())
-        tables = [pq.read_table(str(f), columns=["video_id", "frame_index", "embedding"], filesystem=filesystem)
-                  for f in files]
-        table = pa.concat_tables(tables)
-        table = table.filter(pc.is_in(table.column("video_id"), value_set=wanted))
-        ids, vectors = aggregate_frames(table, strategy)
-        out.append(vectors_table(ids, vectors))
+    for files, video_ids, partial_ids in zip(batch["files"], batch["video_ids"], batch["partial_ids"]):
+        table = pa.concat_tables([pq.read_table(str(f), columns=["video_id", "frame_index", "embedding"],
+                                                filesystem=filesystem) for f in files])
+        whole = pa.array([str(v) for v in video_ids], pa.string())
+        ids, vectors = aggregate_frames(table.filter(pc.is_in(table.column("video_id"), value_set=whole)), strategy)
+        out.append(_work_rows(ids, vectors, None))
+        if len(partial_ids):
+            part = table.filter(pc.is_in(table.column("video_id"), value_set=pa.array(
+                [str(v) for v in partial_ids], pa.string())))
+            out.append(_work_rows(*partial_stats(part)))
     return pa.concat_tables(out)
 
 
-def plan_aggregation(file_videos: pa.Table) -> list[dict]:
-    """(file, video_id, n_rows) rows -> work items {files, video_ids}: one per file for the videos
-    wholly in it, one per set of files for videos that span several (few: a file boundary cuts
-    at most one video of each write task's batch)."""
+def partial_stats(table: pa.Table) -> tuple[list[str], np.ndarray, tuple]:
+    """Per video of `table`: (ids, sums float64 [n, D], (counts, maxima [n, D], frame indices)),
+    repeated frames once."""
+    ids = np.asarray(table.column("video_id").to_pylist(), dtype=object).astype(str)
+    idx = table.column("frame_index").to_numpy()
+    order = np.lexsort((idx, ids))
+    ids, idx = ids[order], idx[order]
+    emb = embedding_matrix(table.column("embedding"))[order]
+    keep = np.r_[True, (ids[1:] != ids[:-1]) | (idx[1:] != idx[:-1])]
+    ids, emb = ids[keep], emb[keep]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    sums = np.add.reduceat(emb.astype(np.float64), starts, axis=0)
+    maxima = np.maximum.reduceat(emb, starts, axis=0)
+    counts = np.diff(np.r_[starts, len(ids)])
+    frames = np.split(idx[keep], starts[1:])
+    return [str(v) for v in ids[starts]], sums, (counts, maxima, frames)
+
+
+def _work_rows(ids, vectors, stats) -> pa.Table:
+    """Rows of either kind: final vectors (stats None) or partial sums, counts and maxima."""
+    n = len(ids)
+    if stats is None:
+        vec = vectors_table(ids, vectors)
+        return pa.table({"video_id": vec.column("video_id"), "vector": vec.column("vector").cast(pa.list_(pa.float32())),
+                         "n": pa.nulls(n, pa.int64()), "sum": pa.nulls(n, pa.list_(pa.float64())),
+                         "max": pa.nulls(n, pa.list_(pa.float32())), "frames": pa.nulls(n, pa.list_(pa.int64()))})
+    counts, maxima, frames = stats
+    return pa.table({"video_id": pa.array(ids, pa.string()), "vector": pa.nulls(n, pa.list_(pa.float32())),
+                     "n": pa.array(counts, pa.int64()), "sum": pa.array(list(vectors), pa.list_(pa.float64())),
+                     "max": pa.array(list(maxima), pa.list_(pa.float32())),
+                     "frames": pa.array([f.astype(np.int64) for f in frames], pa.list_(pa.int64()))})
+
+
+def combine_partials(partials: pa.Table, strategy: str) -> tuple[list[str], np.ndarray, list[str]]:
+    """Pool the videos whose frames span files from their per-file (n, sum, max) parts. Returns
+    (ids, vectors, repeated): `repeated` are videos with a frame in two files (frames/ of vidclust
+    never has one), left out here: pool them from their frames."""
+    if partials.num_rows == 0:
+        return [], np.zeros((0, 0), np.float32), []
+    by_video: dict[str, list] = {}
+    for v, f in zip(partials.column("video_id").to_pylist(), partials.column("frames").to_pylist()):
+        by_video.setdefault(v, []).extend(f)
+    repeated = sorted(v for v, f in by_video.items() if len(f) != len(set(f)))
+    if repeated:
+        partials = partials.filter(pc.invert(pc.is_in(partials.column("video_id"), pa.array(repeated, pa.string()))))
+        if partials.num_rows == 0:
+            return [], np.zeros((0, 0), np.float32), repeated
+    ids = np.asarray(partials.column("video_id").to_pylist(), dtype=object)
+    order = np.argsort(ids, kind="stable")
+    ids = ids[order]
+    n = partials.column("n").to_numpy()[order]
+    sums = np.stack(partials.column("sum").to_numpy(zero_copy_only=False))[order]
+    maxima = np.stack(partials.column("max").to_numpy(zero_copy_only=False))[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    total = np.add.reduceat(n, starts)
+    mean = np.add.reduceat(sums, starts, axis=0) / total[:, None]
+    mx = np.maximum.reduceat(maxima, starts, axis=0).astype(np.float64)
+    if strategy == "mean":
+        v = mean
+    elif strategy == "max":
+        v = mx
+    else:  # mean+max
+        v = np.concatenate([l2_normalise(mean), l2_normalise(mx)], axis=1)
+    return [str(i) for i in ids[starts]], l2_normalise(v).astype(np.float32), repeated
+
+
+def plan_aggregation(file_videos: pa.Table, by_parts: bool) -> list[dict]:
+    """(file, video_id, n_rows) rows -> work items {files, video_ids, partial_ids}. `by_parts`
+    (a combinable strategy: mean, max, mean+max): one item per file, so each file is read once,
+    the videos that span files pooled from their parts. Otherwise one item per file for the videos
+    wholly in it, and one per set of files for videos that span several (few: a file boundary
+    cuts at most one video of each write task's batch)."""
     by_video: dict[str, list[str]] = {}
     for f, v in zip(file_videos.column("file").to_pylist(), file_videos.column("video_id").to_pylist()):
         by_video.setdefault(v, []).append(f)
+    if by_parts:
+        items: dict[str, dict] = {}
+        for v, files in by_video.items():
+            for f in set(files):
+                item = items.setdefault(f, {"files": [f], "video_ids": [], "partial_ids": []})
+                item["video_ids" if len(set(files)) == 1 else "partial_ids"].append(v)
+        return [{**items[f], "video_ids": sorted(items[f]["video_ids"]),
+                 "partial_ids": sorted(items[f]["partial_ids"])} for f in sorted(items)]
     groups: dict[tuple, list[str]] = {}
     for v, files in by_video.items():
         groups.setdefault(tuple(sorted(set(files))), []).append(v)
-    return [{"files": list(files), "video_ids": sorted(vids)} for files, vids in sorted(groups.items())]
+    return [{"files": list(files), "video_ids": sorted(vids), "partial_ids": []}
+            for files, vids in sorted(groups.items())]
 
 
 def aggregate_with_ray(
@@ -212,15 +298,30 @@ def aggregate_with_ray(
     if only_video_ids is not None:
         wanted = pa.array(sorted(set(only_video_ids)), type=pa.string())
         file_videos = file_videos.filter(pc.is_in(file_videos.column("video_id"), value_set=wanted))
-    work = plan_aggregation(file_videos)
+    work = plan_aggregation(file_videos, by_parts=strategy in COMBINABLE)
     if not work:
         return [], np.zeros((0, 0), dtype=np.float32)
-    ds = ray.data.from_items(work, override_num_blocks=len(work))
-    ds = apply_stage(ds, Stage("pool", aggregate_work_item, batch_size=1,
-                               kwargs={"strategy": strategy, "filesystem": fs}))
-    result = pa.concat_tables([t for t in ray.get(ds.to_arrow_refs()) if t.num_rows])
-    result = result.take(pc.sort_indices(result, sort_keys=[("video_id", "ascending")]))
-    ids = result.column("video_id").to_pylist()
-    if len(set(ids)) != len(ids):  # cannot happen: a video is in exactly one work item
+    stage = Stage("pool", aggregate_work_item, batch_size=1, kwargs={"strategy": strategy, "filesystem": fs})
+
+    def run(items: list[dict]) -> pa.Table:
+        ds = apply_stage(ray.data.from_items(items, override_num_blocks=len(items)), stage)
+        return pa.concat_tables([t for t in ray.get(ds.to_arrow_refs()) if t.num_rows])
+
+    result = run(work)
+    is_partial = result.column("vector").is_null()
+    whole = result.filter(pc.invert(is_partial))
+    ids = whole.column("video_id").to_pylist()
+    vectors = embedding_matrix(whole.column("vector")).reshape(len(ids), -1)
+    span_ids, span_vectors, repeated = combine_partials(result.filter(is_partial), strategy)
+    parts = [(ids, vectors), (span_ids, span_vectors)]
+    if repeated:  # a frame in two files: those few videos pooled from their frames, once each
+        again = run(plan_aggregation(file_videos.filter(pc.is_in(
+            file_videos.column("video_id"), pa.array(repeated, pa.string()))), by_parts=False))
+        parts.append((again.column("video_id").to_pylist(), embedding_matrix(again.column("vector"))))
+    parts = [(i, v) for i, v in parts if len(i)]
+    ids = [v for i, _ in parts for v in i]
+    vectors = np.concatenate([v.reshape(len(i), -1) for i, v in parts])
+    if len(set(ids)) != len(ids):  # cannot happen: a video is whole in one item, or only partial
         raise RuntimeError("aggregation returned a video twice")
-    return ids, embedding_matrix(result.column("vector"))
+    order = np.argsort(np.asarray(ids, dtype=object), kind="stable")
+    return [ids[i] for i in order], vectors[order]
