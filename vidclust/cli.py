@@ -10,7 +10,7 @@ import tempfile
 from typing import Callable, Optional
 
 from vidclust.config import Config, load_config
-from vidclust.errors import VidclustError, storage_error
+from vidclust.errors import VidclustError, first_line, storage_error
 
 log = logging.getLogger("vidclust")
 
@@ -178,12 +178,7 @@ def _reason(exc: BaseException, with_file: bool = True) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror[:1].lower() + exc.strerror[1:]
         return f"{text}: {exc.filename}" if exc.filename and with_file else text
-    return _one_line(exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:300]
+    return first_line(exc)
 
 
 if __name__ == "__main__":

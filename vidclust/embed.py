@@ -258,7 +258,8 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     summary = {
         "source": source, "out": out, "videos_in_source": n_todo + len(done), "skipped_already_done": len(done),
         "embedded_ok": commits.counts["ok"], "failed": commits.counts["failed"], "frames": commits.counts["frames"],
-        "incomplete": len(incomplete), "total_ok": status.count("ok"), "total_failed": status.count("failed"),
+        "incomplete": len(incomplete), "driver_rows_received": commits.counts["rows_received"],
+        "total_ok": status.count("ok"), "total_failed": status.count("failed"),
         "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
         "frames_per_second": round(commits.counts["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
         "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,

@@ -27,12 +27,13 @@ def storage_error(exc: BaseException) -> Optional[OSError]:
                 return exc
             for code, text in _STORAGE_ERRNOS.items():
                 if text in str(exc):
-                    return OSError(code, _first_line(exc))
+                    return OSError(code, first_line(exc))
         # a Ray task's error carries the remote one as `cause`
         exc = exc.__cause__ or getattr(exc, "cause", None) or exc.__context__
     return None
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type's name when it has none)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]

@@ -22,7 +22,6 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -145,7 +144,7 @@ class CommitLog:
         self.pending: dict[str, dict] = {}
         self.closed: set[str] = set()  # completed in this run: late or repeated rows are ignored
         self.ready: list[dict] = []
-        self.counts = {"ok": 0, "failed": 0, "frames": 0}
+        self.counts = {"ok": 0, "failed": 0, "frames": 0, "rows_received": 0}  # rows: per video, not frame
         self.failures: list[tuple[str, str]] = []
         self.warnings: list[tuple[str, str]] = []
         self._run = uuid.uuid4().hex[:8]
@@ -153,6 +152,7 @@ class CommitLog:
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         touched = set()
+        self.counts["rows_received"] += len(batch["video_id"])
         for vid, file, n, s, info in zip(batch["video_id"], batch["file"], batch["n_rows"],
                                          batch["index_sum"], batch["info"]):
             vid = str(vid)

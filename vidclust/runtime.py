@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 from vidclust.config import Config
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, first_line
 from vidclust.stage import Stage
 
 log = logging.getLogger("vidclust")
@@ -50,7 +50,7 @@ def init_ray(cfg: Config) -> None:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:  # auth, version, address errors
             raise VidclustError(f"cannot join the Ray cluster at {address} ({origin}): "
-                                f"{_first_line(exc)}") from None
+                                f"{first_line(exc)}") from None
     ray.data.DataContext.get_current().enable_progress_bars = True
 
 
@@ -77,11 +77,6 @@ def check_reachable(address: str, origin: str, timeout: float = PROBE_TIMEOUT_S)
                             "(no gRPC there): check the host and port of the Ray head") from None
     finally:
         channel.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def current_node_id() -> str | None:
