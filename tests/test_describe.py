@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.describe import (DESCRIPTIONS_SCHEMA, nearest_videos, run_describe, usable_caption_counts)
+from vidclust.contract import DESCRIPTIONS_SCHEMA
+from vidclust.describe import nearest_videos, run_describe, usable_caption_counts
 from vidclust.errors import VidclustError
 from vidclust.keywords import extract_keywords, keywords_of_summaries, load_keybert, phrase_candidates
 from vidclust.summarize import (EXTRACTIVE, ExtractiveSummarizer, Seq2SeqSummarizer, clean_captions,
