@@ -27,6 +27,7 @@ from vidclust.contract import (DESCRIPTIONS_SCHEMA, embedding_matrix, read_metad
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import embedding_config_of
+from vidclust.runtime import torch_device
 
 log = logging.getLogger("vidclust")
 
@@ -169,7 +170,7 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
 
     from vidclust.runtime import apply_stage
     from vidclust.stage import Stage
-    from vidclust.summarize import Summarizer
+    from vidclust.summarise import Summariser
 
     if not video_ids:
         return {}
@@ -180,7 +181,7 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
     n_actors, use_gpu = summary_actor_count(dcfg, len(blocks), {k: float(v) for k, v in ray.cluster_resources().items()})
     log.info("summarising the captions of %d videos with %s (%d actor%s%s)", len(video_ids), spec.label,
              n_actors, "s" if n_actors > 1 else "", ", one GPU each" if use_gpu else "")
-    stage = Stage("summarise", Summarizer, batch_size=bs, batch_format="pyarrow",
+    stage = Stage("summarise", Summariser, batch_size=bs, batch_format="pyarrow",
                   kwargs={"spec": spec, "precision": dcfg.summary_precision},
                   num_cpus=dcfg.summary_cpus_per_actor, num_gpus=1 if use_gpu else 0,
                   actors=(n_actors, n_actors))
@@ -217,12 +218,6 @@ def _user_error(exc: BaseException) -> Optional[BaseException]:
 
 # --------------------------------------------------------------------------- the stage
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _embedding_encoder_config(out: str, cfg: Config):
     """The embed.encoder settings OUT was embedded with (from run.json), else the configured ones."""
     import copy
@@ -243,7 +238,7 @@ def _zero_shot(layout: OutputLayout, out: str, cfg: Config, centers: np.ndarray)
     meta = encoder_metadata(layout, layout.cluster_file("centers.parquet"))
     encoder = _embedding_encoder_config(out, cfg)
     model_name, pretrained = clip_for_zero_shot(meta, encoder.model, encoder.pretrained)
-    device = _device()
+    device = torch_device()
     model, tokenizer = load_clip(model_name, pretrained, device=device)
     text = encode_labels(model, tokenizer, labels, prompt=d.zero_shot_prompt, device=device)
     del model
@@ -323,16 +318,16 @@ def run_describe(cfg: Config, out: str) -> dict:
 
         if to_summarise:
             from vidclust.keywords import keywords_for_clusters, load_keybert
-            from vidclust.summarize import load_sentence_model, sentence_model_source, summarizer_spec
+            from vidclust.summarise import load_sentence_model, sentence_model_source, summariser_spec
 
-            spec = summarizer_spec(d)  # fails fast, on the driver, before any actor starts
+            spec = summariser_spec(d)  # fails fast, on the driver, before any actor starts
             keybert_source = sentence_model_source(d.keybert_model)
             with timed() as t:
                 init_ray(cfg)
                 summaries = summarise_on_ray(list(to_summarise), list(to_summarise.values()), spec, d)
             timings["summarise_seconds"] = t["seconds"]
             with timed() as t:
-                keybert = load_keybert(load_sentence_model(keybert_source, device=_device()))  # once
+                keybert = load_keybert(load_sentence_model(keybert_source, device=torch_device()))  # once
                 for r in rows:
                     r.summaries = [summaries.get(v) for v in r.nearest_video_ids]
                 found = keywords_for_clusters([r.summaries for r in rows], keybert, top_n=d.kw_top_n,
