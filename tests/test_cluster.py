@@ -309,7 +309,7 @@ def write_out(out, video_ids, topics, *, failed=(), seed=0, meta=None, append=Fa
         "timestamp_s": pa.array(rows["timestamp_s"], pa.float32()),
         "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel(), pa.float32()), D),
     })
-    meta = meta or {"model": "tiny-clip", "pretrained": "none", "embed_dim": D,
+    meta = meta or {"model": "tiny-clip", "weights": "none", "embed_dim": D,
                     "sampling": {"frame_interval": 10, "fps": None, "max_frames": None, "image_size": 224}}
     table = table.replace_schema_metadata({b"vidclust": json.dumps(meta).encode()})
     frames = out / "frames"
@@ -363,9 +363,8 @@ def test_run_cluster_writes_the_contract_and_is_deterministic(ray_local, tmp_pat
     assert info["k"] == 4 and info["method"] == "kmeans" and info["n_videos"] == 41 and info["n_failed"] == 2
 
     a = read_assignments(out)
-    assert a.column_names == ["video_id", "cluster_id", "distance", "x", "y"]
+    assert a.column_names == ["video_id", "cluster_id", "distance"]  # the map's x, y are the report's
     assert a.column("video_id").to_pylist() == sorted(ids)  # failed videos absent
-    assert a.column("x").null_count == a.num_rows
     topic_of = dict(zip(ids, topics))
     m = json.loads((out / "clusters" / "metrics.json").read_text())
     assert m["external"]["nmi"] >= 0.95 and m["external"]["purity"] >= 0.95
@@ -452,9 +451,8 @@ def test_assign_new_videos_to_saved_centres(ray_local, tmp_path):
                                              first.column("cluster_id").to_pylist())
                         for t in [topics[ids.index(v)]]}
 
-    # `report` has filled in x, y and added a column of its own since
+    # someone has added a column of their own since
     n_old = first.num_rows
-    first = first.set_column(3, "x", pa.array(np.arange(n_old, dtype=np.float32)))
     first = first.append_column("label", pa.array(["old"] * n_old))
     pq.write_table(first, out / "clusters" / "assignments.parquet")
     # the lead's embed appends new videos to frames/ and videos.parquet
@@ -468,7 +466,7 @@ def test_assign_new_videos_to_saved_centres(ray_local, tmp_path):
     assert len(got) == len(set(got)) == 32 + 12
     assert got[:32] == first.column("video_id").to_pylist()  # appended, old rows untouched
     assert a.slice(0, 32).equals(first)
-    assert a.slice(32).column("x").null_count == 12 and a.slice(32).column("label").null_count == 12
+    assert a.slice(32).column("label").null_count == 12
     new_rows = dict(zip(got[32:], a.column("cluster_id").to_pylist()[32:]))
     assert all(new_rows[v] == cluster_of_topic[t] for v, t in zip(new_ids, new_topics))
     assert (out / "clusters" / "centers.parquet").read_bytes() == centers_before  # centres not moved
@@ -484,7 +482,7 @@ def test_assign_new_videos_to_saved_centres(ray_local, tmp_path):
     assert read_assignments(out).equals(a)
 
     # frames of another model or sampling never mix with these
-    other = {"model": "ViT-B-32", "pretrained": "openai", "embed_dim": D, "sampling": {"frame_interval": 5}}
+    other = {"model": "ViT-B-32", "weights": "openai", "embed_dim": D, "sampling": {"frame_interval": 5}}
     write_out(out, ["late1"], [0], append=True, meta=other)
     with pytest.raises(VidclustError, match="different settings"):
         run_assign_new(cfg_with(), str(out))

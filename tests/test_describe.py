@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.describe import (DESCRIPTIONS_SCHEMA, nearest_videos, run_describe, usable_caption_counts)
+from vidclust.contract import DESCRIPTIONS_SCHEMA
+from vidclust.describe import nearest_videos, run_describe, usable_caption_counts
 from vidclust.errors import VidclustError
 from vidclust.keywords import extract_keywords, keywords_of_summaries, load_keybert, phrase_candidates
-from vidclust.summarize import (EXTRACTIVE, ExtractiveSummarizer, Seq2SeqSummarizer, clean_captions,
-                                hub_reachable, join_captions, load_sentence_model, load_summarizer,
-                                sentence_model_source, summarise_captions, summarizer_spec)
+from vidclust.summarise import (EXTRACTIVE, ExtractiveSummariser, Seq2SeqSummariser, clean_captions,
+                                hub_reachable, join_captions, load_sentence_model, load_summariser,
+                                sentence_model_source, summarise_captions, summariser_spec)
 from vidclust.zero_shot import (BUILTIN_VOCABULARY, centers_in_text_space, encode_labels, load_vocabulary,
                                 zero_shot_labels)
 
@@ -175,7 +176,7 @@ def test_nearest_videos_prefers_captioned_then_distance():
 # --------------------------------------------------------------------------- summarisers
 
 def test_extractive_summary_is_the_most_central_caption(minilm):
-    s = ExtractiveSummarizer(minilm)
+    s = ExtractiveSummariser(minilm)
     ocean = ["blue ocean waves roll onto a sandy beach", "the sea water moves in gentle blue waves",
              "ocean waves crash near the beach at noon"]
     outlier = "a man explains the stock market on television"
@@ -187,26 +188,26 @@ def test_extractive_summary_is_the_most_central_caption(minilm):
 def test_tiny_bart_loads_from_its_path_and_summarises(tiny_bart):
     cfg = load_config(None, [f"describe.summarizer={tiny_bart}", "describe.summary_min_tokens=3",
                              "describe.summary_max_tokens=8", "describe.summary_num_beams=2"])
-    spec = summarizer_spec(cfg.describe)
+    spec = summariser_spec(cfg.describe)
     assert spec.kind == "seq2seq" and spec.model.local_files_only
-    summarizer = load_summarizer(spec)
-    assert isinstance(summarizer, Seq2SeqSummarizer)
+    summariser = load_summariser(spec)
+    assert isinstance(summariser, Seq2SeqSummariser)
     long = ["green trees sway in a quiet forest", "sunlight falls through the green forest leaves"]
-    got = summarise_captions([long, None, ["fire"]], summarizer)
+    got = summarise_captions([long, None, ["fire"]], summariser)
     assert isinstance(got[0], str) and got[0]
-    n_tokens = len(summarizer.tokenizer(got[0], add_special_tokens=False)["input_ids"])
+    n_tokens = len(summariser.tokenizer(got[0], add_special_tokens=False)["input_ids"])
     assert 1 <= n_tokens <= 8  # generated within max_length (random weights: words, not sense)
     assert got[0] != join_captions(long)
     assert got[1] is None
     assert got[2] == "fire."  # shorter than min_tokens: kept as it is, not padded with invented words
 
 
-def test_summarizer_offline_fails_fast_naming_both_ways_out(monkeypatch):
+def test_summariser_offline_fails_fast_naming_both_ways_out(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert hub_reachable() is False
     cfg = load_config(None, ["describe.summarizer=someone/not-a-cached-model"])
     with pytest.raises(VidclustError) as e:
-        summarizer_spec(cfg.describe)
+        summariser_spec(cfg.describe)
     msg = str(e.value)
     assert "describe.summarizer=PATH" in msg and "describe.summarizer=extractive" in msg
     assert "\n" not in msg
@@ -226,20 +227,20 @@ def test_unreachable_hub_is_detected_without_offline_flag(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     assert hub_reachable() is False
     with pytest.raises(VidclustError, match="no model hub is reachable"):
-        summarizer_spec(load_config(None, ["describe.summarizer=someone/not-a-cached-model"]).describe)
+        summariser_spec(load_config(None, ["describe.summarizer=someone/not-a-cached-model"]).describe)
 
 
-def test_summarizer_bad_paths(tmp_path, minilm):
+def test_summariser_bad_paths(tmp_path, minilm):
     with pytest.raises(VidclustError, match="not found"):
-        summarizer_spec(load_config(None, [f"describe.summarizer={tmp_path}/nope/model"]).describe)
+        summariser_spec(load_config(None, [f"describe.summarizer={tmp_path}/nope/model"]).describe)
     (tmp_path / "empty").mkdir()
     with pytest.raises(VidclustError, match="extractive"):
-        summarizer_spec(load_config(None, [f"describe.summarizer={tmp_path / 'empty'}"]).describe)
+        summariser_spec(load_config(None, [f"describe.summarizer={tmp_path / 'empty'}"]).describe)
     # a model directory that is not an encoder-decoder (the packaged MiniLM: a BERT)
     path = sentence_model_source(None).name_or_path
     with pytest.raises(VidclustError, match="not a sequence-to-sequence"):
-        summarizer_spec(load_config(None, [f"describe.summarizer={path}"]).describe)
-    spec = summarizer_spec(load_config(None, ["describe.summarizer=extractive"]).describe)
+        summariser_spec(load_config(None, [f"describe.summarizer={path}"]).describe)
+    spec = summariser_spec(load_config(None, ["describe.summarizer=extractive"]).describe)
     assert spec.kind == EXTRACTIVE and spec.model.name_or_path == path
 
 
@@ -271,9 +272,9 @@ def test_phrases_never_span_two_summaries(keybert):
 
 def test_extractive_and_keybert_find_each_topics_words(example_captions, minilm, keybert):
     """The example corpus: three topics with authored captions; each topic's key phrases hold its words."""
-    summarizer = ExtractiveSummarizer(minilm)
+    summariser = ExtractiveSummariser(minilm)
     for topic, caption_lists in example_captions.items():
-        summaries = summarise_captions(caption_lists, summarizer)
+        summaries = summarise_captions(caption_lists, summariser)
         kws = keywords_of_summaries(summaries, keybert, top_n=10, threshold=0.2)
         words = {w for k, _ in kws for w in k.split()}
         assert words & TOPIC_WORDS[topic], (topic, kws)

@@ -26,7 +26,10 @@ def test_run_writes_every_output_of_the_contract(tiny_clip, example_corpus, tmp_
 
     assign = pq.read_table(out / "clusters" / "assignments.parquet")
     assert sorted(assign.column("video_id").to_pylist()) == ok
-    assert {"video_id", "cluster_id", "distance", "x", "y"} <= set(assign.column_names)
+    assert {"video_id", "cluster_id", "distance"} <= set(assign.column_names)
+    projection = pq.read_table(out / "report" / "projection.parquet")
+    assert {"kind", "video_id", "x", "y"} <= set(projection.column_names)
+    assert sorted(v for v in projection.column("video_id").to_pylist() if v is not None) == ok
     assert set(assign.column("cluster_id").to_pylist()) == {0, 1, 2}
     mapping = (out / "clusters" / "video_cluster_mapping.csv").read_text().splitlines()
     assert mapping[0] == "video_id,cluster_id" and len(mapping) == 13

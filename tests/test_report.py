@@ -3,6 +3,7 @@ the report of a small real run (embed -> cluster -> describe -> report) opened i
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
 import json
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
+from vidclust.contract import PROJECTION_SCHEMA
 from vidclust.errors import VidclustError
 from vidclust.example import topic_frame, write_video
 from vidclust.projection import project_tsne
@@ -225,7 +227,6 @@ def write_synthetic_out(root: Path, videos_dir: Path) -> Path:
     pq.write_table(pa.table({
         "video_id": ids, "cluster_id": pa.array(labels, pa.int32()),
         "distance": pa.array(dist, pa.float32(), mask=np.isnan(dist)),
-        "x": pa.nulls(len(ids), pa.float32()), "y": pa.nulls(len(ids), pa.float32()),
     }).replace_schema_metadata(meta), root / "clusters" / "assignments.parquet")
     pq.write_table(pa.table({
         "video_id": ids,
@@ -261,6 +262,11 @@ def write_synthetic_out(root: Path, videos_dir: Path) -> Path:
     return root
 
 
+def file_hashes(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="module")
 def synthetic_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
@@ -268,7 +274,9 @@ def synthetic_report(tmp_path_factory):
     (out / "report").mkdir()
     (out / "report" / "stale.png").write_bytes(b"old")
     cfg = load_config(None, ["report.frames_per_cluster=4", "report.frames_per_video=2"])
+    clusters_before = file_hashes(out / "clusters")
     info = run_report(cfg, str(out))
+    assert file_hashes(out / "clusters") == clusters_before  # the report writes only report/
     return out, info
 
 
@@ -297,16 +305,21 @@ def test_run_report_writes_the_page_and_its_images(synthetic_report):
     assert "fitted on all 30 videos" in text
 
 
-def test_run_report_adds_xy_to_assignments_and_records_the_stage(synthetic_report):
+def test_run_report_writes_the_projection_and_records_the_stage(synthetic_report):
     out, info = synthetic_report
-    t = pq.read_table(out / "clusters" / "assignments.parquet")
-    assert t.column_names == ["video_id", "cluster_id", "distance", "x", "y"]
-    assert t.schema.field("x").type == pa.float32() and t.schema.field("y").type == pa.float32()
-    assert b"vidclust" in t.schema.metadata
-    xy = np.stack([t.column("x").to_numpy(), t.column("y").to_numpy()], axis=1)
+    p = pq.read_table(out / "report" / "projection.parquet")
+    assert p.schema == PROJECTION_SCHEMA
+    assert p.schema.field("x").type == pa.float32() and p.schema.field("y").type == pa.float32()
+    videos = p.filter(pa.compute.equal(p.column("kind"), "video"))
+    centres = p.filter(pa.compute.equal(p.column("kind"), "center"))
+    a = pq.read_table(out / "clusters" / "assignments.parquet")
+    assert videos.column("video_id").to_pylist() == a.column("video_id").to_pylist()
+    assert centres.column("cluster_id").to_pylist() == [0, 1, 2]
+    xy = np.stack([videos.column("x").to_numpy(), videos.column("y").to_numpy()], axis=1)
     assert np.isfinite(xy).all() and len(np.unique(xy, axis=0)) == 30
-    assert t.column("cluster_id").to_pylist()[-1] == -1
-    assert not (out / "clusters" / "assignments.parquet.tmp").exists()
+    assert a.column("cluster_id").to_pylist()[-1] == -1
+    assert a.column_names == ["video_id", "cluster_id", "distance"] and b"vidclust" in a.schema.metadata
+    assert not list((out / "_vidclust" / "staging").glob("*"))  # nothing left half-written
     run = json.loads((out / "run.json").read_text())
     stage = run["stages"]["report"]
     assert stage["n_videos"] == 30 and stage["n_clusters"] == 3 and stage["tsne"]["method"] == "openTSNE"
@@ -430,5 +443,5 @@ def test_real_run_report_renders_in_headless_chromium(real_run, tmp_path):
     colours = len(np.unique(img.reshape(-1, 3)[::7], axis=0))
     assert colours > 200, "the screenshot looks blank"  # plots and frames, not an empty page
 
-    t = pq.read_table(out / "clusters" / "assignments.parquet")
+    t = pq.read_table(out / "report" / "projection.parquet")
     assert np.isfinite(t.column("x").to_numpy()).all() and np.isfinite(t.column("y").to_numpy()).all()

@@ -11,8 +11,9 @@ import pytest
 
 from vidclust.config import load_config
 from vidclust.example import write_video
-from vidclust.stats import (PROBE_SCHEMA, format_stats, plot_stats, probe_table, probe_video, run_stats,
-                            summarize_stats)
+from vidclust.contract import PROBE_SCHEMA
+from vidclust.stats import format_stats, probe_row, probe_table, run_stats
+from vidclust.video_stats import plot_stats, summarise_stats
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -34,21 +35,21 @@ def small_videos(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def test_probe_video_reads_container_metadata(small_videos):
-    a = probe_video(str(small_videos["a"]))
+def test_probe_row_reads_container_metadata(small_videos):
+    a = probe_row(str(small_videos["a"]))
     assert a["status"] == "ok" and a["error"] is None
     assert a["codec"] == "h264" and (a["width"], a["height"]) == (128, 96)
     assert a["fps"] == pytest.approx(25.0)
     assert a["duration_s"] == pytest.approx(2.0, abs=0.1)
-    b = probe_video(str(small_videos["b"]))
+    b = probe_row(str(small_videos["b"]))
     assert b["codec"] == "mpeg4" and (b["width"], b["height"]) == (80, 64)
     assert b["fps"] == pytest.approx(10.0) and b["duration_s"] == pytest.approx(3.0, abs=0.15)
 
 
 @pytest.mark.parametrize("name,reason", [("broken", "not a readable video"), ("empty", "empty file"),
                                          ("missing", "file not found")])
-def test_probe_video_failure_is_a_row_with_a_reason(small_videos, name, reason):
-    row = probe_video(str(small_videos[name]))
+def test_probe_row_failure_is_a_row_with_a_reason(small_videos, name, reason):
+    row = probe_row(str(small_videos[name]))
     assert row["status"] == "failed"
     assert reason in row["error"]
     assert row["duration_s"] is None and row["codec"] is None
@@ -69,9 +70,9 @@ def test_probe_table_with_ray_keeps_every_video_in_order(small_videos, ray_local
     assert local.to_pylist() == probed.to_pylist()
 
 
-def test_summarize_stats_counts_and_distributions(small_videos):
+def test_summarise_stats_counts_and_distributions(small_videos):
     probed = probe_table(_table(small_videos), use_ray=False)
-    s = summarize_stats(probed)
+    s = summarise_stats(probed)
     assert (s["count"], s["n_ok"], s["n_failed"]) == (5, 3, 2)
     assert s["total_hours"] == pytest.approx(6.0 / 3600, abs=0.3 / 3600)
     assert s["duration_s"]["n"] == 3
@@ -86,7 +87,7 @@ def test_summarize_stats_counts_and_distributions(small_videos):
     assert "videos          5" in text and "h264: 2" in text and "missing: file not found" in text
 
 
-def test_summarize_stats_works_on_a_videos_parquet_like_table():
+def test_summarise_stats_works_on_a_videos_parquet_like_table():
     """OUT/videos.parquet has nulls for failed videos, no n_frames, and maybe no codec column."""
     table = pa.table({
         "video_id": ["v1", "v2", "v3", "v4"],
@@ -98,7 +99,7 @@ def test_summarize_stats_works_on_a_videos_parquet_like_table():
         "width": pa.array([1920, 640, None, 1920], pa.int32()),
         "height": pa.array([1080, 480, None, 1080], pa.int32()),
     })
-    s = summarize_stats(table)
+    s = summarise_stats(table)
     assert (s["count"], s["n_ok"], s["n_failed"]) == (4, 3, 1)
     assert s["total_hours"] == pytest.approx(1.0)
     assert s["duration_s"]["n"] == 2  # a decoded video without a known duration is not a zero
@@ -107,7 +108,7 @@ def test_summarize_stats_works_on_a_videos_parquet_like_table():
     assert s["codec_counts"] == {}
     assert s["failures"] == [{"video_id": "v3", "path": "/x/v3.mp4", "error": "decord: cannot open"}]
     assert s["failure_reasons"] == {"decord": 1}
-    assert summarize_stats(table.drop_columns(["status", "error"]))["n_failed"] == 0
+    assert summarise_stats(table.drop_columns(["status", "error"]))["n_failed"] == 0
 
 
 def test_plot_stats_writes_pngs(small_videos, tmp_path):

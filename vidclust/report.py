@@ -12,17 +12,17 @@ untrusted text and goes through `html.escape`; a Content-Security-Policy allows 
 own small inline script (by hash), which counts the images that loaded.
 
 Plain functions: `plot_tsne`, `plot_cluster_sizes`, `plot_sweep` (arrays -> PNG bytes),
-`grab_frames`/`thumbnail_strip` (video -> thumbnails), `render_html(context) -> str`;
-`run_report(cfg, out)` reads OUT and wires them.
+`grab_frames`/`thumbnail_strip` (video -> thumbnails), `render_html(context) -> str`. The command
+`run_report(cfg, out)` is four parts: `gather_report_inputs` (reads OUT into a dict),
+`compute_report` (t-SNE projection, plots, thumbnails, statistics), `render_html(report_context(
+inputs, computed))`, `write_report` (report/ only: the page, its images, projection.parquet).
 """
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import html
 import io
-import json
 import logging
 import math
 import os
@@ -34,9 +34,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from vidclust.contract import (PROJECTION_SCHEMA, embedding_matrix, read_json, read_parquet, write_bytes,
+                               write_parquet)
+from vidclust.decode import local_file
 from vidclust.errors import VidclustError
+from vidclust.formatting import fmt, number
+from vidclust.layout import OutputLayout
+from vidclust.plots import figure, png
 
 log = logging.getLogger("vidclust")
 
@@ -110,7 +115,7 @@ def plot_tsne(xy: np.ndarray, labels: np.ndarray, centers_xy: np.ndarray, center
     with_legend = len(all_ids) <= 120
     ncol = max(1, math.ceil(len(all_ids) / legend_rows)) if with_legend else 0
     side = 9.0 if k <= 40 else 11.0
-    fig, ax = _figure(side + 3.3 * ncol, max(side, 0.2 * min(len(all_ids), legend_rows) + 1.5),
+    fig, ax = figure(side + 3.3 * ncol, max(side, 0.2 * min(len(all_ids), legend_rows) + 1.5),
                       layout="constrained")
     size = float(np.clip(60000.0 / max(n, 1), 1.0, 28.0))
     alpha = 0.75 if n < 5000 else 0.5
@@ -151,7 +156,7 @@ def plot_tsne(xy: np.ndarray, labels: np.ndarray, centers_xy: np.ndarray, center
                    frameon=False, handletextpad=0.3, columnspacing=1.0, title="cluster: keywords")
     if texts:
         _place_labels(fig, ax, texts, centers_xy, xy)
-    return _png(fig, dpi=110)
+    return png(fig, dpi=110)
 
 
 def _place_labels(fig, ax, texts: list, anchors: np.ndarray, points: np.ndarray) -> None:
@@ -230,7 +235,7 @@ def plot_cluster_sizes(cluster_ids: Sequence[int], sizes: Sequence[int],
     keywords = keywords or {}
     colors = cluster_colors(ids)
     k = len(ids)
-    fig, ax = _figure(9.0, max(2.5, 0.2 * k + 1.2), layout="constrained")
+    fig, ax = figure(9.0, max(2.5, 0.2 * k + 1.2), layout="constrained")
     y = np.arange(k)[::-1]
     ax.barh(y, sizes, color=[colors[c] for c in ids], height=0.8)
     ax.set_yticks(y, [cluster_label(c, keywords.get(c), 3, 48) for c in ids],
@@ -242,7 +247,7 @@ def plot_cluster_sizes(cluster_ids: Sequence[int], sizes: Sequence[int],
     ax.set_ylim(-0.7, k - 0.3)
     ax.set_xlabel("videos")
     ax.set_title(f"Cluster sizes ({k} clusters, {sum(sizes)} videos)")
-    return _png(fig, dpi=100)
+    return png(fig, dpi=100)
 
 
 def plot_sweep(sweep: Sequence[dict], chosen_k: Optional[int] = None) -> bytes:
@@ -250,47 +255,19 @@ def plot_sweep(sweep: Sequence[dict], chosen_k: Optional[int] = None) -> bytes:
     metrics = [("silhouette", "silhouette (higher is better)"),
                ("davies_bouldin", "Davies-Bouldin (lower is better)"),
                ("calinski_harabasz", "Calinski-Harabasz (higher is better)")]
-    metrics = [(m, t) for m, t in metrics if any(_num(r.get(m)) is not None for r in sweep)]
-    fig = _figure(4.2 * max(1, len(metrics)), 3.4, layout="constrained", axes=False)
-    rows = sorted((r for r in sweep if _num(r.get("k")) is not None), key=lambda r: r["k"])
+    metrics = [(m, t) for m, t in metrics if any(number(r.get(m)) is not None for r in sweep)]
+    fig = figure(4.2 * max(1, len(metrics)), 3.4, layout="constrained", axes=False)
+    rows = sorted((r for r in sweep if number(r.get("k")) is not None), key=lambda r: r["k"])
     for i, (m, title) in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
-        pts = [(int(r["k"]), _num(r.get(m))) for r in rows if _num(r.get(m)) is not None]
+        pts = [(int(r["k"]), number(r.get(m))) for r in rows if number(r.get(m)) is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color="#4477aa")
         if chosen_k is not None:
             ax.axvline(chosen_k, color="#cc6677", linestyle="--", linewidth=1, label=f"chosen k={chosen_k}")
             ax.legend(fontsize=8, loc="best")
         ax.set_xlabel("k")
         ax.set_title(title, fontsize=10)
-    return _png(fig, dpi=100)
-
-
-def _figure(w: float, h: float, layout: Optional[str] = None, axes: bool = True):
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=100, layout=layout)
-    FigureCanvasAgg(fig)
-    if not axes:
-        return fig
-    return fig, fig.add_subplot()
-
-
-def _png(fig, dpi: int = 100) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
-    return buf.getvalue()
-
-
-def _num(v: Any) -> Optional[float]:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+    return png(fig, dpi=100)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,8 +282,10 @@ def grab_frames(path: str, n_frames: int, width: int = 160) -> list:
     if n_frames <= 0:
         return []
     images = []
-    with _open_input(path) as source:
-        with av.open(source) as container:
+    with local_file(path) as local:
+        if not os.path.exists(local):
+            raise FileNotFoundError("file not found")
+        with av.open(local) as container:
             if not container.streams.video:
                 raise ValueError("no video stream")
             stream = container.streams.video[0]
@@ -345,25 +324,6 @@ def grab_frames(path: str, n_frames: int, width: int = 160) -> list:
     if not images:
         raise ValueError("no frames could be decoded")
     return images
-
-
-@contextlib.contextmanager
-def _open_input(path: str):
-    """A local path, or for a URI (s3://, gs://, ...) a seekable pyarrow file: PyAV then reads
-    only the parts of the video it decodes, not the whole file."""
-    if "://" not in path or path.startswith("file://"):
-        local = path[len("file://"):] if path.startswith("file://") else path
-        if not os.path.exists(local):
-            raise FileNotFoundError("file not found")
-        yield local
-        return
-    import pyarrow.fs as pafs
-
-    fs, inner = pafs.FileSystem.from_uri(path)
-    if fs.get_file_info(inner).type == pafs.FileType.NotFound:
-        raise FileNotFoundError("file not found")
-    with fs.open_input_file(inner) as f:
-        yield f
 
 
 def _thumb(image, width: int):
@@ -449,17 +409,6 @@ def _src(name: str) -> str:
     return _e(urllib.parse.quote(name))
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool) or v is None:
-        return "" if v is None else str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    f = _num(v)
-    if f is None:
-        return str(v)
-    return f"{f:.4g}"
-
-
 def _rgb(color: Sequence[float]) -> str:
     r, g, b = (int(round(255 * c)) for c in color[:3])
     return f"#{r:02x}{g:02x}{b:02x}"
@@ -473,110 +422,102 @@ def render_html(context: dict) -> str:
     clusters [{cluster_id, size, color, keywords [str], summaries [str], videos [{video_id, file,
     caption, image, error}]}], failed {rows [{video_id, path, error}], n_total}, stats {rows
     [(name, value)], images [str], failure_reasons {reason: n}}, notes [str]."""
+    parts = [_page_head(context), '<h2 id="overview">Overview</h2>', _kv_table(context.get("overview") or [])]
+    if context.get("scores"):
+        parts += ["<h3>Scores</h3>", _kv_table(context["scores"])]
+    parts += [f'<p class="note">{_e(note)}</p>' for note in context.get("notes") or []]
+    parts += [_map_and_sizes(context), _clusters_html(context.get("clusters") or []),
+              _sweep_html(context.get("sweep")), _failed_html(context.get("failed")),
+              _stats_html(context.get("stats")), "</main>", f"<script>{_SCRIPT}</script>", "</body>\n</html>\n"]
+    return "\n".join(p for p in parts if p)
+
+
+def _page_head(context: dict) -> str:
+    """Everything up to <main>: the head with its Content-Security-Policy, the title, the contents."""
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
     csp = (f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
            f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
-    out: list[str] = []
-    w = out.append
-    w("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">")
-    w(f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">')
-    w('<meta name="viewport" content="width=device-width, initial-scale=1">')
-    w(f"<title>{_e(context.get('title', 'vidclust report'))}</title>")
-    w(f"<style>\n{_CSS}\n</style>\n</head>\n<body>\n<header>")
-    w(f"<h1>{_e(context.get('title', 'vidclust report'))}</h1>")
+    title = _e(context.get("title", "vidclust report"))
+    out = ["<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">",
+           f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>{title}</title>", f"<style>\n{_CSS}\n</style>\n</head>\n<body>\n<header>", f"<h1>{title}</h1>"]
     if context.get("subtitle"):
-        w(f'<p class="note">{_e(context["subtitle"])}</p>')
-    w('<p id="image-check" data-loaded="" data-total=""></p>')
-    sections = [("overview", "Overview")]
-    if context.get("tsne"):
-        sections.append(("map", "Map"))
-    if context.get("sizes_image"):
-        sections.append(("sizes", "Sizes"))
-    if context.get("clusters"):
-        sections.append(("clusters", "Clusters"))
-    if context.get("sweep"):
-        sections.append(("sweep", "k sweep"))
-    if context.get("failed"):
-        sections.append(("failed", "Failed videos"))
-    if context.get("stats"):
-        sections.append(("stats", "Data set"))
-    w('<nav class="toc">' + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in sections) + "</nav>")
-    w("</header>\n<main>")
+        out.append(f'<p class="note">{_e(context["subtitle"])}</p>')
+    out.append('<p id="image-check" data-loaded="" data-total=""></p>')
+    sections = [("overview", "Overview")] + [(anchor, name) for key, anchor, name in (
+        ("tsne", "map", "Map"), ("sizes_image", "sizes", "Sizes"), ("clusters", "clusters", "Clusters"),
+        ("sweep", "sweep", "k sweep"), ("failed", "failed", "Failed videos"), ("stats", "stats", "Data set"))
+        if context.get(key)]
+    out.append('<nav class="toc">' + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in sections) + "</nav>")
+    out.append("</header>\n<main>")
+    return "\n".join(out)
 
-    w('<h2 id="overview">Overview</h2>')
-    w(_kv_table(context.get("overview") or []))
-    if context.get("scores"):
-        w("<h3>Scores</h3>")
-        w(_kv_table(context["scores"]))
-    for note in context.get("notes") or []:
-        w(f'<p class="note">{_e(note)}</p>')
 
+def _map_and_sizes(context: dict) -> str:
+    out = []
     tsne = context.get("tsne")
     if tsne:
-        w('<h2 id="map">Videos and centres in two dimensions (t-SNE)</h2>')
+        out.append('<h2 id="map">Videos and centres in two dimensions (t-SNE)</h2>')
         if tsne.get("note"):
-            w(f'<p class="note">{_e(tsne["note"])}</p>')
+            out.append(f'<p class="note">{_e(tsne["note"])}</p>')
         if tsne.get("image"):
-            w(_plot_img(tsne["image"], "t-SNE map of videos and cluster centres"))
+            out.append(_plot_img(tsne["image"], "t-SNE map of videos and cluster centres"))
     if context.get("sizes_image"):
-        w('<h2 id="sizes">Cluster sizes</h2>')
-        w(_plot_img(context["sizes_image"], "cluster sizes"))
-
-    clusters = context.get("clusters") or []
-    if clusters:
-        w('<h2 id="clusters">Clusters</h2>')
-        w('<nav class="toc">' + " ".join(
-            f'<a href="#cluster-{_e(c["cluster_id"])}">{_e(c["cluster_id"])}</a>' for c in clusters) + "</nav>")
-        for c in clusters:
-            w(_cluster_section(c))
-
-    sweep = context.get("sweep")
-    if sweep:
-        w('<h2 id="sweep">k sweep</h2>')
-        if sweep.get("chosen_k") is not None:
-            w(f'<p>Chosen k: <b>{_e(sweep["chosen_k"])}</b></p>')
-        if sweep.get("image"):
-            w(_plot_img(sweep["image"], "scores for each k"))
-        rows = sweep.get("rows") or []
-        if rows:
-            cols = [c for c in ("k", "silhouette", "davies_bouldin", "calinski_harabasz")
-                    if any(c in r for r in rows)]
-            cols += sorted({c for r in rows for c in r} - set(cols))
-            w("<table><tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>")
-            for r in rows:
-                w("<tr>" + "".join(f'<td class="num">{_e(_fmt(r.get(c)))}</td>' for c in cols) + "</tr>")
-            w("</table>")
-
-    failed = context.get("failed")
-    if failed:
-        rows = failed.get("rows") or []
-        total = failed.get("n_total", len(rows))
-        w(f'<h2 id="failed">Failed videos ({_e(_fmt(total))})</h2>')
-        if failed.get("reasons"):
-            w(_kv_table(list(failed["reasons"].items()), head=("reason", "videos")))
-        if rows:
-            w("<table><tr><th>video</th><th>path</th><th>error</th></tr>")
-            for r in rows:
-                w(f"<tr><td>{_e(r.get('video_id'))}</td><td>{_e(r.get('path'))}</td>"
-                  f"<td>{_e(r.get('error'))}</td></tr>")
-            w("</table>")
-        if total > len(rows):
-            w(f'<p class="note">{_e(total - len(rows))} more are not listed here; all are in '
-              f"videos.parquet (status failed).</p>")
-
-    stats = context.get("stats")
-    if stats:
-        w('<h2 id="stats">Data set</h2>')
-        w(_kv_table(stats.get("rows") or []))
-        w('<div class="stats">')
-        for img in stats.get("images") or []:
-            w(_plot_img(img, img))
-        w("</div>")
-
-    w("</main>")
-    w(f"<script>{_SCRIPT}</script>")
-    w("</body>\n</html>\n")
+        out += ['<h2 id="sizes">Cluster sizes</h2>', _plot_img(context["sizes_image"], "cluster sizes")]
     return "\n".join(out)
+
+
+def _clusters_html(clusters: list) -> str:
+    if not clusters:
+        return ""
+    toc = " ".join(f'<a href="#cluster-{_e(c["cluster_id"])}">{_e(c["cluster_id"])}</a>' for c in clusters)
+    return "\n".join(['<h2 id="clusters">Clusters</h2>', f'<nav class="toc">{toc}</nav>',
+                      *(_cluster_section(c) for c in clusters)])
+
+
+def _sweep_html(sweep: Optional[dict]) -> str:
+    if not sweep:
+        return ""
+    out = ['<h2 id="sweep">k sweep</h2>']
+    if sweep.get("chosen_k") is not None:
+        out.append(f'<p>Chosen k: <b>{_e(sweep["chosen_k"])}</b></p>')
+    if sweep.get("image"):
+        out.append(_plot_img(sweep["image"], "scores for each k"))
+    rows = sweep.get("rows") or []
+    if rows:
+        cols = [c for c in ("k", "silhouette", "davies_bouldin", "calinski_harabasz") if any(c in r for r in rows)]
+        cols += sorted({c for r in rows for c in r} - set(cols))
+        out.append("<table><tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>")
+        out += ["<tr>" + "".join(f'<td class="num">{_e(fmt(r.get(c)))}</td>' for c in cols) + "</tr>" for r in rows]
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def _failed_html(failed: Optional[dict]) -> str:
+    if not failed:
+        return ""
+    rows = failed.get("rows") or []
+    total = failed.get("n_total", len(rows))
+    out = [f'<h2 id="failed">Failed videos ({_e(fmt(total))})</h2>']
+    if failed.get("reasons"):
+        out.append(_kv_table(list(failed["reasons"].items()), head=("reason", "videos")))
+    if rows:
+        out.append("<table><tr><th>video</th><th>path</th><th>error</th></tr>")
+        out += [f"<tr><td>{_e(r.get('video_id'))}</td><td>{_e(r.get('path'))}</td><td>{_e(r.get('error'))}</td></tr>"
+                for r in rows]
+        out.append("</table>")
+    if total > len(rows):
+        out.append(f'<p class="note">{_e(total - len(rows))} more are not listed here; all are in '
+                   f"videos.parquet (status failed).</p>")
+    return "\n".join(out)
+
+
+def _stats_html(stats: Optional[dict]) -> str:
+    if not stats:
+        return ""
+    return "\n".join(['<h2 id="stats">Data set</h2>', _kv_table(stats.get("rows") or []), '<div class="stats">',
+                      *(_plot_img(img, img) for img in stats.get("images") or []), "</div>"])
 
 
 def _plot_img(name: str, alt: str) -> str:
@@ -592,7 +533,7 @@ def _kv_table(rows, head: Optional[tuple] = None) -> str:
         parts.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
     for name, value in rows:
         cls = ' class="num"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
-        parts.append(f"<tr><th>{_e(name)}</th><td{cls}>{_e(_fmt(value))}</td></tr>")
+        parts.append(f"<tr><th>{_e(name)}</th><td{cls}>{_e(fmt(value))}</td></tr>")
     parts.append("</table>")
     return "".join(parts)
 
@@ -602,7 +543,7 @@ def _cluster_section(c: dict) -> str:
     parts = [f'<section id="cluster-{_e(cid)}">']
     swatch = f'<span class="swatch" style="background:{_e(c["color"])}"></span>' if c.get("color") else ""
     title = "Noise (not in any cluster)" if cid == NOISE_ID else f"Cluster {cid}"
-    parts.append(f"<h3>{swatch}{_e(title)} — {_e(_fmt(c.get('size')))} videos</h3>")
+    parts.append(f"<h3>{swatch}{_e(title)} — {_e(fmt(c.get('size')))} videos</h3>")
     kws = c.get("keywords") or []
     if kws:
         parts.append("<p>" + "".join(f'<span class="kw">{_e(k)}</span>' for k in kws) + "</p>")
@@ -623,7 +564,7 @@ def _cluster_section(c: dict) -> str:
             if v.get("caption"):
                 parts.append(f'<div class="caption">{_e(v["caption"])}</div>')
             parts.append(f'<div class="file">{_e(v.get("video_id"))} · {_e(v.get("file"))}'
-                         + (f" · distance {_e(_fmt(v['distance']))}" if v.get("distance") is not None else "")
+                         + (f" · distance {_e(fmt(v['distance']))}" if v.get("distance") is not None else "")
                          + "</div>")
             parts.append("</figcaption></figure>")
         parts.append("</div>")
@@ -632,40 +573,54 @@ def _cluster_section(c: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-# reading OUT
+# the parts of the command: gather (read OUT), compute, render, write
 
 
-def _read_table(layout, path: str) -> Optional[pa.Table]:
-    if not layout.exists(path):
-        return None
-    try:
-        return pq.read_table(path, filesystem=layout.fs)
-    except Exception as exc:
-        raise VidclustError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
+    """Everything the report shows, read from OUT, as a plain dict (no file is written):
+    out, video_ids [n], labels int64 [n] (noise -1), distance float [n] (NaN unknown),
+    center_ids [k], centers float32 [k, D] or None, vectors float32 [m, D] of the videos that have
+    one and has_vector bool [n] (vectors None without video_vectors.parquet), metrics {},
+    keywords {cluster_id: [str]}, summaries {cluster_id: [str]}, videos (videos.parquet or None)."""
+    out = layout.root
+    assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"),
+                               missing=f"run `vidclust cluster {out}` first")
+    for col in ("video_id", "cluster_id"):
+        if col not in assignments.column_names:
+            raise VidclustError(f"clusters/assignments.parquet in {out} has no {col} column")
+    video_ids = assignments.column("video_id").to_pylist()
+    labels = np.array([NOISE_ID if c is None else int(c) for c in assignments.column("cluster_id").to_pylist()],
+                      np.int64)
+    distance = (np.array([np.nan if d is None else float(d) for d in assignments.column("distance").to_pylist()])
+                if "distance" in assignments.column_names else np.full(len(labels), np.nan))
+    centers_t = read_parquet(layout, layout.cluster_file("centers.parquet"))
+    center_ids, centers = [], None
+    if centers_t is not None and "cluster_id" in centers_t.column_names:
+        center_ids = [int(c) for c in centers_t.column("cluster_id").to_pylist()]
+        if "center" in centers_t.column_names:
+            centers = embedding_matrix(centers_t.column("center"))
+    vectors, has_vector = _vectors_of(read_parquet(layout, layout.cluster_file("video_vectors.parquet")), video_ids)
+    metrics = read_json(layout, layout.cluster_file("metrics.json"))
+    return {
+        "out": out, "video_ids": video_ids, "labels": labels, "distance": distance,
+        "center_ids": center_ids, "centers": centers, "vectors": vectors, "has_vector": has_vector,
+        "metrics": metrics if isinstance(metrics, dict) else {},
+        "keywords": _keywords_by_cluster(read_json(layout, layout.cluster_file("cluster_descriptions.json"))),
+        "summaries": _summaries_by_cluster(read_parquet(layout, layout.cluster_file("descriptions.parquet"))),
+        "videos": read_parquet(layout, layout.videos),
+    }
 
 
-def _read_json(layout, path: str) -> Optional[Any]:
-    if not layout.exists(path):
-        return None
-    try:
-        return json.loads(layout.read_bytes(path))
-    except (ValueError, OSError) as exc:
-        raise VidclustError(f"cannot read {path}: {exc}") from None
+def _vectors_of(table: Optional[pa.Table], video_ids: list) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """(the vectors of those of `video_ids` that have one, in their order; which have one)."""
+    if table is None or not {"video_id", "vector"} <= set(table.column_names):
+        return None, np.zeros(len(video_ids), bool)
+    pos = {v: i for i, v in enumerate(table.column("video_id").to_pylist())}
+    rows = np.array([pos.get(v, -1) for v in video_ids], np.int64)
+    return embedding_matrix(table.column("vector"))[rows[rows >= 0]], rows >= 0
 
 
-def _vectors(col: pa.ChunkedArray) -> np.ndarray:
-    arr = col.combine_chunks()
-    if len(arr) == 0:
-        return np.zeros((0, 0), np.float32)
-    if pa.types.is_fixed_size_list(arr.type):
-        d = arr.type.list_size
-    else:
-        d = len(arr[0].as_py())
-    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(arr), d)
-
-
-def _keywords_by_cluster(layout) -> dict[int, list[str]]:
-    data = _read_json(layout, layout.cluster_file("cluster_descriptions.json"))
+def _keywords_by_cluster(data: Any) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     if isinstance(data, dict):
         for key, value in data.items():
@@ -694,28 +649,154 @@ def _summaries_by_cluster(descriptions: Optional[pa.Table]) -> dict[int, list[st
     return out
 
 
-def write_xy(layout, assignments: pa.Table, video_ids: list, xy: np.ndarray) -> pa.Table:
-    """Add (or replace) float32 columns x, y of assignments.parquet, matched by video_id; the file
-    is rewritten under a temporary name and moved into place, keeping its other columns and
-    schema metadata."""
-    pos = {v: i for i, v in enumerate(video_ids)}
-    idx = np.array([pos.get(v, -1) for v in assignments.column("video_id").to_pylist()], np.int64)
-    x = np.full(len(idx), np.nan, np.float32)
-    y = np.full(len(idx), np.nan, np.float32)
-    have = idx >= 0
-    x[have], y[have] = xy[idx[have], 0], xy[idx[have], 1]
-    table = assignments
-    for name in ("x", "y"):
-        if name in table.column_names:
-            table = table.drop_columns([name])
-    table = table.append_column(pa.field("x", pa.float32()), pa.array(x, pa.float32()))
-    table = table.append_column(pa.field("y", pa.float32()), pa.array(y, pa.float32()))
-    table = table.replace_schema_metadata(assignments.schema.metadata)
-    path = layout.cluster_file("assignments.parquet")
-    tmp = path + ".tmp"
-    pq.write_table(table, tmp, filesystem=layout.fs)
-    layout.fs.move(tmp, path)
-    return table
+def compute_report(inputs: dict, cfg) -> dict:
+    """What the page needs beyond the inputs: the t-SNE map (and its projection table), the plots,
+    the thumbnails, the data-set statistics. Returns a dict: files {name: bytes}, projection (a
+    PROJECTION_SCHEMA table or None), tsne, sweep, cards, stats, failed, stats_summary, notes,
+    cluster_ids, sizes_by_id, colors, counts, timings."""
+    labels, center_ids = inputs["labels"], inputs["center_ids"]
+    sizes_by_id = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
+    cluster_ids = sorted(set(sizes_by_id) | set(center_ids))
+    computed: dict = {"files": {}, "notes": [], "timings": {}, "cluster_ids": cluster_ids,
+                      "sizes_by_id": sizes_by_id, "colors": cluster_colors(cluster_ids)}
+    computed.update(_tsne_map(inputs, cfg, computed))
+    ts = time.perf_counter()
+    computed.update(_summary_plots(inputs, computed))
+    computed["timings"]["plots_s"] = round(time.perf_counter() - ts, 3)
+    ts = time.perf_counter()
+    computed.update(_thumbnails(inputs, cfg.report, computed))
+    computed["timings"]["frames_s"] = round(time.perf_counter() - ts, 3)
+    ts = time.perf_counter()
+    computed.update(_data_set(inputs["videos"], cfg.report, computed))
+    computed["timings"]["stats_s"] = round(time.perf_counter() - ts, 3)
+    return computed
+
+
+def _tsne_map(inputs: dict, cfg, computed: dict) -> dict:
+    """The t-SNE projection of the videos with a vector and of the centres, and its plot."""
+    from vidclust.projection import project_tsne
+
+    video_ids, labels, have = inputs["video_ids"], inputs["labels"], inputs["has_vector"]
+    vec, centers, center_ids = inputs["vectors"], inputs["centers"], inputs["center_ids"]
+    if vec is None or not len(video_ids):
+        computed["notes"].append("No clusters/video_vectors.parquet: the t-SNE map is left out.")
+        return {"tsne": None, "tsne_info": {}, "projection": None}
+    if not have.all():
+        computed["notes"].append(f"{int((~have).sum())} clustered videos have no vector in video_vectors.parquet "
+                                 "and are not on the map.")
+    rc = cfg.report
+    use_centers = centers if centers is not None and len(centers) and centers.shape[1] == vec.shape[1] else None
+    shown_ids = center_ids if use_centers is not None else []
+    xy_have, cxy, info = project_tsne(vec, use_centers, seed=cfg.seed, sample_above=rc.tsne_sample,
+                                      perplexity=rc.tsne_perplexity, n_jobs=rc.tsne_n_jobs, labels=labels[have],
+                                      center_ids=np.array(center_ids) if use_centers is not None else None)
+    computed["timings"]["tsne_s"] = info.get("seconds", 0.0)
+    xy = np.full((len(video_ids), 2), np.nan, np.float32)
+    xy[have] = xy_have
+    ts = time.perf_counter()
+    computed["files"]["tsne.png"] = plot_tsne(
+        xy_have, labels[have], cxy, shown_ids, inputs["keywords"],
+        note="sample fitted, rest placed by transform" if info.get("sampled") else "")
+    computed["timings"]["tsne_plot_s"] = round(time.perf_counter() - ts, 3)
+    return {"tsne": {"image": "tsne.png", "note": _tsne_note(info, cfg.seed)}, "tsne_info": info,
+            "projection": projection_table(video_ids, xy, shown_ids, cxy)}
+
+
+def projection_table(video_ids: Sequence[str], xy: np.ndarray, center_ids: Sequence[int],
+                     centers_xy: np.ndarray) -> pa.Table:
+    """report/projection.parquet: a row per video (kind video), then one per centre (kind center)."""
+    n, k = len(video_ids), len(center_ids)
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    cxy = np.asarray(centers_xy, np.float32).reshape(-1, 2)
+    return pa.table({
+        "kind": pa.array(["video"] * n + ["center"] * k, pa.string()),
+        "video_id": pa.array(list(video_ids) + [None] * k, pa.string()),
+        "cluster_id": pa.array([None] * n + [int(c) for c in center_ids], pa.int32()),
+        "x": pa.array(np.concatenate([xy[:, 0], cxy[:, 0]]), pa.float32()),
+        "y": pa.array(np.concatenate([xy[:, 1], cxy[:, 1]]), pa.float32()),
+    }, schema=PROJECTION_SCHEMA)
+
+
+def _summary_plots(inputs: dict, computed: dict) -> dict:
+    """The cluster sizes plot and, when metrics.json has a k sweep, its curves."""
+    sizes_by_id, center_ids, metrics = computed["sizes_by_id"], inputs["center_ids"], inputs["metrics"]
+    size_ids = [c for c in computed["cluster_ids"] if c in sizes_by_id or c in center_ids]
+    if size_ids:
+        computed["files"]["cluster_sizes.png"] = plot_cluster_sizes(
+            size_ids, [sizes_by_id.get(c, 0) for c in size_ids], inputs["keywords"])
+    sweep = metrics.get("k_sweep")
+    if not (isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep)):
+        return {"sweep": None}
+    chosen = metrics.get("k") if isinstance(metrics.get("k"), int) else None
+    computed["files"]["k_sweep.png"] = plot_sweep(sweep, chosen)
+    return {"sweep": {"image": "k_sweep.png", "rows": sweep, "chosen_k": chosen}}
+
+
+def _thumbnails(inputs: dict, rc, computed: dict) -> dict:
+    """For each cluster, frames of the videos nearest its centre (a pool of threads decodes them):
+    {cards: {cluster_id: [card]}, counts: {n_thumbnails, n_thumbnail_failures}}."""
+    video_ids, labels, distance = inputs["video_ids"], inputs["labels"], inputs["distance"]
+    videos = inputs["videos"]
+    video_info: dict[str, dict] = {}
+    if videos is not None and "video_id" in videos.column_names:
+        wanted_cols = [c for c in ("video_id", "path", "captions") if c in videos.column_names]
+        video_info = {row["video_id"]: row for row in videos.select(wanted_cols).to_pylist()}
+    per_video = max(1, rc.frames_per_video)
+    n_show = math.ceil(rc.frames_per_cluster / per_video) if rc.frames_per_cluster else 0
+    dist_sort = np.where(np.isnan(distance), np.inf, distance)
+    jobs = []  # (cluster, row, path)
+    for c in computed["cluster_ids"]:
+        members = np.flatnonzero(labels == c)
+        members = members[np.argsort(dist_sort[members], kind="stable")][:n_show] if n_show else []
+        jobs += [(c, r, video_info.get(video_ids[r], {}).get("path")) for r in members]
+    with ThreadPoolExecutor(max_workers=max(1, min(8, (os.cpu_count() or 2)))) as pool:
+        results = list(pool.map(_strip_or_error, [(p, per_video, rc.thumbnail_width) for _, _, p in jobs]))
+    cards: dict[int, list[dict]] = {c: [] for c in computed["cluster_ids"]}
+    n_thumbs = n_fail = 0
+    for (c, r, path), (data, err) in zip(jobs, results):
+        caps = video_info.get(video_ids[r], {}).get("captions") or []
+        card = {"video_id": video_ids[r], "file": posixpath.basename(path) if path else "",
+                "caption": caps[0] if caps else "", "image": None, "error": err,
+                "distance": None if np.isnan(distance[r]) else float(distance[r])}
+        if data is not None:
+            card["image"] = f"frames/c{c}_{len(cards[c])}.jpg"
+            computed["files"][card["image"]] = data
+            n_thumbs += 1
+        else:
+            n_fail += 1
+        cards[c].append(card)
+    return {"cards": cards, "counts": {"n_thumbnails": n_thumbs, "n_thumbnail_failures": n_fail}}
+
+
+def _data_set(videos: Optional[pa.Table], rc, computed: dict) -> dict:
+    """The data-set statistics table and plots, and the failed videos, from videos.parquet."""
+    from vidclust.video_stats import STATS_PLOTS, plot_stats, summarise_stats
+
+    if videos is None:
+        computed["notes"].append("No videos.parquet: no data set statistics, captions or frames.")
+        return {"stats": None, "failed": None, "stats_summary": {}}
+    summary = summarise_stats(videos, max_failures=rc.max_failed_listed)
+    pngs = plot_stats(videos)
+    computed["files"].update(pngs)
+    rows = [("videos", summary["count"]), ("decoded", summary["n_ok"]),
+            ("failed", summary["n_failed"]), ("total hours", summary["total_hours"])]
+    for key, label in (("duration_s", "duration (s)"), ("fps", "frame rate (fps)")):
+        d = summary.get(key) or {}
+        if d.get("n"):
+            rows.append((f"{label} min / median / mean / max",
+                         f"{d['min']:.3g} / {d['median']:.3g} / {d['mean']:.3g} / {d['max']:.3g}"))
+    for key, label in (("resolution_counts", "resolutions"), ("codec_counts", "codecs"),
+                       ("fps_counts", "frame rates")):
+        counts = summary.get(key) or {}
+        if counts:
+            rows.append((label, ", ".join(f"{k} ({v})" for k, v in list(counts.items())[:10])
+                         + (f", … {len(counts)} distinct" if len(counts) > 10 else "")))
+    failed = None
+    if summary["n_failed"]:
+        failed = {"rows": summary["failures"], "n_total": summary["n_failed"],
+                  "reasons": summary.get("failure_reasons") or {}}
+    return {"stats": {"rows": rows, "images": [p for p in STATS_PLOTS if p in pngs]}, "failed": failed,
+            "stats_summary": summary}
 
 
 def _tsne_note(info: dict, seed: int) -> str:
@@ -736,6 +817,25 @@ def _tsne_note(info: dict, seed: int) -> str:
     return how
 
 
+def report_context(inputs: dict, computed: dict) -> dict:
+    """The context `render_html` takes, from the inputs and what was computed of them."""
+    cluster_ids, sizes_by_id = computed["cluster_ids"], computed["sizes_by_id"]
+    n_clusters = len([c for c in cluster_ids if c != NOISE_ID])
+    overview, scores = _overview_and_scores(inputs["out"], inputs["metrics"], len(inputs["video_ids"]), n_clusters,
+                                            sizes_by_id.get(NOISE_ID, 0), computed["stats_summary"])
+    clusters = [{"cluster_id": c, "size": sizes_by_id.get(c, 0), "color": _rgb(computed["colors"][c]),
+                 "keywords": inputs["keywords"].get(c, []), "summaries": inputs["summaries"].get(c, []),
+                 "videos": computed["cards"].get(c, [])} for c in cluster_ids]
+    return {
+        "title": "vidclust report",
+        "subtitle": f"{inputs['out']} — generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        "overview": overview, "scores": scores, "notes": computed["notes"], "tsne": computed["tsne"],
+        "sizes_image": "cluster_sizes.png" if "cluster_sizes.png" in computed["files"] else None,
+        "sweep": computed["sweep"], "clusters": clusters, "failed": computed["failed"],
+        "stats": computed["stats"],
+    }
+
+
 def _overview_and_scores(out: str, metrics: dict, n_videos: int, n_clusters: int, n_noise: int,
                          stats_summary: dict) -> tuple[list, list]:
     """(name, value) rows of the run's overview and of its scores, from whatever metrics.json has."""
@@ -750,25 +850,41 @@ def _overview_and_scores(out: str, metrics: dict, n_videos: int, n_clusters: int
             overview.append((label, value))
     if stats_summary:
         overview.append(("failed videos", stats_summary["n_failed"]))
-    elif _num(metrics.get("n_failed")) is not None:
+    elif number(metrics.get("n_failed")) is not None:
         overview.append(("failed videos", metrics["n_failed"]))
     dups = metrics.get("near_duplicates")
     if isinstance(dups, dict) and dups.get("n_groups") is not None:
-        overview.append((f"near-duplicate groups (cosine >= {_fmt(dups.get('threshold'))})", dups["n_groups"]))
+        overview.append((f"near-duplicate groups (cosine >= {fmt(dups.get('threshold'))})", dups["n_groups"]))
     scores: list = []
     for key, label in (("silhouette", "silhouette (higher is better, -1..1)"),
                        ("davies_bouldin", "Davies-Bouldin (lower is better)"),
                        ("calinski_harabasz", "Calinski-Harabasz (higher is better)")):
-        if _num(metrics.get(key)) is not None:
+        if number(metrics.get(key)) is not None:
             if key == "silhouette" and metrics.get("silhouette_sampled"):
-                label += f", on a sample of {_fmt(metrics.get('silhouette_sample_size'))}"
+                label += f", on a sample of {fmt(metrics.get('silhouette_sample_size'))}"
             scores.append((label, float(metrics[key])))
     external = metrics.get("external") if isinstance(metrics.get("external"), dict) else metrics
     for key, label in (("nmi", "NMI against the categories"), ("ari", "ARI against the categories"),
                        ("purity", "purity against the categories")):
-        if _num(external.get(key)) is not None:
+        if number(external.get(key)) is not None:
             scores.append((label, float(external[key])))
     return overview, scores
+
+
+def write_report(layout: OutputLayout, page: str, computed: dict) -> str:
+    """report/: the previous report's files go, then the images, the projection, and last the page
+    (a complete page or none). Returns the page's path."""
+    report_dir = layout.report_dir
+    if layout.exists(report_dir):  # the page lists only this report's files
+        layout.fs.delete_dir_contents(report_dir, missing_dir_ok=True)
+    layout.makedirs(f"{report_dir}/frames")
+    for name, data in computed["files"].items():
+        write_bytes(layout, data, f"{report_dir}/{name}")
+    if computed["projection"] is not None:
+        write_parquet(layout, computed["projection"], layout.report_file("projection.parquet"))
+    index = layout.report_file("index.html")
+    write_bytes(layout, page.encode("utf-8"), index)
+    return index
 
 
 # ----------------------------------------------------------------------------------------------
@@ -776,202 +892,23 @@ def _overview_and_scores(out: str, metrics: dict, n_videos: int, n_clusters: int
 
 
 def run_report(cfg, out: str) -> dict:
-    """`vidclust report OUT`: read OUT, write OUT/report/index.html with its images beside it,
-    add the t-SNE x, y to clusters/assignments.parquet, record the stage in run.json."""
-    from vidclust.layout import OutputLayout
-    from vidclust.projection import project_tsne
+    """`vidclust report OUT`: read OUT, write OUT/report/ (index.html, its images, projection.parquet),
+    record the stage in run.json. Writes nothing outside report/ but run.json."""
     from vidclust.runinfo import record_stage
-    from vidclust.stats import STATS_PLOTS, plot_stats, summarize_stats
 
-    rc = cfg.report
     layout = OutputLayout.open(out)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    assignments = _read_table(layout, layout.cluster_file("assignments.parquet"))
-    if assignments is None:
-        raise VidclustError(f"no clusters in {out}: clusters/assignments.parquet is missing "
-                            f"(run `vidclust cluster {out}` first)")
-    for col in ("video_id", "cluster_id"):
-        if col not in assignments.column_names:
-            raise VidclustError(f"clusters/assignments.parquet in {out} has no {col} column")
-    centers_t = _read_table(layout, layout.cluster_file("centers.parquet"))
-    vectors_t = _read_table(layout, layout.cluster_file("video_vectors.parquet"))
-    metrics = _read_json(layout, layout.cluster_file("metrics.json")) or {}
-    if not isinstance(metrics, dict):
-        metrics = {}
-    keywords = _keywords_by_cluster(layout)
-    descriptions = _read_table(layout, layout.cluster_file("descriptions.parquet"))
-    summaries = _summaries_by_cluster(descriptions)
-    videos = _read_table(layout, layout.videos)
-
-    video_ids = assignments.column("video_id").to_pylist()
-    labels = np.array([NOISE_ID if c is None else int(c) for c in assignments.column("cluster_id").to_pylist()],
-                      np.int64)
-    distance = (np.array([np.nan if d is None else float(d) for d in assignments.column("distance").to_pylist()])
-                if "distance" in assignments.column_names else np.full(len(labels), np.nan))
-    if centers_t is not None and "cluster_id" in centers_t.column_names:
-        center_ids = [int(c) for c in centers_t.column("cluster_id").to_pylist()]
-        centers = _vectors(centers_t.column("center")) if "center" in centers_t.column_names else None
-    else:
-        center_ids, centers = [], None
-    sizes_by_id = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
-    cluster_ids = sorted(set(sizes_by_id) | set(center_ids))
-    colors = cluster_colors(cluster_ids)
-
-    report_dir = layout.report_dir
-    files: dict[str, bytes] = {}
-    notes: list[str] = []
-
-    # --- t-SNE map
-    tsne_ctx = None
-    tsne_info: dict = {}
-    if vectors_t is not None and {"video_id", "vector"} <= set(vectors_t.column_names) and len(video_ids):
-        vec_all = _vectors(vectors_t.column("vector"))
-        pos = {v: i for i, v in enumerate(vectors_t.column("video_id").to_pylist())}
-        rows = np.array([pos.get(v, -1) for v in video_ids], np.int64)
-        have = rows >= 0
-        if not have.all():
-            notes.append(f"{int((~have).sum())} clustered videos have no vector in video_vectors.parquet "
-                         "and are not on the map.")
-        vec = vec_all[rows[have]]
-        use_centers = centers if centers is not None and len(centers) and centers.shape[1] == vec.shape[1] else None
-        xy_have, cxy, tsne_info = project_tsne(vec, use_centers, seed=cfg.seed, sample_above=rc.tsne_sample,
-                                               perplexity=rc.tsne_perplexity, n_jobs=rc.tsne_n_jobs, labels=labels[have],
-                                               center_ids=np.array(center_ids) if use_centers is not None else None)
-        timings["tsne_s"] = tsne_info.get("seconds", 0.0)
-        xy = np.full((len(video_ids), 2), np.nan, np.float32)
-        xy[have] = xy_have
-        assignments = write_xy(layout, assignments, video_ids, xy)
-        note = _tsne_note(tsne_info, cfg.seed)
-        ts = time.perf_counter()
-        files["tsne.png"] = plot_tsne(
-            xy_have, labels[have], cxy, center_ids if use_centers is not None else [], keywords,
-            note="sample fitted, rest placed by transform" if tsne_info.get("sampled") else "")
-        timings["tsne_plot_s"] = round(time.perf_counter() - ts, 3)
-        tsne_ctx = {"image": "tsne.png", "note": note}
-    else:
-        notes.append("No clusters/video_vectors.parquet: the t-SNE map is left out.")
-
-    # --- sizes and sweep
+    inputs = gather_report_inputs(layout, cfg)
+    computed = compute_report(inputs, cfg)
     ts = time.perf_counter()
-    size_ids = [c for c in cluster_ids if c in sizes_by_id or c in center_ids]
-    sizes = [sizes_by_id.get(c, 0) for c in size_ids]
-    if size_ids:
-        files["cluster_sizes.png"] = plot_cluster_sizes(size_ids, sizes, keywords)
-    sweep_ctx = None
-    sweep = metrics.get("sweep") or metrics.get("k_sweep")
-    if isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep):
-        chosen = metrics.get("k") if isinstance(metrics.get("k"), int) else None
-        files["k_sweep.png"] = plot_sweep(sweep, chosen)
-        sweep_ctx = {"image": "k_sweep.png", "rows": sweep, "chosen_k": chosen}
-    timings["plots_s"] = round(time.perf_counter() - ts, 3)
-
-    # --- per-cluster frames
-    ts = time.perf_counter()
-    video_info: dict[str, dict] = {}
-    if videos is not None and "video_id" in videos.column_names:
-        vcols = videos.column_names
-        wanted_cols = [c for c in ("video_id", "path", "captions") if c in vcols]
-        for row in videos.select(wanted_cols).to_pylist():
-            video_info[row["video_id"]] = row
-    per_video = max(1, rc.frames_per_video)
-    n_show = math.ceil(rc.frames_per_cluster / per_video) if rc.frames_per_cluster else 0
-    chosen_rows: dict[int, list[int]] = {}
-    dist_sort = np.where(np.isnan(distance), np.inf, distance)
-    for c in cluster_ids:
-        members = np.flatnonzero(labels == c)
-        if len(members) and n_show:
-            members = members[np.argsort(dist_sort[members], kind="stable")][:n_show]
-        chosen_rows[c] = members[:n_show].tolist() if n_show else []
-    jobs = []
-    for c in cluster_ids:
-        for r in chosen_rows[c]:
-            info = video_info.get(video_ids[r], {})
-            jobs.append((c, r, info.get("path")))
-    with ThreadPoolExecutor(max_workers=max(1, min(8, (os.cpu_count() or 2)))) as pool:
-        results = list(pool.map(_strip_or_error, [(p, per_video, rc.thumbnail_width) for _, _, p in jobs]))
-    cards: dict[int, list[dict]] = {c: [] for c in cluster_ids}
-    n_thumbs = n_thumb_fail = 0
-    for (c, r, path), (data, err) in zip(jobs, results):
-        vid = video_ids[r]
-        info = video_info.get(vid, {})
-        caps = info.get("captions") or []
-        card = {"video_id": vid, "file": posixpath.basename(path) if path else "",
-                "caption": caps[0] if caps else "", "image": None, "error": err,
-                "distance": None if np.isnan(distance[r]) else float(distance[r])}
-        if data is not None:
-            name = f"frames/c{c}_{len(cards[c])}.jpg"
-            files[name] = data
-            card["image"] = name
-            n_thumbs += 1
-        else:
-            n_thumb_fail += 1
-        cards[c].append(card)
-    timings["frames_s"] = round(time.perf_counter() - ts, 3)
-
-    clusters_ctx = [{"cluster_id": c, "size": sizes_by_id.get(c, 0), "color": _rgb(colors[c]),
-                     "keywords": keywords.get(c, []), "summaries": summaries.get(c, []),
-                     "videos": cards.get(c, [])} for c in cluster_ids]
-
-    # --- data set statistics and failures
-    ts = time.perf_counter()
-    stats_ctx = failed_ctx = None
-    stats_summary: dict = {}
-    if videos is not None:
-        stats_summary = summarize_stats(videos, max_failures=rc.max_failed_listed)
-        pngs = plot_stats(videos)
-        files.update(pngs)
-        rows = [("videos", stats_summary["count"]), ("decoded", stats_summary["n_ok"]),
-                ("failed", stats_summary["n_failed"]), ("total hours", stats_summary["total_hours"])]
-        for key, label in (("duration_s", "duration (s)"), ("fps", "frame rate (fps)")):
-            d = stats_summary.get(key) or {}
-            if d.get("n"):
-                rows.append((f"{label} min / median / mean / max",
-                             f"{d['min']:.3g} / {d['median']:.3g} / {d['mean']:.3g} / {d['max']:.3g}"))
-        for key, label in (("resolution_counts", "resolutions"), ("codec_counts", "codecs"),
-                           ("fps_counts", "frame rates")):
-            counts = stats_summary.get(key) or {}
-            if counts:
-                rows.append((label, ", ".join(f"{k} ({v})" for k, v in list(counts.items())[:10])
-                             + (f", … {len(counts)} distinct" if len(counts) > 10 else "")))
-        stats_ctx = {"rows": rows, "images": [p for p in STATS_PLOTS if p in pngs]}
-        if stats_summary["n_failed"]:
-            failed_ctx = {"rows": stats_summary["failures"], "n_total": stats_summary["n_failed"],
-                          "reasons": stats_summary.get("failure_reasons") or {}}
-    else:
-        notes.append("No videos.parquet: no data set statistics, captions or frames.")
-    timings["stats_s"] = round(time.perf_counter() - ts, 3)
-
-    # --- overview and scores
-    n_clusters = len([c for c in cluster_ids if c != NOISE_ID])
-    overview, scores = _overview_and_scores(out, metrics, len(video_ids), n_clusters,
-                                            sizes_by_id.get(NOISE_ID, 0), stats_summary)
-
-    context = {
-        "title": "vidclust report",
-        "subtitle": f"{out} — generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
-        "overview": overview, "scores": scores, "notes": notes, "tsne": tsne_ctx,
-        "sizes_image": "cluster_sizes.png" if "cluster_sizes.png" in files else None,
-        "sweep": sweep_ctx, "clusters": clusters_ctx, "failed": failed_ctx, "stats": stats_ctx,
-    }
-    ts = time.perf_counter()
-    page = render_html(context)
-    if layout.exists(report_dir):  # a previous report's files go: the page lists only these
-        layout.fs.delete_dir_contents(report_dir, missing_dir_ok=True)
-    layout.makedirs(f"{report_dir}/frames")
-    for name, data in files.items():
-        with layout.fs.open_output_stream(f"{report_dir}/{name}") as f:
-            f.write(data)
-    index = f"{report_dir}/index.html"
-    layout.write_bytes_atomic(index, page.encode("utf-8"))  # last: a complete page or none
-    timings["write_s"] = round(time.perf_counter() - ts, 3)
-
-    info = {"seconds": round(time.perf_counter() - t0, 3), **timings, "n_videos": len(video_ids),
-            "n_clusters": n_clusters, "n_images": len(files), "n_thumbnails": n_thumbs,
-            "n_thumbnail_failures": n_thumb_fail,
-            "tsne": dict(tsne_info)}
+    index = write_report(layout, render_html(report_context(inputs, computed)), computed)
+    timings = {**computed["timings"], "write_s": round(time.perf_counter() - ts, 3)}
+    n_clusters = len([c for c in computed["cluster_ids"] if c != NOISE_ID])
+    info = {"seconds": round(time.perf_counter() - t0, 3), **timings, "n_videos": len(inputs["video_ids"]),
+            "n_clusters": n_clusters, "n_images": len(computed["files"]), **computed["counts"],
+            "tsne": dict(computed["tsne_info"])}
     record_stage(layout, cfg, "report", info)
     where = index if "://" not in out else out.rstrip("/") + "/report/index.html"
-    print(f"report: {where} ({n_clusters} clusters, {len(video_ids)} videos; {info['seconds']:.1f}s, "
+    print(f"report: {where} ({n_clusters} clusters, {len(inputs['video_ids'])} videos; {info['seconds']:.1f}s, "
           f"t-SNE {timings.get('tsne_s', 0):.1f}s)")
     return {"report": where, **info}

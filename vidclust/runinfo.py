@@ -1,14 +1,16 @@
-"""`run.json`: the resolved configuration, versions, timings per stage and counts of a run."""
+"""`run.json`: the resolved configuration, versions, timings per stage and counts of a run; and
+what later stages read back from it (the embedding settings OUT was embedded with)."""
 from __future__ import annotations
 
-import json
 import platform
 import time
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any, Iterator
 
-from vidclust.config import Config, to_dict
+from vidclust.config import Config, _apply_mapping, to_dict
+from vidclust.contract import read_json, write_json
+from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 
 _PACKAGES = ("vidclust", "ray", "torch", "open_clip_torch", "decord", "av", "pyarrow", "numpy",
@@ -26,9 +28,7 @@ def versions() -> dict:
 
 
 def read_run_json(layout: OutputLayout) -> dict:
-    if not layout.exists(layout.run_json):
-        return {}
-    return json.loads(layout.read_bytes(layout.run_json))
+    return read_json(layout, layout.run_json) or {}
 
 
 def record_stage(layout: OutputLayout, cfg: Config, stage: str, info: dict[str, Any]) -> None:
@@ -38,7 +38,17 @@ def record_stage(layout: OutputLayout, cfg: Config, stage: str, info: dict[str, 
     run["versions"] = versions()
     run.setdefault("stages", {})[stage] = {**info, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     layout.makedirs(layout.root)
-    layout.write_bytes_atomic(layout.run_json, json.dumps(run, indent=2, default=str).encode())
+    write_json(layout, run, layout.run_json)
+
+
+def embedding_config_of(out: str, cfg: Config) -> Config:
+    """`cfg` with the embedding settings (model, weights, sampling) that OUT was embedded with."""
+    run = read_run_json(OutputLayout.open(out))
+    stage = run.get("stages", {}).get("embed")
+    if not stage or "embed_config" not in stage:
+        raise VidclustError(f"{out} holds no embeddings: run `vidclust embed SOURCE {out}` first")
+    _apply_mapping(cfg.embed, stage["embed_config"], prefix="embed.")
+    return cfg.validate()
 
 
 @contextmanager

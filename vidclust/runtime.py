@@ -119,3 +119,21 @@ def apply_stage(ds: Any, stage: Stage) -> Any:
         # pyproject.toml keeps Ray below the version said to drop it
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         return ds.map_batches(stage.fn, **args)
+
+
+def torch_device() -> str:
+    """"cuda" where this process sees a GPU, else "cpu"."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def use_fp16(precision: str, device: str, setting: str) -> bool:
+    """Whether a model runs in fp16: `precision` (auto | fp32 | fp16, the value of the configuration
+    key `setting`) on `device`. auto: fp16 on a GPU, fp32 on the CPU; fp16 without a GPU warns
+    and runs in fp32."""
+    fp16 = precision == "fp16" or (precision == "auto" and device == "cuda")
+    if fp16 and device != "cuda":
+        log.warning("%s=fp16 but no GPU: running in fp32 on the CPU", setting)
+        return False
+    return fp16

@@ -206,7 +206,7 @@ def _from_msrvtt(fs, root: str, to_uri) -> list[dict]:
         m = meta.get(vid, {})
         cat = m.get("category")
         rows.append({"path": to_uri(path), "video_id": vid, "captions": captions.get(vid, []),
-                     "category": None if cat is None else str(cat), "split": m.get("split")})
+                     "category": None if cat is None else str(cat)})
     return rows
 
 

@@ -26,6 +26,7 @@ from typing import Optional
 
 import pyarrow.fs as pafs
 
+from vidclust.contract import write_bytes
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 
@@ -106,7 +107,7 @@ class WriterLock:
             return True
         if self._read() is not None:
             return False
-        self.layout.write_bytes_atomic(path, self._record())
+        write_bytes(self.layout, self._record(), path)
         time.sleep(1.0)  # a run that wrote at the same moment overwrote one of the two: look again
         held = self._read()
         return held is not None and held.get("run_id") == self.run_id
@@ -150,7 +151,7 @@ class WriterLock:
                 if held is not None and held.get("run_id") != self.run_id:
                     return  # taken over (we were presumed dead): never write over another's lock
                 try:
-                    self.layout.write_bytes_atomic(self.layout.lock_file, self._record())
+                    write_bytes(self.layout, self._record(), self.layout.lock_file)
                 except OSError:
                     pass  # a full disk or a flaky store: the next beat tries again
 

@@ -89,8 +89,6 @@ def clip_for_zero_shot(meta: dict, model: str, pretrained: str) -> tuple[str, st
     """
     if not meta:
         return model, pretrained
-    if meta.get("pretrained"):  # metadata that records what to load
-        return str(meta.get("model", model)), str(meta["pretrained"])
     recorded_model = meta.get("model")
     if recorded_model and recorded_model not in (model, Path(model).stem):
         import open_clip
@@ -103,10 +101,8 @@ def clip_for_zero_shot(meta: dict, model: str, pretrained: str) -> tuple[str, st
     recorded_weights = meta.get("weights")
     if recorded_weights:
         if str(recorded_weights).startswith("file:"):
-            try:
-                from vidclust.encoder import weights_id
-            except ImportError:  # cannot check: trust the configuration
-                return model, pretrained
+            from vidclust.encoder import weights_id
+
             if not Path(pretrained).expanduser().is_file() or weights_id(pretrained) != recorded_weights:
                 raise VidclustError(f"zero-shot labels need the checkpoint that embedded the frames "
                                     f"({recorded_weights}); give it with --set embed.encoder.pretrained=PATH")

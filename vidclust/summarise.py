@@ -2,13 +2,13 @@
 
 Two summarisers share one interface (`.summarise(list of caption lists) -> list of texts`):
 
-- `Seq2SeqSummarizer`: a transformers encoder-decoder (facebook/bart-large-cnn by default) that
+- `Seq2SeqSummariser`: a transformers encoder-decoder (facebook/bart-large-cnn by default) that
   reads the video's captions joined into one text and writes a summary of min..max tokens with
   beam search and no sampling (the notebook's settings);
-- `ExtractiveSummarizer`: the caption closest to the mean of the video's caption embeddings (a
+- `ExtractiveSummariser`: the caption closest to the mean of the video's caption embeddings (a
   sentence-transformers model): needs no seq2seq weights.
 
-`summarise_captions` is the plain function tests call; `Summarizer` is the Ray Data callable class
+`summarise_captions` is the plain function tests call; `Summariser` is the Ray Data callable class
 that holds one summariser per actor (on a GPU in fp16 where there is one).
 
 Models are found offline first: a local directory, or the hub cache (never touching the network);
@@ -38,7 +38,7 @@ SEQ2SEQ_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_m
 # ... or what makes a directory a sentence-transformers (or plain transformers) model.
 SENTENCE_MODEL_FILES = ("modules.json", "config.json")
 
-SUMMARIZER_WAYS_OUT = ("Give a local copy with --set describe.summarizer=PATH (a directory written by "
+SUMMARISER_WAYS_OUT = ("Give a local copy with --set describe.summarizer=PATH (a directory written by "
                        "save_pretrained), or use --set describe.summarizer=extractive (picks each video's "
                        "most central caption; needs no seq2seq weights).")
 SENTENCE_MODEL_WAYS_OUT = ("Give a local sentence-transformers directory with --set describe.keybert_model=PATH, "
@@ -154,10 +154,10 @@ def check_seq2seq_source(source: ModelSource) -> None:
     except Exception as exc:
         raise VidclustError(f"describe.summarizer: cannot read the model config of {source.name_or_path}: "
                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
-                            f"{SUMMARIZER_WAYS_OUT}") from None
+                            f"{SUMMARISER_WAYS_OUT}") from None
     if not getattr(config, "is_encoder_decoder", False):
         raise VidclustError(f"describe.summarizer: {source.name_or_path} is a {config.model_type!r} model, "
-                            f"not a sequence-to-sequence (encoder-decoder) summariser. {SUMMARIZER_WAYS_OUT}")
+                            f"not a sequence-to-sequence (encoder-decoder) summariser. {SUMMARISER_WAYS_OUT}")
 
 
 # --------------------------------------------------------------------------- the summarisers
@@ -183,7 +183,7 @@ def join_captions(captions: Sequence[str]) -> str:
     return " ".join(c if c[-1] in ".!?" else c + "." for c in captions if c)
 
 
-class ExtractiveSummarizer:
+class ExtractiveSummariser:
     """The caption nearest (cosine) to the mean of the video's caption embeddings."""
 
     name = EXTRACTIVE
@@ -210,7 +210,7 @@ class ExtractiveSummarizer:
         return out
 
 
-class Seq2SeqSummarizer:
+class Seq2SeqSummariser:
     """A transformers encoder-decoder summarising the joined captions of each video.
 
     Texts no longer than `min_tokens` tokens are kept as they are: a summary may not be shorter
@@ -271,14 +271,14 @@ def load_seq2seq(source: ModelSource, device: str = "cpu", fp16: bool = False) -
     else:
         msg = str(last).splitlines()[0] if last and str(last) else type(last).__name__
         raise VidclustError(f"describe.summarizer: cannot load {source.name_or_path}: {msg}. "
-                            f"{SUMMARIZER_WAYS_OUT}")
+                            f"{SUMMARISER_WAYS_OUT}")
     if fp16:
         model = model.half()
     return model.to(device).eval(), tokenizer
 
 
 @dataclass(frozen=True)
-class SummarizerSpec:
+class SummariserSpec:
     """Everything an actor needs to build its summariser (resolved, and checked, on the driver)."""
 
     kind: str  # "extractive" | "seq2seq"
@@ -292,59 +292,56 @@ class SummarizerSpec:
         return EXTRACTIVE if self.kind == EXTRACTIVE else self.model.name_or_path
 
 
-def summarizer_spec(dcfg: Any) -> SummarizerSpec:
+def summariser_spec(dcfg: Any) -> SummariserSpec:
     """Resolve `describe.summarizer` (and the sentence model for `extractive`) or fail fast with a
     message that names the ways out. Loads no weights."""
     name = str(dcfg.summarizer).strip()
     if name.lower() == EXTRACTIVE:
-        return SummarizerSpec(kind=EXTRACTIVE, model=sentence_model_source(dcfg.keybert_model))
+        return SummariserSpec(kind=EXTRACTIVE, model=sentence_model_source(dcfg.keybert_model))
     source = resolve_model_source(name, what="describe.summarizer", needed=SEQ2SEQ_FILES,
-                                  ways_out=SUMMARIZER_WAYS_OUT)
+                                  ways_out=SUMMARISER_WAYS_OUT)
     check_seq2seq_source(source)
-    return SummarizerSpec(kind="seq2seq", model=source, min_tokens=dcfg.summary_min_tokens,
+    return SummariserSpec(kind="seq2seq", model=source, min_tokens=dcfg.summary_min_tokens,
                           max_tokens=dcfg.summary_max_tokens, num_beams=dcfg.summary_num_beams)
 
 
-def load_summarizer(spec: SummarizerSpec, device: str = "cpu", fp16: bool = False):
-    """An ExtractiveSummarizer or Seq2SeqSummarizer built from `spec`."""
+def load_summariser(spec: SummariserSpec, device: str = "cpu", fp16: bool = False):
+    """An ExtractiveSummariser or Seq2SeqSummariser built from `spec`."""
     if spec.kind == EXTRACTIVE:
-        return ExtractiveSummarizer(load_sentence_model(spec.model, device=device))
+        return ExtractiveSummariser(load_sentence_model(spec.model, device=device))
     model, tokenizer = load_seq2seq(spec.model, device=device, fp16=fp16)
-    return Seq2SeqSummarizer(model, tokenizer, min_tokens=spec.min_tokens, max_tokens=spec.max_tokens,
+    return Seq2SeqSummariser(model, tokenizer, min_tokens=spec.min_tokens, max_tokens=spec.max_tokens,
                              num_beams=spec.num_beams, device=device, name=spec.model.name_or_path)
 
 
-def summarise_captions(caption_lists: Sequence[Optional[Sequence[Optional[str]]]], summarizer: Any
+def summarise_captions(caption_lists: Sequence[Optional[Sequence[Optional[str]]]], summariser: Any
                        ) -> list[Optional[str]]:
     """One summary per video; None for a video without usable captions."""
     cleaned = [clean_captions(c) for c in caption_lists]
     todo = [i for i, c in enumerate(cleaned) if c]
     out: list[Optional[str]] = [None] * len(cleaned)
     if todo:
-        for i, s in zip(todo, summarizer.summarise([cleaned[i] for i in todo])):
+        for i, s in zip(todo, summariser.summarise([cleaned[i] for i in todo])):
             out[i] = s if s else None
     return out
 
 
-class Summarizer:
+class Summariser:
     """Ray Data callable class: one summariser per actor (GPU + fp16 when the actor has a GPU).
 
     A batch (pyarrow.Table) with `video_id` and `captions` (list<string>) becomes a table of
     `video_id` and `summary` (null where a video has no usable captions).
     """
 
-    def __init__(self, spec: SummarizerSpec, precision: str = "auto"):
-        import torch
+    def __init__(self, spec: SummariserSpec, precision: str = "auto"):
+        from vidclust.runtime import torch_device, use_fp16
 
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        fp16 = precision == "fp16" or (precision == "auto" and self.device == "cuda")
-        if fp16 and self.device != "cuda":
-            log.warning("describe.summary_precision=fp16 but no GPU: summarising in fp32 on the CPU")
-            fp16 = False
-        self.summarizer = load_summarizer(spec, device=self.device, fp16=fp16)
+        self.device = torch_device()
+        fp16 = use_fp16(precision, self.device, "describe.summary_precision")
+        self.summariser = load_summariser(spec, device=self.device, fp16=fp16)
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        summaries = summarise_captions(batch.column("captions").to_pylist(), self.summarizer)
+        summaries = summarise_captions(batch.column("captions").to_pylist(), self.summariser)
         return pa.table({"video_id": batch.column("video_id"), "summary": pa.array(summaries, pa.string())})

@@ -1,0 +1,348 @@
+"""The output contract: what every file under OUT holds, and the one way each is read and written.
+
+Every schema of a Parquet file vidclust writes lives here, with the stage that writes it and what
+one row stands for (`CONTRACT`; `contract_markdown()` renders it, docs/output-contract.md is that
+text). Every stage writes through `write_parquet`, `write_json` and `write_bytes`, so a reader
+never sees a half-written file: on a local disk a file is written into OUT/_vidclust/staging/ and
+renamed into place; on an object store an upload only becomes visible when whole.
+
+Each stage writes only its own files (embed: frames/, videos.parquet, _vidclust/; cluster and
+assign: clusters/ but the descriptions; describe: the descriptions; report: report/).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vidclust.errors import VidclustError
+from vidclust.layout import OutputLayout
+
+META_KEY = b"vidclust"  # the schema metadata key: JSON of how the file's data were made
+
+# ---------------------------------------------------------------------------------------------
+# schemas
+
+# one row per video and commit in _vidclust/commits/; the latest row of a video wins
+STATE_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("path", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("warning", pa.string()),
+    ("n_frames_sampled", pa.int32()),
+    ("n_frames_decoded", pa.int32()),  # frames the decoder went through to sample them (at least)
+    ("duration_s", pa.float32()),
+    ("fps", pa.float32()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("codec", pa.string()),
+    ("backend", pa.string()),
+    ("node_id", pa.string()),  # the Ray node that decoded it: where to look when one fails
+    ("encoder_node_id", pa.string()),  # the node whose encoder passed its status row
+    ("captions", pa.list_(pa.string())),
+    ("category", pa.string()),
+    ("files", pa.list_(pa.string())),  # frames/ files holding its frames ...
+    ("file_rows", pa.list_(pa.int64())),  # ... and how many in each
+])
+BOOKKEEPING_COLUMNS = ("files", "file_rows")  # in the commit log, not in videos.parquet
+
+VIDEOS_SCHEMA = pa.schema([f for f in STATE_SCHEMA if f.name not in BOOKKEEPING_COLUMNS])
+
+
+def vector_type(dim: int) -> pa.DataType:
+    return pa.list_(pa.float32(), dim)
+
+
+def frames_schema(dim: int, signature: Optional[dict] = None) -> pa.Schema:
+    schema = pa.schema([
+        ("video_id", pa.string()),
+        ("frame_index", pa.int32()),
+        ("timestamp_s", pa.float32()),
+        ("embedding", vector_type(dim)),
+    ])
+    return schema if signature is None else schema.with_metadata({META_KEY: json.dumps(signature).encode()})
+
+
+def video_vectors_schema(dim: int, column: str = "vector") -> pa.Schema:
+    return pa.schema([("video_id", pa.string()), (column, vector_type(dim))])
+
+
+def centers_schema(dim: int) -> pa.Schema:
+    return pa.schema([("cluster_id", pa.int32()), ("center", vector_type(dim)), ("size", pa.int64())])
+
+
+ASSIGNMENTS_SCHEMA = pa.schema([("video_id", pa.string()), ("cluster_id", pa.int32()),
+                                ("distance", pa.float32())])
+
+NEAR_DUPLICATES_SCHEMA = pa.schema([("group_id", pa.int32()), ("video_id", pa.string()),
+                                    ("group_size", pa.int32()), ("max_similarity", pa.float32())])
+
+KEYWORD_TYPE = pa.struct([("keyword", pa.string()), ("score", pa.float32())])
+LABEL_TYPE = pa.struct([("label", pa.string()), ("score", pa.float32())])
+DESCRIPTIONS_SCHEMA = pa.schema([
+    ("cluster_id", pa.int32()),
+    ("size", pa.int64()),
+    ("n_captioned", pa.int32()),
+    ("nearest_video_ids", pa.list_(pa.string())),
+    ("summaries", pa.list_(pa.string())),
+    ("keywords", pa.list_(KEYWORD_TYPE)),
+    ("zero_shot_labels", pa.list_(LABEL_TYPE)),
+    ("note", pa.string()),
+])
+
+PROJECTION_SCHEMA = pa.schema([("kind", pa.string()), ("video_id", pa.string()),
+                               ("cluster_id", pa.int32()), ("x", pa.float32()), ("y", pa.float32())])
+
+PROBE_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("path", pa.string()),
+    ("status", pa.string()),
+    ("error", pa.string()),
+    ("duration_s", pa.float64()),
+    ("fps", pa.float64()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("codec", pa.string()),
+    ("n_frames", pa.int64()),
+])
+
+
+# ---------------------------------------------------------------------------------------------
+# the files of OUT
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str  # relative to OUT (or, for `stats`, to its --out DIR)
+    stage: str  # the one stage that writes it
+    row: str  # what one row stands for (Parquet) or what the file holds
+    schema: Optional[Callable[[int], pa.Schema]] = None  # of the vector size D; None: not Parquet
+    columns: dict = field(default_factory=dict)  # column -> what it means, where a name is not enough
+
+
+def _fixed(schema: pa.Schema) -> Callable[[int], pa.Schema]:
+    return lambda dim: schema
+
+
+CONTRACT: tuple[OutputFile, ...] = (
+    OutputFile("frames/part-*.parquet", "embed", "one row per sampled frame of a decoded video",
+               frames_schema, {"embedding": "the frame's CLIP image embedding (D: the model's size)",
+                               "frame_index": "index of the frame in the video's decoded stream"}),
+    OutputFile("videos.parquet", "embed", "one row per video ever listed into OUT, its latest status",
+               _fixed(VIDEOS_SCHEMA), {"status": "ok, failed, or lost (its frames were removed: embedded again)",
+                                       "n_frames_decoded": "frames decoded to sample them (at least)",
+                                       "node_id": "the Ray node that decoded it",
+                                       "encoder_node_id": "the Ray node whose encoder embedded it"}),
+    OutputFile("_vidclust/commits/commit-*.parquet", "embed",
+               "one row per video and commit; the latest row of a video wins",
+               _fixed(STATE_SCHEMA), {"files": "frames/ files holding its frames",
+                                      "file_rows": "how many of its frames each of those holds"}),
+    OutputFile("_vidclust/embedding.json", "embed",
+               "the model, weights, sampling and preprocessing the frames were embedded with"),
+    OutputFile("clusters/video_vectors.parquet", "cluster", "one row per clustered video",
+               video_vectors_schema, {"vector": "the video's frames pooled (cluster.aggregation), unit length; "
+                                                "D is twice the model's size for mean+max"}),
+    OutputFile("clusters/centers.parquet", "cluster", "one row per cluster", centers_schema,
+               {"size": "videos assigned to it"}),
+    OutputFile("clusters/assignments.parquet", "cluster", "one row per clustered video",
+               _fixed(ASSIGNMENTS_SCHEMA), {"cluster_id": "-1: left out (HDBSCAN noise)",
+                                            "distance": "Euclidean distance to its cluster's centre"}),
+    OutputFile("clusters/video_cluster_mapping.csv", "cluster", "`video_id,cluster_id`, one line per video"),
+    OutputFile("clusters/near_duplicates.parquet", "cluster",
+               "one row per video that has a near-duplicate (cosine >= cluster.near_duplicate_threshold)",
+               _fixed(NEAR_DUPLICATES_SCHEMA), {"max_similarity": "its highest similarity to another video "
+                                                                  "of its group"}),
+    OutputFile("clusters/metrics.json", "cluster", "k, method, scores, the k sweep, counts"),
+    OutputFile("clusters/descriptions.parquet", "describe", "one row per cluster",
+               _fixed(DESCRIPTIONS_SCHEMA),
+               {"n_captioned": "of its videos, those with a usable caption",
+                "nearest_video_ids": "nearest to the centre, captioned ones first",
+                "summaries": "one per nearest video (null: no captions)",
+                "keywords": "KeyBERT key phrases, best first",
+                "zero_shot_labels": "CLIP labels, best first (null: not computed)",
+                "note": "why words are missing or thin"}),
+    OutputFile("clusters/cluster_descriptions.json", "describe", "{cluster_id: [keyword, ...]}"),
+    OutputFile("report/projection.parquet", "report",
+               "one row per clustered video (kind video) and per cluster centre (kind center)",
+               _fixed(PROJECTION_SCHEMA), {"kind": "video or center",
+                                           "video_id": "the video (null for a centre)",
+                                           "cluster_id": "the centre's cluster (null for a video: see "
+                                                         "assignments)",
+                                           "x": "t-SNE map position (NaN: a video without a vector)"}),
+    OutputFile("report/index.html", "report", "the report page; its PNG and JPEG files beside it"),
+    OutputFile("run.json", "every stage", "the resolved configuration, versions, and per stage its "
+                                          "timings and counts"),
+    OutputFile("stats.parquet", "stats", "(`vidclust stats SOURCE --out DIR`) one row per video of SOURCE",
+               _fixed(PROBE_SCHEMA)),
+)
+
+
+def arrow_type_name(t: pa.DataType) -> str:
+    """An Arrow type as the contract writes it: fixed-size lists of any size as `[D]`."""
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list<{arrow_type_name(t.value_type)}>[D]"
+    if pa.types.is_list(t):
+        return f"list<{arrow_type_name(t.value_type)}>"
+    if pa.types.is_struct(t):
+        return "struct<" + ", ".join(f"{f.name}: {arrow_type_name(f.type)}" for f in t) + ">"
+    return {"float": "float32", "double": "float64"}.get(str(t), str(t))
+
+
+def contract_markdown() -> str:
+    """docs/output-contract.md: one table per Parquet file of the contract, the other files listed."""
+    lines = ["# The output contract", "",
+             "Generated from `vidclust/contract.py` by `vidclust.contract.contract_markdown()`; "
+             "`tests/test_contract.py` checks that this file and the files a real run writes match it.",
+             "", "All paths are relative to OUT. Parquet files carry JSON under the schema metadata key "
+             "`vidclust` (how their data were made). Each stage writes only its own files; each file "
+             "appears whole or not at all.", "", "## Parquet files", ""]
+    for f in CONTRACT:
+        if f.schema is None:
+            continue
+        lines += [f"### `{f.path}`", "", f"Written by `{f.stage}`; {f.row}.", "",
+                  "| column | Arrow type | meaning |", "| --- | --- | --- |"]
+        for col in f.schema(1):
+            lines.append(f"| `{col.name}` | `{arrow_type_name(col.type)}` | {f.columns.get(col.name, '')} |")
+        lines.append("")
+    lines += ["## Other files", "", "| path | written by | holds |", "| --- | --- | --- |"]
+    lines += [f"| `{f.path}` | `{f.stage}` | {f.row} |" for f in CONTRACT if f.schema is None]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# schema metadata
+
+
+def with_metadata(table: pa.Table, meta: dict) -> pa.Table:
+    """`table` with `meta` as its vidclust schema metadata (other metadata kept)."""
+    old = table.schema.metadata or {}
+    return table.replace_schema_metadata({**old, META_KEY: json.dumps(meta).encode()})
+
+
+def metadata_of(schema: pa.Schema) -> dict:
+    """The vidclust metadata of a schema ({} when it has none)."""
+    raw = (schema.metadata or {}).get(META_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def read_metadata(layout: OutputLayout, path: str) -> dict:
+    """The vidclust metadata of a Parquet file of OUT, reading only its footer."""
+    return metadata_of(pq.read_schema(path, filesystem=layout.fs))
+
+
+# ---------------------------------------------------------------------------------------------
+# writing: the one atomic write
+
+
+def _write(layout: OutputLayout, path: str, write: Callable[[str], None]) -> None:
+    if layout.is_local:
+        tmp = layout.path("_vidclust", "staging", f"{uuid.uuid4().hex}.tmp")
+        layout.makedirs(layout.staging_dir)
+        try:
+            write(tmp)
+            layout.fs.move(tmp, path)
+        except BaseException:
+            if layout.exists(tmp):
+                layout.fs.delete_file(tmp)
+            raise
+    else:
+        write(path)
+
+
+def write_parquet(layout: OutputLayout, table: pa.Table, path: str) -> None:
+    """Write a Parquet file so that readers never see it half-written."""
+    _write(layout, path, lambda p: pq.write_table(table, p, filesystem=layout.fs))
+
+
+def write_bytes(layout: OutputLayout, data: bytes, path: str) -> None:
+    def write(p: str) -> None:
+        with layout.fs.open_output_stream(p) as f:
+            f.write(data)
+
+    _write(layout, path, write)
+
+
+def write_json(layout: OutputLayout, obj: Any, path: str) -> None:
+    write_bytes(layout, json.dumps(obj, indent=2, default=_json_default).encode(), path)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_parquet(layout: OutputLayout, path: str, columns: Optional[Sequence[str]] = None, *,
+                 missing: Optional[str] = None) -> Optional[pa.Table]:
+    """A Parquet file of OUT, or None when it does not exist; with `missing` (what to do about
+    it), a missing file is an error naming it. A file that cannot be read is an error too."""
+    if not layout.exists(path):
+        if missing is None:
+            return None
+        rel = path[len(layout.root):].lstrip("/") if path.startswith(layout.root) else path
+        raise VidclustError(f"{layout.root} has no {rel}: {missing}")
+    try:
+        return pq.read_table(path, filesystem=layout.fs, columns=list(columns) if columns else None)
+    except Exception as exc:
+        raise VidclustError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
+def read_json(layout: OutputLayout, path: str) -> Optional[Any]:
+    """A JSON file of OUT, or None when it does not exist."""
+    if not layout.exists(path):
+        return None
+    try:
+        return json.loads(layout.read_bytes(path))
+    except (ValueError, OSError) as exc:
+        raise VidclustError(f"cannot read {path}: {exc}") from None
+
+
+def embedding_matrix(column: Any) -> np.ndarray:
+    """A column of fixed-size vectors as a float32 [n, D] array.
+
+    Takes an Arrow (chunked) fixed_size_list / list column, Ray's tensor extension column, a
+    2-D NumPy array, or a NumPy object array of 1-D arrays (how Ray hands fixed_size_list
+    columns over in "numpy" batches)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if isinstance(column, pa.Array):
+        if len(column) == 0:
+            return np.zeros((0, _list_size(column.type)), dtype=np.float32)
+        if column.null_count:
+            raise VidclustError("embeddings contain nulls")
+        if pa.types.is_fixed_size_list(column.type):
+            d = column.type.list_size
+            flat = column.flatten()  # honours the array's offset
+            return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, d)
+        if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+            lengths = pc.list_value_length(column).to_numpy()
+            if lengths.min() != lengths.max():
+                raise VidclustError("embeddings have different lengths")
+            flat = column.flatten()
+            return flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, int(lengths[0]))
+        if hasattr(column, "to_numpy_ndarray"):  # Ray's ArrowTensorArray
+            return np.asarray(column.to_numpy_ndarray(), dtype=np.float32)
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
+    arr = np.asarray(column)
+    if arr.dtype == object:
+        if len(arr) == 0:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([np.asarray(v, dtype=np.float32) for v in arr])
+    if arr.ndim != 2:
+        raise VidclustError(f"expected a 2-D array of embeddings, got shape {arr.shape}")
+    return arr.astype(np.float32, copy=False)
+
+
+def _list_size(t: pa.DataType) -> int:
+    return t.list_size if pa.types.is_fixed_size_list(t) else 0
