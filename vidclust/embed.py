@@ -40,8 +40,10 @@ def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
     """Everything that decides what an embedding means; two runs mix only if theirs are equal."""
     s = cfg.sampling
     return {**spec.to_dict(),
-            "sampling": {"frame_interval": None if s.fps else s.frame_interval, "fps": s.fps,
-                         "max_frames": s.max_frames, "image_size": s.image_size},
+            "sampling": {"frame_interval": None if s.fps or s.keyframes else s.frame_interval,
+                         "fps": s.fps, "max_frames": s.max_frames, "image_size": s.image_size,
+                         # only when set: signatures of runs from before the setting stay equal
+                         **({"keyframes": True} if s.keyframes else {})},
             "preprocess": {"mean": list(cfg.preprocess.mean), "std": list(cfg.preprocess.std)}}
 
 
