@@ -140,11 +140,29 @@ def test_truncated_files_keep_their_frames_with_a_warning(tmp_path, backend, sam
 
 
 def test_auto_goes_on_without_a_backend_that_cannot_load(gop_video, monkeypatch):
-    monkeypatch.setitem(decode_mod._UNAVAILABLE, "torchcodec", "torchcodec cannot be loaded: no FFmpeg")
+    first, second = AUTO_ORDER[:2]
+    need(second)
+    monkeypatch.setitem(decode_mod._UNAVAILABLE, first, f"{first} cannot be loaded: no FFmpeg")
     idx, _, _, result = run(gop_video, "auto")
-    assert result.backend == [b for b in AUTO_ORDER if b != "torchcodec"][0] and len(idx) == 10
+    assert result.backend == second and len(idx) == 10
     with pytest.raises(DecodeError, match="no FFmpeg"):
-        run(gop_video, "torchcodec")
+        run(gop_video, first)
+
+
+def test_gpu_decoding_that_fails_falls_back_to_the_cpu(gop_video, monkeypatch):
+    """decode.device=cuda where torch is made to believe in a GPU: torchcodec goes first, fails
+    to open the video on a CUDA device that is not there, and a CPU backend decodes it."""
+    need("torchcodec")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a real GPU: this test is for machines without one")
+    monkeypatch.setattr(decode_mod, "_CUDA", True)
+    assert decode_device(DecodeConfig(device="cuda"), "h264") == "cuda"
+    idx, ts, _, result = run(gop_video, "auto", device="cuda")
+    assert idx.tolist() == MODES["every 10th"][1] and result.backend == AUTO_ORDER[0] != "torchcodec"
+    with pytest.raises(DecodeError, match="torchcodec: cannot open"):
+        run(gop_video, "torchcodec", device="cuda")
 
 
 def test_cuda_falls_back_to_cpu_without_a_gpu_or_for_other_codecs(gop_video, monkeypatch):

@@ -43,8 +43,8 @@ class PreprocessConfig:
 
 @dataclass
 class DecodeConfig:
-    # auto: torchcodec, then PyAV, then decord, each taking over where the one before fails |
-    # torchcodec | pyav | decord
+    # auto: PyAV, then torchcodec (first when decoding on a GPU), then decord, each taking over
+    # where the one before fails | pyav | torchcodec | decord
     backend: str = "auto"
     device: str = "auto"  # auto (cuda where torch sees a GPU and NVDEC takes the codec) | cuda | cpu
     threads: int = 1  # decoder threads per video; 0: as many as the decoder sees fit (a few long videos)

@@ -1,7 +1,7 @@
 """Decoding and frame sampling: a video file -> chunks of sampled frames, uint8 (n, S, S, 3).
 
-Backends, in the order `backend=auto` tries them (AUTO_ORDER): torchcodec (FFmpeg; NVDEC on a
-GPU where `decode.device` allows), PyAV, decord. The next takes over for files one refuses and for
+Backends, in the order `backend=auto` tries them (AUTO_ORDER): PyAV, torchcodec (FFmpeg; first
+where a video is decoded on the GPU, NVDEC, as `decode.device` allows), decord. The next takes over for files one refuses and for
 the rest of a file where one breaks off mid-way. Only the frames to embed are decoded, as far as
 the keyframes allow: a decoder seeks to the keyframe before a sample when that skips frames, and
 `sampling.keyframes` decodes keyframes only. `DecodeResult.n_frames_decoded` counts the frames
@@ -138,8 +138,11 @@ def _missing(path: str) -> str:
 
 
 # the order `backend=auto` tries them in: each takes over where the one before fails (cannot open
-# a file, or breaks off mid-way); chosen by bench/bench_decode.py (see the README's Performance)
-AUTO_ORDER = ("torchcodec", "pyav", "decord")
+# a file, or breaks off mid-way). bench/bench_decode.py (README, Performance): on CPU PyAV costs
+# the least CPU (as little as the others every 10th frame, ~30% less for keyframes), passes every
+# robustness test (MPEG-1 program streams too) and its memory stays flat; torchcodec goes first
+# for a video decoded on the GPU (NVDEC)
+AUTO_ORDER = ("pyav", "torchcodec", "decord")
 NVDEC_CODECS = ("h264", "hevc")  # what decode.device=cuda|auto sends to the GPU; the rest: CPU
 SEEK_MIN_GAP = 16  # PyAV looks at the keyframes (a demux pass) only when samples are this far apart
 
@@ -264,8 +267,12 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     done_upto = -1  # highest frame index handed on so far
     errors = []
     broke_off = None  # why decoding stopped before the end, when every backend failed
+    mid_way = None  # the first backend that broke off after handing on frames
     if decode.backend == "auto":
         backends = [b for b in AUTO_ORDER if not backend_unavailable(b)]
+        if "torchcodec" in backends and decode_device(decode, result.info.codec) == "cuda":
+            backends.remove("torchcodec")
+            backends.insert(0, "torchcodec")
     else:
         backends = [decode.backend]
     readers = {"torchcodec": _torchcodec_chunks, "pyav": _pyav_chunks, "decord": _decord_chunks}
@@ -284,6 +291,8 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
         except DecodeError as exc:
             result.expected = None  # a backend that failed may also have miscounted the frames
             errors.append(f"{backend}: {exc}")
+            if done_upto >= 0 and mid_way is None:
+                mid_way = errors[-1]  # why, if the next backend finds no more frames either
             log.debug("%s could not decode %s: %s", backend, path, exc)
     else:  # the last backend failed too: keep what decoded before it broke off, if anything
         if result.n_frames_sampled == 0:
@@ -311,7 +320,7 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
         wanted = max(result.expected or 0, sampled_announced or 0)
         kept = f"{result.n_frames_sampled} of {wanted}" if wanted > result.n_frames_sampled \
             else str(result.n_frames_sampled)
-        stop = f" ({broke_off})" if broke_off else ""
+        stop = f" ({broke_off or mid_way})" if broke_off or mid_way else ""
         result.warning = f"truncated or corrupt: {of}; kept {kept} sampled frames{stop}"
         log.debug("%s: %s", path, result.warning)
 
