@@ -52,7 +52,7 @@ def hwm():  # VmHWM: peak RSS of this process image (ru_maxrss would count the p
 base = hwm()
 if {mode!r}.startswith("stream"):
     backend = "pyav" if {mode!r} == "stream_pyav" else "decord"
-    n = sum(len(c.frame_index) for c in sample_frames({path!r}, SamplingConfig(), DecodeConfig(backend=backend)))
+    n = sum(len(c.frame_index) for c in sample_frames({path!r}, SamplingConfig(image_size=224), DecodeConfig(backend=backend)))
 else:  # the notebook: every frame into memory, then sample and resize
     with av.open({path!r}) as c:
         allf = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -79,7 +79,10 @@ def main() -> None:
     paths = write_topic_clips(work / "videos", args.videos, args.seconds)
     cfg = load_config(None, [f"embed.encoder.model={args.model}", "embed.encoder.pretrained=none",
                              f"embed.decode.backend={args.backend}"])
-    sampling, decode = cfg.embed.sampling, cfg.embed.decode
+    from vidclust.embed import resolve_embed_config
+
+    _, ecfg = resolve_embed_config(cfg.embed)  # the model's own image size and mean/std
+    sampling, decode = ecfg.sampling, ecfg.decode
     import torch
 
     from vidclust.encoder import FrameEncoder
@@ -92,7 +95,7 @@ def main() -> None:
     results["decode_fps"] = len(frames) / (time.perf_counter() - t)
     n_frames = len(frames)
 
-    enc = FrameEncoder(args.model, "none", cfg.embed.preprocess.mean, cfg.embed.preprocess.std)
+    enc = FrameEncoder(args.model, "none", ecfg.preprocess.mean, ecfg.preprocess.std)
     enc.embed(frames[:8])  # warm-up
     t = time.perf_counter()
     for i in range(0, n_frames, 128):

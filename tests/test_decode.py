@@ -15,7 +15,7 @@ def videos(tmp_path_factory):
 
 def decode(path, backend="auto", **sampling):
     result = DecodeResult()
-    chunks = list(sample_frames(str(path), SamplingConfig(**sampling), DecodeConfig(backend=backend,
+    chunks = list(sample_frames(str(path), SamplingConfig(**{"image_size": 224, **sampling}), DecodeConfig(backend=backend,
                                 chunk_frames=4), result))
     idx = np.concatenate([c.frame_index for c in chunks])
     ts = np.concatenate([c.timestamp_s for c in chunks])

@@ -25,6 +25,9 @@ class SamplingConfig:
     frame_interval: int = 10  # every N-th frame (the notebook's way); ignored when `fps` is set
     fps: Optional[float] = None  # sample this many frames per second of video instead
     max_frames: Optional[int] = None  # cap per video: evenly spaced subset of the sampled frames
+    # decode and embed the keyframes only (frame_interval is then ignored; max_frames caps them):
+    # about one frame decoded per frame embedded, where every N-th frame decodes them all
+    keyframes: bool = False
     image_size: Optional[int] = None  # frames are squashed to this square; None: the model's size
 
 
@@ -39,8 +42,11 @@ class PreprocessConfig:
 
 @dataclass
 class DecodeConfig:
-    backend: str = "auto"  # auto (decord, PyAV when decord refuses a file) | decord | pyav
-    threads: int = 1  # decoder threads per video
+    # auto: PyAV, then torchcodec (first when decoding on a GPU), then decord, each taking over
+    # where the one before fails | pyav | torchcodec | decord
+    backend: str = "auto"
+    device: str = "auto"  # auto (cuda where torch sees a GPU and NVDEC takes the codec) | cuda | cpu
+    threads: int = 1  # decoder threads per video; 0: as many as the decoder sees fit (a few long videos)
     chunk_frames: int = 32  # frames decoded and handed on at a time: bounds memory per video
     cpus_per_task: float = 1.0
     memory_mb: int = 512  # memory a decode task reserves (frames in flight, decoder buffers)
@@ -141,13 +147,18 @@ class Config:
         _check(s.fps is None or s.fps > 0, "embed.sampling.fps must be > 0")
         _check(s.max_frames is None or s.max_frames >= 1, "embed.sampling.max_frames must be >= 1")
         _check(s.image_size is None or s.image_size >= 8, "embed.sampling.image_size must be >= 8")
+        _check(not (s.keyframes and s.fps), "embed.sampling.keyframes and embed.sampling.fps exclude "
+               "each other (keyframes=true takes the keyframes, max_frames caps them)")
         p = self.embed.preprocess
         _check((p.mean is None) == (p.std is None), "embed.preprocess: give both mean and std, or neither")
         _check(p.mean is None or (len(p.mean) == 3 and len(p.std) == 3), "embed.preprocess.mean/std need 3 values")
         _check(p.std is None or all(v > 0 for v in p.std), "embed.preprocess.std values must be > 0")
         d = self.embed.decode
-        _check(d.backend in ("auto", "decord", "pyav"), "embed.decode.backend: auto, decord or pyav")
-        _check(d.chunk_frames >= 1 and d.threads >= 0, "embed.decode.chunk_frames must be >= 1")
+        _check(d.backend in ("auto", "torchcodec", "pyav", "decord"),
+               "embed.decode.backend: auto, torchcodec, pyav or decord")
+        _check(d.device in ("auto", "cuda", "cpu"), "embed.decode.device: auto, cuda or cpu")
+        _check(d.chunk_frames >= 1, "embed.decode.chunk_frames must be >= 1")
+        _check(d.threads >= 0, "embed.decode.threads must be >= 0 (0: auto)")
         _check(d.videos_per_task >= 1, "embed.decode.videos_per_task must be >= 1")
         e = self.embed.encoder
         _check(e.batch_size >= 1, "embed.encoder.batch_size must be >= 1")

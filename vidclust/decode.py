@@ -1,14 +1,20 @@
 """Decoding and frame sampling: a video file -> chunks of sampled frames, uint8 (n, S, S, 3).
 
-decord decodes by default; PyAV takes over for files decord refuses (missing or broken duration
-metadata: MPEG-1, some Ogg/Theora) and for the rest of a file where decord breaks off mid-way.
+Backends, in the order `backend=auto` tries them (AUTO_ORDER): PyAV, torchcodec (FFmpeg; first
+where a video is decoded on the GPU, NVDEC, as `decode.device` allows), decord. The next takes over for files one refuses and for
+the rest of a file where one breaks off mid-way. Only the frames to embed are decoded, as far as
+the keyframes allow: a decoder seeks to the keyframe before a sample when that skips frames, and
+`sampling.keyframes` decodes keyframes only. `DecodeResult.n_frames_decoded` counts the frames
+decoded (PyAV: counted; torchcodec, decord: from the keyframe positions, see `decode_cost`).
 Frames are resized (squashed, as the notebook did) while decoding and handed on `chunk_frames` at a
 time, so memory stays bounded whatever a video's length.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
+import importlib
 import logging
 import os
 import shutil
@@ -39,6 +45,7 @@ class VideoInfo:
     n_frames: Optional[int] = None  # the container's count, else duration x a trustworthy frame rate
     n_frames_exact: bool = False  # the container states the count (else it may be far off)
     n_frames_from_stream: bool = False  # count or duration of the video stream itself is known
+    container: Optional[str] = None  # FFmpeg's name of the container format (mov,mp4,..., mpeg)
 
 
 @dataclass
@@ -56,7 +63,8 @@ class DecodeResult:
     backend: str = ""
     n_frames_sampled: int = 0
     expected: Optional[int] = None
-    n_frames_decoded: int = 0  # frames the decoder went through (at least), sampled or not
+    n_frames_decoded: int = 0  # frames the decoder decoded, sampled or not (all backends that ran)
+    n_frames_found: Optional[int] = None  # frames the backend found in the file (its index)
     # set when the video is kept but is not whole (e.g. truncated: fewer frames decode than its
     # container announces); the embed stage records it in the video's `warning`
     warning: Optional[str] = None
@@ -92,7 +100,8 @@ def probe_video(path: str) -> VideoInfo:
                              n_frames=n, n_frames_exact=bool(s.frames),
                              # a container holding only the video: its duration is the video's
                              n_frames_from_stream=bool(s.frames) or s.duration is not None
-                             or len(container.streams) == 1)
+                             or len(container.streams) == 1,
+                             container=container.format.name)
     except DecodeError:
         raise
     except Exception as exc:  # PyAV raises many kinds: InvalidDataError, ValueError, ...
@@ -128,19 +137,121 @@ def _missing(path: str) -> str:
     return f"broken symbolic link -> {os.readlink(path)}"
 
 
-def sampled_indices(n_frames: int, fps: Optional[float], sampling: SamplingConfig) -> np.ndarray:
+# the order `backend=auto` tries them in: each takes over where the one before fails (cannot open
+# a file, or breaks off mid-way). bench/bench_decode.py (README, Performance): on CPU PyAV costs
+# the least CPU (as little as the others every 10th frame, ~30% less for keyframes), passes every
+# robustness test (MPEG-1 program streams too) and its memory stays flat; torchcodec goes first
+# for a video decoded on the GPU (NVDEC)
+AUTO_ORDER = ("pyav", "torchcodec", "decord")
+NVDEC_CODECS = ("h264", "hevc")  # what decode.device=cuda|auto sends to the GPU; the rest: CPU
+SEEK_MIN_GAP = 16  # PyAV looks at the keyframes (a demux pass) only when samples are this far apart
+
+
+def sampled_indices(n_frames: int, fps: Optional[float], sampling: SamplingConfig,
+                    keyframes=None) -> np.ndarray:
     """The frame indices to embed out of `n_frames`: every `frame_interval`-th, or `sampling.fps`
-    per second of video, then at most `max_frames` of them, evenly spaced."""
+    per second of video, or (`sampling.keyframes`) the `keyframes` given, then at most
+    `max_frames` of them, evenly spaced."""
     if n_frames <= 0:
         return np.zeros(0, np.int64)
-    if sampling.fps:
+    if sampling.keyframes:
+        idx = np.unique(np.asarray([0] if keyframes is None or not len(keyframes) else keyframes,
+                                   np.int64))
+    elif sampling.fps:
         step = (fps or 25.0) / sampling.fps
         idx = np.unique(np.floor(np.arange(0, n_frames, max(step, 1.0))).astype(np.int64))
     else:
         idx = np.arange(0, n_frames, sampling.frame_interval, dtype=np.int64)
     if sampling.max_frames and len(idx) > sampling.max_frames:
         idx = idx[np.unique(np.linspace(0, len(idx) - 1, sampling.max_frames).round().astype(np.int64))]
-    return idx[idx < n_frames]
+    return idx[(idx >= 0) & (idx < n_frames)]
+
+
+def decode_cost(targets, keyframes, pos: int = -1) -> tuple[int, int]:
+    """(frames decoded, last frame decoded) for a decoder that fetches the ascending `targets`
+    starting after frame `pos`, seeking to the keyframe before a target only when that skips
+    frames, else decoding on (the rule of torchcodec's exact mode and decord's get_batch)."""
+    n = 0
+    keyframes = list(keyframes) if keyframes is not None else []
+    for t in (int(t) for t in targets):
+        if t <= pos:
+            continue
+        j = bisect.bisect_right(keyframes, t) - 1
+        kf = int(keyframes[j]) if j >= 0 else 0
+        n += t - max(kf if kf > pos + 1 else pos + 1, 0) + 1
+        pos = t
+    return n, pos
+
+
+@dataclass
+class PacketScan:
+    """The video packets of a file in presentation order, from a demux pass (nothing decoded)."""
+
+    pts: np.ndarray  # int64 (n,): frame i's pts, in the stream's time base
+    keyframes: np.ndarray  # int64: indices of the keyframes
+
+
+def scan_packets(path: str) -> Optional[PacketScan]:
+    """Every video packet's pts and keyframe flag, or None where they cannot index the frames
+    (a packet without pts, pts repeated)."""
+    import av
+
+    pts, key = [], []
+    try:
+        with av.open(path) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    return None
+                pts.append(packet.pts)
+                key.append(packet.is_keyframe)
+    except Exception:
+        return None  # the caller decodes straight through, and finds what is wrong there
+    if not pts:
+        return None
+    order = np.argsort(np.asarray(pts, np.int64), kind="stable")
+    sorted_pts = np.asarray(pts, np.int64)[order]
+    if len(np.unique(sorted_pts)) != len(sorted_pts):
+        return None
+    return PacketScan(sorted_pts, np.flatnonzero(np.asarray(key, bool)[order]).astype(np.int64))
+
+
+_UNAVAILABLE: dict[str, Optional[str]] = {}
+
+
+def backend_unavailable(name: str) -> Optional[str]:
+    """Why backend `name` cannot run here (not installed, FFmpeg libraries missing), or None."""
+    if name not in _UNAVAILABLE:
+        module = {"torchcodec": "torchcodec.decoders", "pyav": "av", "decord": "decord"}[name]
+        try:
+            importlib.import_module(module)
+            _UNAVAILABLE[name] = None
+        except Exception as exc:  # torchcodec raises RuntimeError when it finds no FFmpeg
+            _UNAVAILABLE[name] = f"{name} cannot be loaded: {_one_line(exc)}"
+            log.info("decode backend %s", _UNAVAILABLE[name])
+    return _UNAVAILABLE[name]
+
+
+_CUDA: Optional[bool] = None
+
+
+def decode_device(decode: DecodeConfig, codec: Optional[str]) -> str:
+    """cuda or cpu for a video of `codec`: cuda where asked for (or auto) and torch sees a GPU
+    and NVDEC decodes the codec; CPU decoding is the fallback for everything else."""
+    global _CUDA
+    if decode.device == "cpu" or codec not in NVDEC_CODECS:
+        return "cpu"
+    if _CUDA is None:
+        try:
+            import torch
+
+            _CUDA = bool(torch.cuda.is_available())
+        except Exception:
+            _CUDA = False
+        if not _CUDA and decode.device == "cuda":
+            log.warning("embed.decode.device=cuda but no CUDA device is visible here: decoding on CPU")
+    return "cuda" if _CUDA else "cpu"
 
 
 def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
@@ -156,11 +267,20 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     done_upto = -1  # highest frame index handed on so far
     errors = []
     broke_off = None  # why decoding stopped before the end, when every backend failed
-    backends = ["decord", "pyav"] if decode.backend == "auto" else [decode.backend]
+    mid_way = None  # the first backend that broke off after handing on frames
+    if decode.backend == "auto":
+        backends = [b for b in AUTO_ORDER if not backend_unavailable(b)]
+        if "torchcodec" in backends and decode_device(decode, result.info.codec) == "cuda":
+            backends.remove("torchcodec")
+            backends.insert(0, "torchcodec")
+    else:
+        backends = [decode.backend]
+    readers = {"torchcodec": _torchcodec_chunks, "pyav": _pyav_chunks, "decord": _decord_chunks}
     for backend in backends:
         try:
-            reader = _decord_chunks if backend == "decord" else _pyav_chunks
-            for chunk in reader(path, sampling, decode, result, after=done_upto):
+            if backend_unavailable(backend):
+                raise DecodeError(backend_unavailable(backend))
+            for chunk in readers[backend](path, sampling, decode, result, after=done_upto):
                 if len(chunk.frame_index):
                     done_upto = int(chunk.frame_index[-1])
                     result.n_frames_sampled += len(chunk.frame_index)
@@ -171,6 +291,8 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
         except DecodeError as exc:
             result.expected = None  # a backend that failed may also have miscounted the frames
             errors.append(f"{backend}: {exc}")
+            if done_upto >= 0 and mid_way is None:
+                mid_way = errors[-1]  # why, if the next backend finds no more frames either
             log.debug("%s could not decode %s: %s", backend, path, exc)
     else:  # the last backend failed too: keep what decoded before it broke off, if anything
         if result.n_frames_sampled == 0:
@@ -181,19 +303,96 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     info = result.info
     # what the container announces: its frame count, or duration x a trustworthy frame rate
     announced = info.n_frames if info.n_frames and info.n_frames_from_stream else None
-    sampled_announced = len(sampled_indices(announced, info.fps, sampling)) if announced else None
-    short = (result.expected is not None and result.n_frames_sampled < result.expected - 1) or (
+    if sampling.keyframes:  # which keyframes a whole file would have is not known: its length is
+        sampled_announced = None
+        short = bool(announced and result.n_frames_found is not None
+                     and result.n_frames_found < 0.9 * announced - 1)
+    else:
+        sampled_announced = len(sampled_indices(announced, info.fps, sampling)) if announced else None
+        short = False
+    short = short or (result.expected is not None and result.n_frames_sampled < result.expected - 1) or (
         sampled_announced is not None and result.n_frames_sampled < 0.9 * sampled_announced - 1)
     if short or broke_off:
-        decoded = max(result.n_frames_decoded, done_upto + 1)
+        decoded = result.n_frames_found if sampling.keyframes and result.n_frames_found \
+            else max(result.n_frames_decoded, done_upto + 1)
         of = f"its container announces {announced} frames, {decoded} decoded" if announced else \
             f"{decoded} frames decoded"
         wanted = max(result.expected or 0, sampled_announced or 0)
         kept = f"{result.n_frames_sampled} of {wanted}" if wanted > result.n_frames_sampled \
             else str(result.n_frames_sampled)
-        stop = f" ({broke_off})" if broke_off else ""
+        stop = f" ({broke_off or mid_way})" if broke_off or mid_way else ""
         result.warning = f"truncated or corrupt: {of}; kept {kept} sampled frames{stop}"
         log.debug("%s: %s", path, result.warning)
+
+
+def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
+    """torchcodec (FFmpeg): exact seek mode indexes the file first, so that get_frames_at
+    fetches exactly the frames asked for, seeking to the keyframe before one only where that
+    skips frames. On CPU FFmpeg resizes while decoding; on CUDA, NVDEC decodes and torch resizes
+    on the GPU."""
+    from torchcodec.decoders import VideoDecoder
+
+    size = sampling.image_size
+    if result.info.duration_s is None or result.info.container in ("mpeg", "mpegvideo"):
+        # MPEG program streams and raw MPEG video: its index misplaces frames (PyAV takes them)
+        raise DecodeError(f"frame index unreliable in {result.info.container or 'this'} container")
+    device = decode_device(decode, result.info.codec)
+    try:
+        if device == "cuda":
+            dec = VideoDecoder(path, seek_mode="exact", device="cuda", dimension_order="NCHW")
+        else:
+            from torchcodec.transforms import Resize
+
+            dec = VideoDecoder(path, seek_mode="exact", device="cpu", dimension_order="NHWC",
+                               num_ffmpeg_threads=decode.threads, transforms=[Resize((size, size))])
+        meta = dec.metadata
+        n = int(meta.num_frames or 0)
+        fps = float(meta.average_fps or 0) or result.info.fps
+        start = float(meta.begin_stream_seconds or 0.0)
+        keys = _torchcodec_keyframes(dec, path)
+    except Exception as exc:
+        raise DecodeError(f"cannot open: {_one_line(exc)}") from None
+    result.n_frames_found = n
+    idx = sampled_indices(n, fps, sampling, keys)
+    result.expected = len(idx)
+    idx = idx[idx > after]
+    pos, last_ts = -1, -np.inf
+    for first in range(0, len(idx), decode.chunk_frames):
+        part = idx[first:first + decode.chunk_frames]
+        try:
+            batch = dec.get_frames_at(part.tolist())
+            frames = _gpu_resized(batch.data, size) if device == "cuda" else batch.data.numpy()
+            ts = batch.pts_seconds.numpy() - start
+        except Exception as exc:
+            raise DecodeError(f"failed at frame {int(part[0])}: {_one_line(exc)}") from None
+        if not np.all(np.isfinite(ts)) or np.any(np.diff(np.concatenate([[last_ts], ts])) <= 0):
+            raise DecodeError(f"broken timestamps at frame {int(part[0])}")
+        last_ts = float(ts[-1])
+        cost, pos = decode_cost(part, keys, pos)
+        result.n_frames_decoded += cost
+        if device == "cuda" and not result.backend:
+            result.backend = "torchcodec" if dec.cpu_fallback else "torchcodec-cuda"
+        yield FrameChunk(part.astype(np.int32), ts.astype(np.float32), frames)
+
+
+def _torchcodec_keyframes(dec, path: str) -> np.ndarray:
+    """The keyframe indices exact mode found while indexing the file (a private accessor, so a
+    demux pass of our own where it is gone)."""
+    try:
+        return np.asarray(dec._get_key_frame_indices(), np.int64)
+    except Exception:
+        scan = scan_packets(path)
+        return scan.keyframes if scan is not None else np.zeros(0, np.int64)
+
+
+def _gpu_resized(data, size: int) -> np.ndarray:
+    """NCHW uint8 CUDA frames -> (n, size, size, 3) uint8 on the host: bilinear with antialias,
+    as FFmpeg scales on CPU. Untested here: no GPU on the machines this was written on."""
+    import torch
+
+    x = torch.nn.functional.interpolate(data.float(), size=(size, size), mode="bilinear",
+                                        antialias=True, align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
@@ -205,11 +404,14 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
                                 num_threads=decode.threads)
         n = len(vr)
         fps = float(vr.get_avg_fps()) or result.info.fps
+        keys = np.asarray(vr.get_key_indices(), np.int64)
     except Exception as exc:  # decord raises DECORDError, RuntimeError ...
         raise DecodeError(f"cannot open: {_one_line(exc)}") from None
-    idx = sampled_indices(n, fps, sampling)
+    result.n_frames_found = n
+    idx = sampled_indices(n, fps, sampling, keys)
     result.expected = len(idx)
     idx = idx[idx > after]
+    pos = -1
     for start in range(0, len(idx), decode.chunk_frames):
         part = idx[start:start + decode.chunk_frames]
         try:
@@ -217,7 +419,8 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
             ts = vr.get_frame_timestamp(part.tolist())[:, 0]
         except Exception as exc:
             raise DecodeError(f"failed at frame {int(part[0])}: {_one_line(exc)}") from None
-        result.n_frames_decoded = max(result.n_frames_decoded, int(part[-1]) + 1)
+        cost, pos = decode_cost(part, keys, pos)
+        result.n_frames_decoded += cost
         if not np.all(np.isfinite(ts)) or ts.min() < 0:  # decord misreads streams without
             raise DecodeError(f"broken timestamps at frame {int(part[0])}")  # duration (MPEG-1)
         yield FrameChunk(part.astype(np.int32), ts.astype(np.float32), frames)
@@ -225,13 +428,119 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
 
 
 def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
-    import av
-
-    size = sampling.image_size
+    """PyAV: decodes straight through, counting every frame, unless the samples lie further
+    apart than the keyframes (or only keyframes are wanted): then it seeks from one to the next."""
     info = result.info
     fps = info.fps or 25.0
-    if info.n_frames and info.n_frames_exact:
+    scan = None
+    if sampling.keyframes:
+        scan = scan_packets(path)
+    elif info.n_frames and info.n_frames_exact:
         wanted = sampled_indices(info.n_frames, fps, sampling)
+        if len(wanted) > 1 and np.median(np.diff(wanted)) >= SEEK_MIN_GAP:
+            scan = scan_packets(path)
+    elif sampling.max_frames or sampling.fps:  # the frame count decides which frames: count them
+        scan = scan_packets(path)
+    if scan is not None:
+        targets = sampled_indices(len(scan.pts), fps, sampling, scan.keyframes)
+        if sampling.keyframes or decode_cost(targets, scan.keyframes)[0] < 0.7 * (targets[-1] + 1):
+            result.n_frames_found = len(scan.pts)
+            result.expected = len(targets)
+            yield from _pyav_seeking(path, sampling, decode, result, targets[targets > after], scan)
+            return
+    n = len(scan.pts) if scan is not None else (info.n_frames if info.n_frames_exact else None)
+    # no index of the frames: the keyframes, indexed by their time
+    yield from _pyav_straight(path, sampling, decode, result, after, n, sampling.keyframes)
+
+
+def _pyav_open(path, decode):
+    import av
+
+    container = av.open(path)
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame and slice threads
+    stream.thread_count = decode.threads  # 0: FFmpeg picks
+    t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return container, stream, t0
+
+
+class _Chunker:
+    def __init__(self, size: int, chunk_frames: int):
+        self.size, self.chunk_frames = size, chunk_frames
+        self.idx, self.ts, self.frames = [], [], []
+
+    def add(self, i: int, t: float, frame) -> Optional[FrameChunk]:
+        self.idx.append(i)
+        self.ts.append(t)
+        # BILINEAR is how decord scales: the backends give (nearly) the same pixels
+        self.frames.append(frame.to_ndarray(width=self.size, height=self.size, format="rgb24",
+                                            interpolation="BILINEAR"))
+        return self.flush() if len(self.idx) >= self.chunk_frames else None
+
+    def flush(self) -> Optional[FrameChunk]:
+        if not self.idx:
+            return None
+        chunk = FrameChunk(np.asarray(self.idx, np.int32), np.asarray(self.ts, np.float32),
+                           np.stack(self.frames))
+        self.idx, self.ts, self.frames = [], [], []
+        return chunk
+
+
+def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan) -> Iterator[FrameChunk]:
+    keys = scan.keyframes.tolist()
+    index_of = {int(p): i for i, p in enumerate(scan.pts)}
+    out = _Chunker(sampling.image_size, decode.chunk_frames)
+    error = None
+    try:
+        container, stream, t0 = _pyav_open(path, decode)
+        with container:
+            if sampling.keyframes:
+                stream.codec_context.skip_frame = "NONKEY"  # the others are not even decoded
+            frames, pos = None, -1
+            for t in (int(t) for t in targets):
+                if t <= pos:
+                    continue
+                j = bisect.bisect_right(keys, t) - 1
+                kf = keys[j] if j >= 0 else 0
+                # seek where that skips frames to decode (keyframes only: skips keyframes)
+                skips = (bisect.bisect_left(keys, t) > bisect.bisect_right(keys, pos)) \
+                    if sampling.keyframes else kf > pos + 1
+                if frames is None or skips:
+                    container.seek(int(scan.pts[kf]), stream=stream, backward=True, any_frame=False)
+                    frames = container.decode(stream)
+                got = None
+                for frame in frames:
+                    result.n_frames_decoded += 1
+                    i = index_of.get(frame.pts) if frame.pts is not None else None
+                    if i is None or i < t:
+                        continue
+                    got, pos = frame, i
+                    break
+                if got is None:
+                    break
+                ts = float(got.time) - t0 if got.time is not None else pos / (result.info.fps or 25.0)
+                chunk = out.add(pos, ts, got)
+                if chunk is not None:
+                    yield chunk
+    except Exception as exc:  # the frames decoded before it are handed on first
+        error = DecodeError(f"failed after {result.n_frames_decoded} frames: {_one_line(exc)}")
+    chunk = out.flush()
+    if chunk is not None:
+        yield chunk
+    if error is not None:
+        raise error
+
+
+def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optional[int],
+                   keyframes_only: bool = False) -> Iterator[FrameChunk]:
+    """Decode from the start, keeping the frames wanted out of `n_frames` (None: unknown)."""
+    info = result.info
+    fps = info.fps or 25.0
+    if keyframes_only:
+        last_wanted = None
+        is_wanted = lambda i: True  # noqa: E731
+    elif n_frames:
+        wanted = sampled_indices(n_frames, fps, sampling)
         result.expected = result.expected or len(wanted)
         last_wanted = int(wanted[-1]) if len(wanted) else -1
         keep = set(int(i) for i in wanted)
@@ -239,44 +548,40 @@ def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameCh
     else:  # unknown length: sample as we go (max_frames then caps the first ones)
         last_wanted = None
         step = max(fps / sampling.fps, 1.0) if sampling.fps else None
+
         def is_wanted(i: int) -> bool:
             if step:
                 return int(np.floor(np.ceil(i / step) * step)) == i
             return i % sampling.frame_interval == 0
-    buf_idx, buf_ts, buf_frames = [], [], []
-    emitted = 0
+    out = _Chunker(sampling.image_size, decode.chunk_frames)
+    emitted, decoded = 0, 0
     error = None
     try:
-        with av.open(path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-            if decode.threads:
-                stream.thread_count = decode.threads
+        container, stream, t0 = _pyav_open(path, decode)
+        with container:
+            if keyframes_only:
+                stream.codec_context.skip_frame = "NONKEY"
             for i, frame in enumerate(container.decode(stream)):
                 if last_wanted is not None and i > last_wanted:
                     break
-                result.n_frames_decoded = max(result.n_frames_decoded, i + 1)
+                decoded += 1
+                result.n_frames_decoded += 1
+                ts = float(frame.time) - t0 if frame.time is not None else i / fps
+                if keyframes_only:
+                    i = int(round(ts * fps))
                 if i <= after or not is_wanted(i):
                     continue
-                buf_idx.append(i)
-                buf_ts.append(float(frame.time) - t0 if frame.time is not None else i / fps)
-                # BILINEAR is how decord scales: both backends give (nearly) the same pixels
-                buf_frames.append(frame.to_ndarray(width=size, height=size, format="rgb24",
-                                                   interpolation="BILINEAR"))
+                chunk = out.add(i, ts, frame)
                 emitted += 1
-                if len(buf_idx) == decode.chunk_frames:
-                    yield FrameChunk(np.asarray(buf_idx, np.int32), np.asarray(buf_ts, np.float32),
-                                     np.stack(buf_frames))
-                    buf_idx, buf_ts, buf_frames = [], [], []
+                if chunk is not None:
+                    yield chunk
                 if last_wanted is None and sampling.max_frames and emitted >= sampling.max_frames:
                     break
-    except DecodeError:
-        raise
     except Exception as exc:  # the frames decoded before it are handed on first
-        error = DecodeError(f"failed after frame {result.n_frames_decoded - 1}: {_one_line(exc)}")
-    if buf_idx:
-        yield FrameChunk(np.asarray(buf_idx, np.int32), np.asarray(buf_ts, np.float32), np.stack(buf_frames))
+        error = DecodeError(f"failed after frame {decoded - 1}: {_one_line(exc)}")
+    chunk = out.flush()
+    if chunk is not None:
+        yield chunk
     if error is not None:
         raise error
 

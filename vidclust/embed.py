@@ -40,8 +40,9 @@ def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
     """Everything that decides what an embedding means; two runs mix only if theirs are equal."""
     s = cfg.sampling
     return {**spec.to_dict(),
-            "sampling": {"frame_interval": None if s.fps else s.frame_interval, "fps": s.fps,
-                         "max_frames": s.max_frames, "image_size": spec.image_size},
+            "sampling": {"frame_interval": None if s.fps or s.keyframes else s.frame_interval,
+                         "fps": s.fps, "max_frames": s.max_frames, "image_size": spec.image_size,
+                         **({"keyframes": True} if s.keyframes else {})},
             "preprocess": {**spec.preprocess(), "resize": "squash, bilinear (decoder)"}}
 
 
