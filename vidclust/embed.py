@@ -154,9 +154,10 @@ def resolve_device(enc: EncoderConfig, resources: dict) -> str:
 def decode_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     # The memory the decode tasks declare differs from the encoder's: Ray Data fuses consecutive
     # stages of equal resources, which would pull decoding into the encoder's actors.
+    # decode.device=cuda: a share of a GPU, without which Ray hides the GPUs from the task (NVDEC)
     return Stage("decode", decode_videos, batch_size=1, kwargs={"embed_cfg": cfg},
                  num_cpus=min(cfg.decode.cpus_per_task, float(resources.get("CPU", 1)) / 2),
-                 memory_mb=cfg.decode.memory_mb)
+                 num_gpus=0.25 if cfg.decode.device == "cuda" else 0.0, memory_mb=cfg.decode.memory_mb)
 
 
 def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
