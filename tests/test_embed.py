@@ -182,7 +182,7 @@ def test_encoder_pool_follows_the_cluster_resources():
     assert not gpu.restart_actors  # lost with a node: fail fast, resume on a re-run
     cpu = encoder_stage(cfg, {"CPU": 2})
     assert cpu.actors == (1, 1) and cpu.num_gpus == 0 and cpu.kwargs["threads"] == 2
-    assert encoder_stage(cfg, {"CPU": 1}).num_cpus == 0.5  # the other half for decoding: no hang
+    assert encoder_stage(cfg, {"CPU": 1}).num_cpus == 0  # the one CPU stays free for tasks: no hang
     assert encoder_stage(cfg, {"CPU": 16}).actors == (1, 8)  # all 8 at start; idle ones go
     assert encoder_stage(cfg, {"CPU": 16}).initial_actors == 8
     cfg.encoder.device = "gpu"  # asks for GPUs although none are there yet: the autoscaler adds them

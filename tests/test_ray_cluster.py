@@ -118,8 +118,8 @@ def test_worker_node_lost_mid_job_ends_finished_or_resumed(cluster, tiny_clip, t
 
 
 def test_a_one_cpu_cluster_still_embeds(cluster, tiny_clip, tmp_path):
-    """The encoder actor takes half the only CPU, decoding the other half: no hang (before, the
-    actor took the whole CPU and the decode tasks waited for one forever)."""
+    """The encoder actor shares the only CPU rather than holding it: no hang (before, the actor
+    took the whole CPU and the tasks feeding it waited for one forever)."""
     import subprocess
     import sys
 

@@ -126,21 +126,22 @@ def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     gpus = int(resources.get("GPU", 0))
     total_cpus = float(resources.get("CPU", 1))
     cpus = max(1, int(total_cpus))
-    # an actor never takes more than half the CPUs: decoding must always find one (1-CPU clusters)
+    # an actor leaves at least one CPU to the tasks (the video list's repartition and decoding
+    # take one each): on a 1-CPU node it shares the CPU rather than holding it, which would hang
     kwargs = {"model": enc.model, "pretrained": enc.pretrained, "mean": cfg.preprocess.mean,
               "std": cfg.preprocess.std, "precision": enc.precision, "threads": None}
     if resolve_device(enc, resources) == "gpu":
         hi = enc.num_actors or max(enc.max_actors, gpus)
         lo = enc.num_actors or 1
         return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs,
-                     num_cpus=min(1.0, total_cpus / 2), num_gpus=1, memory_mb=enc.memory_mb, actors=(lo, hi), restart_actors=False)
+                     num_cpus=min(1.0, max(0.0, total_cpus - 1)), num_gpus=1, memory_mb=enc.memory_mb, actors=(lo, hi), restart_actors=False)
     # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
     # embedding it): half the CPUs go to encoder actors, and each actor's torch uses its share of
     # all of them, the decode tasks' light load running beside it.
     size = enc.num_actors or max(1, int(cpus // (2 * enc.cpus_per_actor)))
     kwargs["threads"] = max(1, cpus // size)
     return Stage("encode", FrameEncoder, batch_size=enc.batch_size, kwargs=kwargs,
-                 num_cpus=min(enc.cpus_per_actor, total_cpus / 2), memory_mb=enc.memory_mb,
+                 num_cpus=min(enc.cpus_per_actor, max(0.0, total_cpus - 1)), memory_mb=enc.memory_mb,
                  actors=(size, size) if enc.num_actors else (1, size), initial_actors=size,
                  restart_actors=False)
 
@@ -237,7 +238,9 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                 resources = cluster_resources()
                 encode = encoder_stage(ecfg, resources)
                 log.info("encoder pool: %s", encode.describe())
-                ds = videos.map_batches(drop_done, batch_format="pyarrow", fn_kwargs={"done": done})
+                # light steps take a sliver of a CPU: on a 1-CPU node the encoder and decoding hold it
+                ds = apply_stage(videos, Stage("skip done", drop_done, batch_format="pyarrow",
+                                               kwargs={"done": done}, num_cpus=0.1))
                 # a decode task per few videos, however the list was read: they spread over the CPUs
                 ds = ds.repartition(target_num_rows_per_block=ecfg.decode.videos_per_task)
                 for stage in (decode_stage(ecfg, resources), encode, write_stage(ecfg, out, schema)):

@@ -279,7 +279,7 @@ def video_dataset(source: str):
                 column_types=MANIFEST_CSV_TYPES))
         else:
             ds = ray.data.read_json(path, filesystem=fs, lines=True)
-        return ds.map_batches(normalise_manifest, batch_format="pyarrow",
+        return ds.map_batches(normalise_manifest, batch_format="pyarrow", num_cpus=0.1,  # light: see embed
                               fn_kwargs={"manifest": path, "to_uri": to_uri})
     return ray.data.from_arrow(list_videos(source))
 
