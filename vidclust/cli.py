@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidclust", description="Group a corpus of videos into clusters of similar content and "
         "describe each cluster in words.")
+    from vidclust import __version__
+
+    parser.add_argument("--version", action="version", version=f"vidclust {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str, *args: tuple[str, str], model: bool = False):
