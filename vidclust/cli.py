@@ -21,7 +21,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one configuration field by its dotted name, e.g. "
                         "--set embed.sampling.frame_interval=5 (repeatable)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="the libraries' INFO lines too (Ray Data's plans and progress logs, open_clip); "
+                           "by default only vidclust's own progress and summary lines and warnings")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -148,10 +152,18 @@ def dispatch(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "quiet", False):  # read when Ray Data is first imported: before any stage runs
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    # read when Ray Data is first imported: before any stage runs. By default Ray Data's warnings
+    # only (no plan dumps, no progress logged as INFO lines); -q errors only; -v all of it
+    if quiet:
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(asctime)s vidclust %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    elif not verbose:
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+    # the libraries (root logger): warnings, INFO with -v; vidclust's own lines: INFO, warnings with -q
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("vidclust").setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.captureWarnings(True)  # Python warnings through logging, each once per place (the default filter)
     try:
         dispatch(args)
     except VidclustError as exc:
