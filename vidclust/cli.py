@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     src = ("SOURCE", "a folder of videos, a glob, a manifest (.csv/.parquet/.jsonl with a `path` "
-           "column) or an MSR-VTT root; local or any pyarrow filesystem URI")
+           "column), WebDataset .tar shards (one, a comma-separated list, a glob or "
+           "shards/{00000..00099}.tar) or an MSR-VTT root; local or any pyarrow filesystem URI")
     out = ("OUT", "output folder (local path or URI)")
     add("embed", "decode, sample and embed every video of SOURCE into OUT/frames", src, out, model=True)
     add("cluster", "aggregate per video, cluster, score: OUT/clusters", out)
