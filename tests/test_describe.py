@@ -19,7 +19,8 @@ from vidclust.config import load_config
 from vidclust.contract import DESCRIPTIONS_SCHEMA
 from vidclust.describe import nearest_videos, run_describe, usable_caption_counts
 from vidclust.errors import VidclustError
-from vidclust.keywords import extract_keywords, keywords_of_summaries, load_keybert, phrase_candidates
+from vidclust.keywords import (distinctive_keywords, extract_keywords, keywords_of_summaries, load_keybert,
+                               phrase_candidates)
 from vidclust.summarise import (EXTRACTIVE, ExtractiveSummariser, Seq2SeqSummariser, clean_captions,
                                 hub_reachable, join_captions, load_sentence_model, load_summariser,
                                 sentence_model_source, summarise_captions, summariser_spec)
@@ -280,6 +281,17 @@ def test_extractive_and_keybert_find_each_topics_words(example_captions, minilm,
         assert words & TOPIC_WORDS[topic], (topic, kws)
         others = set().union(*(TOPIC_WORDS[t] for t in TOPIC_WORDS if t != topic)) - TOPIC_WORDS[topic]
         assert not words & others, (topic, kws)
+
+
+def test_nine_topics_sharing_city_road_get_distinct_top_labels_with_keybert(keybert):
+    from test_keywords import NINE_TOPICS
+
+    labels = distinctive_keywords(list(NINE_TOPICS.values()), keybert, top_n=5, threshold=0.2)
+    tops = [kws[0][0] for kws in labels]
+    assert len(set(tops)) == 9, tops
+    assert not {"city road", "rush hour", "road rush"} & set(tops), tops
+    for topic, top in zip(NINE_TOPICS, tops):  # each top label is made of its own captions' words
+        assert all(any(w in c for c in NINE_TOPICS[topic]) for w in top.split()), (topic, top)
 
 
 # --------------------------------------------------------------------------- zero-shot labels

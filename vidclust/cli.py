@@ -21,7 +21,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one configuration field by its dotted name, e.g. "
                         "--set embed.sampling.frame_interval=5 (repeatable)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="the libraries' INFO lines too (Ray Data's plans and progress logs, open_clip); "
+                           "by default only vidclust's own progress and summary lines and warnings")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
@@ -36,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vidclust", description="Group a corpus of videos into clusters of similar content and "
         "describe each cluster in words.")
+    from vidclust import __version__
+
+    parser.add_argument("--version", action="version", version=f"vidclust {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help: str, *args: tuple[str, str], model: bool = False):
@@ -48,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     src = ("SOURCE", "a folder of videos, a glob, a manifest (.csv/.parquet/.jsonl with a `path` "
-           "column) or an MSR-VTT root; local or any pyarrow filesystem URI")
+           "column), WebDataset .tar shards (one, a comma-separated list, a glob or "
+           "shards/{00000..00099}.tar) or an MSR-VTT root; local or any pyarrow filesystem URI")
     out = ("OUT", "output folder (local path or URI)")
     add("embed", "decode, sample and embed every video of SOURCE into OUT/frames", src, out, model=True)
     add("cluster", "aggregate per video, cluster, score: OUT/clusters", out)
@@ -145,10 +153,18 @@ def dispatch(args: argparse.Namespace) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "quiet", False):  # read when Ray Data is first imported: before any stage runs
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    # read when Ray Data is first imported: before any stage runs. By default Ray Data's warnings
+    # only (no plan dumps, no progress logged as INFO lines); -q errors only; -v all of it
+    if quiet:
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
-    logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
-                        format="%(asctime)s vidclust %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    elif not verbose:
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+    # the libraries (root logger): warnings, INFO with -v; vidclust's own lines: INFO, warnings with -q
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("vidclust").setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.captureWarnings(True)  # Python warnings through logging, each once per place (the default filter)
     try:
         dispatch(args)
     except VidclustError as exc:

@@ -262,15 +262,24 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     return cfg.validate()
 
 
+# other names of a field, the same setting: {section class name: {alias: field}}
+ALIASES = {"ClusterConfig": {"n_clusters": "k"}}  # scikit-learn's name of the number of clusters
+
+
+def _canonical(obj: Any, name: str) -> str:
+    return ALIASES.get(type(obj).__name__, {}).get(name, name)
+
+
 def set_field(cfg: Any, dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     obj = cfg
     for i, name in enumerate(parts[:-1]):
+        name = _canonical(obj, name)
         sub = getattr(obj, name, None) if _has_field(obj, name) else None
         if sub is None or not dataclasses.is_dataclass(sub):
             raise VidclustError(f"unknown config key: {'.'.join(parts[: i + 1])}")
         obj = sub
-    name = parts[-1]
+    name = _canonical(obj, parts[-1])
     if not _has_field(obj, name):
         raise VidclustError(f"unknown config key: {dotted}" + _suggest(obj, name))
     current = getattr(obj, name)
@@ -285,6 +294,7 @@ def set_field(cfg: Any, dotted: str, value: Any) -> None:
 
 def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
     for key, value in data.items():
+        key = _canonical(obj, str(key))
         if not _has_field(obj, str(key)):
             raise VidclustError(f"unknown config key: {prefix}{key}" + _suggest(obj, str(key)))
         current = getattr(obj, key)

@@ -588,7 +588,14 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
 
 @contextlib.contextmanager
 def local_file(path: str) -> Iterator[str]:
-    """A local path for `path`: itself, or a temporary copy of a remote file (s3://, gs://, ...)."""
+    """A local path for `path`: itself, or a temporary copy of a remote file (s3://, gs://, ...),
+    or of one member of a tar shard (`<shard>#<member>`, see vidclust.shards)."""
+    from vidclust.shards import is_member_path, member_file
+
+    if is_member_path(path):
+        with member_file(path) as tmp:
+            yield tmp
+        return
     if "://" not in path or path.startswith("file://"):
         yield path[len("file://"):] if path.startswith("file://") else path
         return

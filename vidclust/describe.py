@@ -2,8 +2,10 @@
 
 For each cluster, the `kw_k_nearest` videos nearest its centre (videos with captions first) have
 their captions summarised, one text per video, in one batched Ray Data map over all clusters'
-videos at once (an actor pool holding the summariser); KeyBERT then picks the cluster's key
-phrases from its joined summaries. Clusters left without key phrases (no captions, typically) are
+videos at once (an actor pool holding the summariser), no sentence twice in a cluster; the
+cluster's key phrases are then those of its captions and summaries that tell it from the other
+clusters: class-based TF-IDF times KeyBERT's relevance, top labels distinct
+(`keywords.distinctive_keywords`). Clusters left without key phrases (no captions, typically) are
 described by zero-shot CLIP labels instead, or as well (`describe.zero_shot`).
 
 Reads OUT/clusters/{assignments,centers}.parquet and OUT/videos.parquet (captions); writes
@@ -317,7 +319,7 @@ def run_describe(cfg: Config, out: str) -> dict:
         timings["read_seconds"] = t["seconds"]
 
         if to_summarise:
-            from vidclust.keywords import keywords_for_clusters, load_keybert
+            from vidclust.keywords import dedupe_sentences, distinctive_keywords, load_keybert
             from vidclust.summarise import load_sentence_model, sentence_model_source, summariser_spec
 
             spec = summariser_spec(d)  # fails fast, on the driver, before any actor starts
@@ -328,10 +330,15 @@ def run_describe(cfg: Config, out: str) -> dict:
             timings["summarise_seconds"] = t["seconds"]
             with timed() as t:
                 keybert = load_keybert(load_sentence_model(keybert_source, device=torch_device()))  # once
+                texts = []
                 for r in rows:
-                    r.summaries = [summaries.get(v) for v in r.nearest_video_ids]
-                found = keywords_for_clusters([r.summaries for r in rows], keybert, top_n=d.kw_top_n,
-                                              threshold=d.kw_score_threshold, ngram_range=d.kw_ngram_range)
+                    said: set = set()  # no sentence twice in a cluster's summaries
+                    r.summaries = [dedupe_sentences(summaries.get(v), said) for v in r.nearest_video_ids]
+                    texts.append([c for v in r.nearest_video_ids for c in to_summarise.get(v) or []]
+                                 + [s for s in r.summaries if s])
+                # phrases of the captions and summaries that tell this cluster from the others
+                found = distinctive_keywords(texts, keybert, top_n=d.kw_top_n,
+                                             threshold=d.kw_score_threshold, ngram_range=d.kw_ngram_range)
                 for r, kws in zip(rows, found):
                     r.keywords = kws
             timings["keywords_seconds"] = t["seconds"]

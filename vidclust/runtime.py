@@ -33,12 +33,16 @@ def init_ray(cfg: Config) -> None:
     address, origin = cfg.ray.address, "ray.address"
     if not address:
         address, origin = os.environ.get("RAY_ADDRESS"), "RAY_ADDRESS"
-    # -q (vidclust's own level above INFO): Ray's and Ray Data's notices too, errors only
+    # -q (vidclust's own level above INFO): Ray's and Ray Data's notices too, errors only; by
+    # default (the root logger above INFO: no -v) Ray Data's warnings only, never its INFO lines
     quiet = log.getEffectiveLevel() > logging.INFO
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
     kwargs = dict(logging_level=logging.ERROR if quiet else logging.WARNING, log_to_driver=True)
     if quiet:
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
+    elif not verbose:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
     if not address or address == "local":
         log.info("starting a local Ray")
         ray.init(address="local", **kwargs)

@@ -2,7 +2,8 @@
 (list of strings, possibly empty) and `category` (string or null).
 
 SOURCE is a folder (searched recursively), a glob, a manifest (.csv, .parquet, .jsonl with at least
-`path`), or an MSR-VTT root (videos/all/*.mp4 with train_val_videodatainfo.json /
+`path`), WebDataset shards (.tar: one, a comma-separated list, a glob or `{00000..00099}`; see
+vidclust.shards), or an MSR-VTT root (videos/all/*.mp4 with train_val_videodatainfo.json /
 test_videodatainfo.json). Local paths or any URI pyarrow's filesystems reach (s3://, gs://, ...).
 """
 from __future__ import annotations
@@ -39,6 +40,14 @@ def list_videos(source: str) -> pa.Table:
 
     A URI's options (`s3://bucket/videos/?endpoint_override=host:port&scheme=http`, user info)
     stay on every listed path, so whoever opens a path reaches the same endpoint."""
+    from vidclust.shards import list_shards, shard_items
+
+    shards = shard_items(source)
+    if shards is not None:  # WebDataset shards: one, a list, a glob or a brace pattern of .tar
+        rows = list_shards(source, shards)
+        if not rows:
+            raise VidclustError(f"SOURCE {source}: its shards hold no videos (looked for {', '.join(VIDEO_EXTENSIONS)})")
+        return _to_table(rows, source)
     fs, path, to_uri = _filesystem(source)
     if any(ch in path for ch in "*?["):
         rows = _from_glob(fs, path, to_uri)
@@ -266,6 +275,10 @@ def video_dataset(source: str):
     root is listed here (Arrow rows: paths only) and handed over."""
     import ray
 
+    from vidclust.shards import shard_items
+
+    if shard_items(source) is not None:
+        return ray.data.from_arrow(list_videos(source))
     fs, path, to_uri = _filesystem(source)
     if not any(ch in path for ch in "*?[") and path.lower().endswith(MANIFEST_EXTENSIONS):
         if fs.get_file_info(path).type != pafs.FileType.File:

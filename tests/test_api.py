@@ -1,0 +1,90 @@
+"""The Python API (vidclust.api): the stages as functions, settings as keyword overrides, a light
+`import vidclust`, FrameEncoder in a user's own Ray Data pipeline; `--version`, `python -m vidclust`."""
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+import vidclust
+from vidclust.api import make_config
+from vidclust.config import load_config
+from vidclust.errors import VidclustError
+
+
+def test_import_is_light_and_names_resolve():
+    code = ("import sys, vidclust; heavy = [m for m in ('ray', 'torch', 'sklearn', 'pyarrow') if m in sys.modules];"
+            "print(heavy, vidclust.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"[] {vidclust.__version__}"
+    for name in ("run", "embed", "cluster", "describe", "report"):
+        assert callable(getattr(vidclust, name))
+    # the stages' modules stay modules: their functions import as before
+    from vidclust.embed import run_embed
+    import vidclust.cluster as cluster_module
+    assert callable(run_embed) and callable(cluster_module) and hasattr(cluster_module, "run_cluster")
+    assert vidclust.FrameEncoder.__name__ == "FrameEncoder"
+    with pytest.raises(AttributeError):
+        vidclust.no_such_thing
+
+
+def test_settings_as_double_underscores_nested_dicts_and_a_yaml_file(tmp_path):
+    cfg = make_config(cluster__k=8, embed={"encoder": {"batch_size": 7}, "sampling": {"fps": 2}})
+    assert cfg.cluster.k == 8 and cfg.embed.encoder.batch_size == 7 and cfg.embed.sampling.fps == 2.0
+    assert make_config(cluster__n_clusters=5).cluster.k == 5  # scikit-learn's name
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("cluster:\n  k: 4\n  aggregation: max\n")
+    cfg = make_config(str(yaml_file), cluster__k=6)  # the file first, then the keywords
+    assert cfg.cluster.k == 6 and cfg.cluster.aggregation == "max"
+    with pytest.raises(VidclustError, match="unknown config key: cluster.kk"):
+        make_config(cluster__kk=3)
+    with pytest.raises(VidclustError, match="cluster.k must be >= 2"):
+        make_config(cluster={"k": 1})
+
+
+def test_n_clusters_is_cluster_k_in_set_and_yaml(tmp_path):
+    assert load_config(None, ["cluster.n_clusters=20"]).cluster.k == 20
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("cluster:\n  n_clusters: 9\n")
+    assert load_config(str(yaml_file)).cluster.k == 9
+    with pytest.raises(VidclustError, match="must be an integer"):
+        load_config(None, ["cluster.n_clusters=many"])
+
+
+def test_version_and_python_dash_m():
+    for cmd in ([sys.executable, "-m", "vidclust", "--version"], [sys.executable, "-m", "vidclust.cli", "--version"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"vidclust {vidclust.__version__}"
+    proc = subprocess.run([sys.executable, "-m", "vidclust", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "embed" in proc.stdout
+
+
+def test_frame_encoder_in_a_users_own_map_batches(ray_local, tiny_clip):
+    import ray
+
+    model_json, ckpt = tiny_clip
+    rng = np.random.default_rng(0)
+    rows = [{"video_id": f"v{i // 3}", "frame_index": i % 3,
+             "frame": rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)} for i in range(6)]
+    ds = ray.data.from_items(rows)
+    ds = ds.map_batches(vidclust.FrameEncoder,
+                        fn_constructor_kwargs={"model": model_json, "pretrained": ckpt,
+                                               "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)},
+                        compute=ray.data.ActorPoolStrategy(size=1), batch_size=4)
+    out = ds.take_all()
+    assert len(out) == 6 and all("frame" not in r for r in out)
+    emb = np.stack([r["embedding"] for r in out])
+    assert emb.shape == (6, 32) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-4)
+
+
+def test_embed_then_cluster_from_python(ray_local, tiny_clip, example_corpus, tmp_path):
+    model_json, ckpt = tiny_clip
+    out = tmp_path / "out"
+    summary = vidclust.embed(example_corpus, out, embed={"encoder": {"model": model_json, "pretrained": ckpt}},
+                             embed__encoder__batch_size=16)
+    assert summary["embedded_ok"] == 12 and summary["failed"] == 0
+    result = vidclust.cluster(out, cluster__n_clusters=3)
+    assert result["k"] == 3
+    assign = pq.read_table(out / "clusters" / "assignments.parquet")
+    assert set(assign.column("cluster_id").to_pylist()) == {0, 1, 2} and assign.num_rows == 12

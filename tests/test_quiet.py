@@ -1,0 +1,29 @@
+"""Quiet by default: a plain `vidclust embed` prints vidclust's own lines and warnings, not the
+libraries' INFO lines; `-v` shows those too."""
+import os
+import subprocess
+import sys
+
+
+def _embed(tiny_clip, example_corpus, out, *flags):
+    model_json, ckpt = tiny_clip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_ADDRESS": "local"}
+    env.pop("RAY_DATA_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-m", "vidclust", "embed", str(example_corpus), str(out), *flags,
+                           "--model", model_json, "--pretrained", ckpt, "--set", "embed.encoder.batch_size=16"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+
+
+def test_embed_prints_few_lines_by_default(tiny_clip, example_corpus, tmp_path):
+    lines = _embed(tiny_clip, example_corpus, tmp_path / "out")
+    assert len(lines) < 15, "\n".join(lines)
+    assert not [line for line in lines if " INFO " in line and "vidclust" not in line], "\n".join(lines)
+    random_banner = [line for line in lines if "random" in line.lower()]
+    assert len(random_banner) <= 1, "\n".join(lines)
+
+
+def test_verbose_shows_the_libraries_info_lines(tiny_clip, example_corpus, tmp_path):
+    lines = _embed(tiny_clip, example_corpus, tmp_path / "out", "-v")
+    assert [line for line in lines if "INFO" in line and "streaming_executor" in line], "\n".join(lines)

@@ -1,0 +1,245 @@
+"""WebDataset shards as SOURCE (what video2dataset writes): tar files of samples, each sample
+the members that share a key (`0001.mp4`, `0001.txt`, `0001.json`).
+
+SOURCE names shards as one `.tar` path, a comma-separated list, a glob (`shards/*.tar`) or a
+brace pattern (`shards/{00000..00099}.tar`, also `{a,b}`), local or any pyarrow URI. Every video
+member (VIDEO_EXTENSIONS: mp4, webm, mkv, avi, ...) is an input whose video id is its sample's key;
+its captions are the sample's `.txt` (one caption), else the `caption` / `captions` of its
+`.json`. Listing reads the tar headers (seeking past the members' data) and the small .txt/.json
+members only.
+
+A listed video's path is `<shard URI>#<member>`; decoding (`decode.local_file`) streams that one
+member out of the shard into a temporary file, never unpacking the shard.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Optional
+
+from vidclust.errors import VidclustError
+
+MAX_TEXT_BYTES = 1 << 20  # a .txt/.json member larger than this is not read for captions
+# `<...>.tar[?options]#member`: the first `.tar` followed by `#` (or by options, then `#`)
+MEMBER_PATH = re.compile(r"\.tar(\?[^#]*)?#", re.IGNORECASE)
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+
+def is_member_path(path: str) -> bool:
+    return MEMBER_PATH.search(path) is not None
+
+
+def split_member_path(path: str) -> tuple[str, str]:
+    """`<shard>#<member>` -> (shard URI or path, member name)."""
+    m = MEMBER_PATH.search(path)
+    if m is None:
+        raise ValueError(f"not a shard member path: {path}")
+    return path[:m.end() - 1], path[m.end():]
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside braces."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """`a{000..002}b` -> [a000b, a001b, a002b] (zero-padded as the first bound is written);
+    `a{x,y}b` -> [axb, ayb]; several groups multiply; no braces -> [pattern]."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if m is None:
+        return [pattern]
+    head, body, tail = pattern[:m.start()], m.group(1), pattern[m.end():]
+    r = _RANGE.match(body)
+    if r:
+        lo, hi = int(r.group(1)), int(r.group(2))
+        width = len(r.group(1)) if r.group(1).lstrip("-").startswith("0") else 0
+        step = 1 if hi >= lo else -1
+        items = [str(i).zfill(width) for i in range(lo, hi + step, step)]
+    elif "," in body:
+        items = body.split(",")
+    else:
+        items = ["{" + body + "}"]
+        return [head + items[0] + rest for rest in expand_braces(tail)]
+    return [x for item in items for x in expand_braces(head + item + tail)]
+
+
+def _bare(item: str) -> str:
+    from vidclust.sources import _QUERY
+
+    return _QUERY.split(item, 1)[0]
+
+
+def shard_items(source: str) -> Optional[list[str]]:
+    """The shard paths/URIs (or globs of them) SOURCE names, or None when SOURCE is no shards."""
+    items = [x for part in _split_top(source) for x in expand_braces(part)]
+    if items and all(_bare(i).lower().endswith(".tar") for i in items):
+        return items
+    return None
+
+
+def _shard_files(item: str) -> list[tuple[object, str, object]]:
+    """(filesystem, path, to_uri) of each shard one item names (a glob: every match)."""
+    import fnmatch
+
+    import pyarrow.fs as pafs
+
+    from vidclust.sources import _filesystem, _walk_files
+
+    fs, path, to_uri = _filesystem(item)
+    if any(ch in path for ch in "*?["):
+        base = path
+        while any(ch in base for ch in "*?["):
+            base = posixpath.dirname(base)
+        if fs.get_file_info(base).type != pafs.FileType.Directory:
+            raise VidclustError(f"SOURCE glob {item}: folder {base} not found")
+        return [(fs, p, to_uri) for p in _walk_files(fs, base) if fnmatch.fnmatch(p, path)]
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise VidclustError(f"SOURCE shard not found: {item}")
+    return [(fs, path, to_uri)]
+
+
+def _sample_key(member: str) -> tuple[str, str]:
+    """WebDataset's split of a member name: (key, extension), the key ending at the first dot of
+    the file name (`dir/0001.seg.mp4` -> (`dir/0001`, `seg.mp4`))."""
+    folder, base = posixpath.split(member)
+    stem, dot, ext = base.partition(".")
+    return (posixpath.join(folder, stem) if folder else stem), ext.lower() if dot else ""
+
+
+def _captions_of(texts: dict[str, bytes]) -> tuple[list[str], Optional[str]]:
+    """(captions, category) of a sample from its .txt / .json members."""
+    if "txt" in texts:
+        text = texts["txt"].decode("utf-8", errors="replace").strip()
+        if text:
+            caps = [text]
+        else:
+            caps = []
+    else:
+        caps = []
+    category = None
+    if "json" in texts:
+        try:
+            meta = json.loads(texts["json"].decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            meta = None
+        if isinstance(meta, dict):
+            if not caps:
+                from vidclust.sources import _captions
+
+                for name in ("captions", "caption"):
+                    if meta.get(name) not in (None, "", []):
+                        value = meta[name]
+                        caps = _captions(value) if isinstance(value, list) else [str(value).strip()]
+                        break
+            if meta.get("category") not in (None, ""):
+                category = str(meta["category"])
+    return [c for c in caps if c], category
+
+
+def list_shard(fs, path: str, to_uri) -> list[dict]:
+    """The videos of one shard: rows of video_id, path (`<shard URI>#<member>`), captions, category."""
+    samples: dict[str, dict] = {}
+    order: list[str] = []
+    try:
+        with fs.open_input_file(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for m in tar:  # headers only: tarfile seeks past each member's data
+                if not m.isfile():
+                    continue
+                key, ext = _sample_key(m.name)
+                s = samples.get(key)
+                if s is None:
+                    s = samples[key] = {"videos": [], "texts": {}}
+                    order.append(key)
+                last = "." + ext.rsplit(".", 1)[-1]
+                if last in _video_extensions() and not posixpath.basename(m.name).startswith("."):
+                    s["videos"].append(m.name)
+                elif ext in ("txt", "json") and m.size <= MAX_TEXT_BYTES:
+                    s["texts"][ext] = tar.extractfile(m).read()
+    except tarfile.TarError as exc:
+        raise VidclustError(f"SOURCE shard {to_uri(path)} is not a readable tar file: {exc}") from None
+    rows = []
+    for key in order:
+        s = samples[key]
+        caps, category = _captions_of(s["texts"])
+        for i, member in enumerate(s["videos"]):  # a second video of one sample: key.ext
+            vid = key if i == 0 else f"{key}.{_sample_key(member)[1]}"
+            rows.append({"video_id": vid, "path": f"{to_uri(path)}#{member}", "captions": caps,
+                         "category": category})
+    return rows
+
+
+def _video_extensions() -> tuple[str, ...]:
+    from vidclust.sources import VIDEO_EXTENSIONS
+
+    return VIDEO_EXTENSIONS
+
+
+def list_shards(source: str, items: list[str]) -> list[dict]:
+    """Every video of every shard SOURCE names (shards listed a few at a time, in parallel)."""
+    shards = [s for item in items for s in _shard_files(item)]
+    if not shards:
+        raise VidclustError(f"SOURCE {source}: no shards match")
+    with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
+        parts = list(pool.map(lambda s: list_shard(*s), shards))
+    return [r for part in parts for r in part]
+
+
+@contextlib.contextmanager
+def member_file(path: str) -> Iterator[str]:
+    """A temporary local file holding the member `<shard>#<member>` names (removed afterwards)."""
+    import pyarrow.fs as pafs
+
+    from vidclust.decode import DecodeError
+
+    shard, member = split_member_path(path)
+    try:
+        if "://" not in shard or shard.startswith("file://"):
+            fs, inner = pafs.LocalFileSystem(), shard[len("file://"):] if shard.startswith("file://") else shard
+        else:
+            fs, inner = pafs.FileSystem.from_uri(shard)
+        f = fs.open_input_file(inner)
+    except FileNotFoundError:
+        raise DecodeError(f"file not found: shard {shard}") from None
+    except Exception as exc:
+        raise DecodeError(f"cannot open shard {shard}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+    tmp = None
+    try:
+        with f, tarfile.open(fileobj=f, mode="r:") as tar:
+            for m in tar:  # stops at the member: headers before it only
+                if m.name == member:
+                    break
+            else:
+                raise DecodeError(f"file not found: no member {member} in shard {shard}")
+            src = tar.extractfile(m)
+            if src is None:
+                raise DecodeError(f"member {member} of shard {shard} is not a file")
+            fd, tmp = tempfile.mkstemp(prefix="vidclust-", suffix=os.path.splitext(member)[1])
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 22)
+        yield tmp
+    except tarfile.TarError as exc:
+        raise DecodeError(f"shard {shard} is not a readable tar file: {exc}") from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
