@@ -207,20 +207,20 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     spec, ecfg = resolve_embed_config(cfg.embed)
     signature = embedding_signature(spec, ecfg)
     schema = frames_schema(spec.embed_dim, signature)
-    with timed() as t_list:  # SOURCE first: a mistake there leaves OUT untouched
-        init_ray(cfg)
-        ray.data.DataContext.get_current().enable_progress_bars = show_progress
-        videos = video_dataset(source)
-        # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
-        parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs())
-                 if t.num_rows]
-    if not parts:
-        raise VidclustError(f"SOURCE {source} holds no videos")
-    listed = pa.concat_tables(parts)
-    ids = listed.column("video_id").combine_chunks()
-    check_unique_ids(ids, listed.column("path").combine_chunks(), source)
-    with WriterLock(layout):
-        prepare_output(layout, signature)
+    with WriterLock(layout):  # first: a second run into OUT is refused before any work
+        with timed() as t_list:
+            init_ray(cfg)
+            ray.data.DataContext.get_current().enable_progress_bars = show_progress
+            videos = video_dataset(source)
+            # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
+            parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs())
+                     if t.num_rows]
+        if not parts:
+            raise VidclustError(f"SOURCE {source} holds no videos")
+        listed = pa.concat_tables(parts)
+        ids = listed.column("video_id").combine_chunks()
+        check_unique_ids(ids, listed.column("path").combine_chunks(), source)
+        prepare_output(layout, signature)  # after SOURCE: a mistake there leaves no signature
         state = read_state(layout)
         check_same_paths(listed, state.select(["video_id", "path"]))
         done_status = state.filter(pc.is_in(state.column("status"),
