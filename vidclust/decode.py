@@ -524,11 +524,7 @@ def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan) -> 
                     yield chunk
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after {result.n_frames_decoded} frames: {_one_line(exc)}")
-    chunk = out.flush()
-    if chunk is not None:
-        yield chunk
-    if error is not None:
-        raise error
+    yield from _hand_on_then_raise(out, error)
 
 
 def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optional[int],
@@ -579,6 +575,11 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
                     break
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after frame {decoded - 1}: {_one_line(exc)}")
+    yield from _hand_on_then_raise(out, error)
+
+
+def _hand_on_then_raise(out, error: Optional[DecodeError]) -> Iterator[FrameChunk]:
+    """The frames decoded before an error are handed on first; then the error, if any."""
     chunk = out.flush()
     if chunk is not None:
         yield chunk

@@ -52,13 +52,8 @@ def resolve_model_name(model: str) -> str:
 
     if model.endswith(".json") or os.path.sep in model:
         path = Path(model).expanduser()
-        if not path.is_file():
-            raise VidclustError(f"--model: model-config file not found: {model}")
-        try:
-            cfg = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise VidclustError(f"--model: {model} is not valid JSON ({exc})") from None
-        if not isinstance(cfg, dict) or "vision_cfg" not in cfg or "embed_dim" not in cfg:
+        cfg = _read_json(path, "--model: model-config file")
+        if "vision_cfg" not in cfg or "embed_dim" not in cfg:
             raise VidclustError(f"--model: {model} is not an open_clip model config "
                                 "(needs embed_dim and vision_cfg)")
         open_clip.add_model_config(str(path))
