@@ -81,6 +81,32 @@ def nearest_center(vectors: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray
     return labels, d2
 
 
+def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeds (float32 [k, D]) of the float32 rows `x`, with matrix products
+    (sklearn.cluster.kmeans_plusplus does the same, but is many times slower here when its
+    thread pool and faiss's compete for the cores)."""
+    n = len(x)
+    trials = 2 + int(np.log(k))
+    xx = np.einsum("ij,ij->i", x, x)
+    centers = np.empty((k, x.shape[1]), dtype=np.float32)
+    first = int(rng.integers(n))
+    centers[0] = x[first]
+    closest = np.maximum(xx - 2.0 * (x @ x[first]) + xx[first], 0.0)
+    for j in range(1, k):
+        total = float(closest.sum())
+        if total <= 0:  # fewer distinct points than k: any rows will do
+            cand = rng.integers(n, size=trials)
+        else:
+            cand = np.searchsorted(np.cumsum(closest, dtype=np.float64), rng.random(trials) * total)
+            cand = np.minimum(cand, n - 1)
+        d2 = np.maximum(xx[:, None] - 2.0 * (x @ x[cand].T) + xx[cand][None, :], 0.0)
+        d2 = np.minimum(d2, closest[:, None])
+        best = int(d2.sum(axis=0).argmin())
+        centers[j] = x[cand[best]]
+        closest = d2[:, best]
+    return centers
+
+
 def _float32(x: np.ndarray) -> np.ndarray:
     """The vectors as C-contiguous float32; no copy when they already are."""
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -156,10 +182,8 @@ class VideoClusterer:
                           min_points_per_centroid=1)
         # k-means++ seeding on the sample (faiss alone starts from random points, which merges
         # clusters now and then); nredo > 1 then restarts from faiss's own random seeds too
-        from sklearn.cluster import kmeans_plusplus
-
-        init, _ = kmeans_plusplus(sample, k, random_state=self.random_state)
-        km.train(sample, init_centroids=np.ascontiguousarray(init, dtype=np.float32))
+        init = kmeans_plusplus(sample, k, np.random.default_rng(self.random_state))
+        km.train(sample, init_centroids=init)
         del sample
         labels = np.empty(n, dtype=np.int32)
         inertia = 0.0
