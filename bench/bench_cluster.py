@@ -15,8 +15,8 @@ Clustering rows: "fit s" is VideoClusterer.fit alone (seed 28, n_init "auto"); "
 sum of squared distances; "ARI full" its agreement with full KMeans (sklearn, exact Lloyd) on a
 fixed sample of 100,000 videos ("-" where full KMeans was not run: above --kmeans-up-to);
 "ARI topics" its agreement with the planted topics (same sample).
-Near-duplicate rows ("dups exact" / "dups index"): vidclust.near_duplicate_search with the
-threshold 0.98; "recall planted": the share of planted copies found in their original's group;
+Near-duplicate rows ("dups exact" / "dups ivf" / "dups cells"): vidclust.near_duplicate_search
+with the threshold 0.98 and the default nprobe (8); "recall planted": the share of planted copies found in their original's group;
 "recall exact": the same against the exact search's groups (where the exact search ran: up to
 --exact-dups-up-to). "auto" says which clustering method and near-duplicate search `auto`
 picks at that size with the default config.
@@ -100,7 +100,7 @@ def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int) -> dict:
         out["n_grouped"] = int((found.groups >= 0).sum())
         np.save(os.path.join(tmp, f"{n}-{search}.npy"), found.groups)
         exact = os.path.join(tmp, f"{n}-exact.npy")
-        if search == "index" and os.path.exists(exact):
+        if search != "exact" and os.path.exists(exact):
             out["recall_exact"] = recall(found.groups, np.load(exact))
     else:
         vc = VideoClusterer(K, job, 28).fit(x)
@@ -118,7 +118,8 @@ def main() -> None:
     ap.add_argument("--methods", default="kmeans,minibatch,faiss", help="comma-separated: kmeans, minibatch, faiss, hdbscan")
     ap.add_argument("--kmeans-up-to", type=int, default=1_000_000, help="full KMeans (the reference) up to this size")
     ap.add_argument("--exact-dups-up-to", type=int, default=100_000, help="the exact near-duplicate search up to this size")
-    ap.add_argument("--dups-up-to", type=int, default=1_000_000, help="the near-duplicate index up to this size")
+    ap.add_argument("--dups-up-to", type=int, default=4_000_000, help="the cells near-duplicate search up to this size")
+    ap.add_argument("--ivf-up-to", type=int, default=100_000, help="the ivf near-duplicate search up to this size")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
@@ -148,10 +149,12 @@ def main() -> None:
             jobs.sort(key=lambda m: m != "kmeans")  # the reference first
             if n <= args.exact_dups_up_to:
                 jobs.append("dups exact")
+            if n <= args.ivf_up_to:
+                jobs.append("dups ivf")
             if n <= args.dups_up_to:
-                jobs.append("dups index")
+                jobs.append("dups cells")
             auto_method = choose_method("auto", n, EXACT_UP_TO)
-            auto_dups = "index" if n > INDEX_ABOVE else "exact"
+            auto_dups = "cells" if n > INDEX_ABOVE else "exact"
             sample = np.sort(np.random.default_rng(1).choice(n, size=min(n, SAMPLE), replace=False))
             for job in jobs:
                 cmd = [sys.executable, __file__, "--child", f"{n}:{job}", "--tmp", tmp, "--dtype", args.dtype,

@@ -413,10 +413,10 @@ def test_run_cluster_sweep_and_other_aggregation(ray_local, tmp_path):
     (out / "clusters").mkdir()
     (out / "clusters" / "near_duplicates.parquet").write_bytes(b"stale")
     info = run_cluster(cfg_with("cluster.k_sweep=[2,3,4,6,8]", "cluster.aggregation=mean+max",
-                                "cluster.near_duplicates_index_above=10"), str(out))
+                                "cluster.near_duplicates_index_above=10", "cluster.vector_dtype=float16"), str(out))
     assert info["k"] == 4
     m = json.loads((out / "clusters" / "metrics.json").read_text())
-    assert m["near_duplicates"]["search"] == "index"  # above the limit: the faiss index, never skipped
+    assert m["near_duplicates"]["search"] == "cells"  # above the limit: the approximate search, never skipped
     dups = pq.read_table(out / "clusters" / "near_duplicates.parquet")  # the stale file is replaced
     assert dups.num_rows == m["near_duplicates"]["n_videos"]
     assert [r["k"] for r in m["k_sweep"]] == [2, 3, 4, 6, 8] and m["sweep_metric"] == "silhouette"

@@ -117,10 +117,10 @@ def planted_duplicates(n=2000, d=D, n_groups=40, seed=1):
     return x, truth
 
 
-@pytest.mark.parametrize("search", ["exact", "index"])
+@pytest.mark.parametrize("search", ["exact", "cells", "ivf"])
 def test_near_duplicates_find_the_planted_groups(search):
     x, truth = planted_duplicates()
-    groups = near_duplicates(x, 0.98, search=search, nlist=16, nprobe=16)
+    groups = near_duplicates(x, 0.98, search=search, nlist=16, nprobe=4)
     assert groups.dtype == np.int32 and groups.shape == (len(x),)
     # the same partition as the truth (ids may differ), -1 exactly for the singletons
     np.testing.assert_array_equal(groups < 0, truth < 0)
@@ -129,15 +129,18 @@ def test_near_duplicates_find_the_planted_groups(search):
     assert sorted(set(groups[groups >= 0].tolist())) == list(range(40))  # numbered 0..
 
 
-def test_index_and_exact_agree_when_the_index_is_forced_on_small_data():
+@pytest.mark.parametrize("search", ["cells", "ivf"])
+def test_index_and_exact_agree_when_the_index_is_forced_on_small_data(search):
     x, _ = planted_duplicates(n=600, n_groups=15, seed=4)
     exact = near_duplicate_search(x, 0.98, search="exact")
-    index = near_duplicate_search(x, 0.98, search="index", nlist=8, nprobe=8)  # every list probed: exact
-    assert (exact.search, index.search) == ("exact", "index")
+    index = near_duplicate_search(x, 0.98, search=search, nlist=8, nprobe=8)  # every list probed: exact
+    assert (exact.search, index.search) == ("exact", search)
     np.testing.assert_array_equal(exact.groups, index.groups)
-    np.testing.assert_allclose(exact.best, index.best, atol=1e-5)
+    np.testing.assert_allclose(exact.best, index.best, atol=1e-5, equal_nan=True)
+    default = near_duplicate_search(x, 0.98, search=search)  # default nlist, nprobe
+    assert recall(default.groups, exact.groups) >= 0.95
     auto = near_duplicate_search(x, 0.98, index_above=len(x) - 1)
-    assert auto.search == "index"
+    assert auto.search == "cells"
     assert near_duplicate_search(x, 0.98, index_above=len(x)).search == "exact"
 
 
@@ -145,16 +148,18 @@ def test_singletons_are_minus_one_and_float16_input():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, D)).astype(np.float16)  # spread out: no pair near 0.98
     assert (near_duplicates(x, 0.98) == -1).all()
-    assert (near_duplicates(x, 0.98, search="index", nlist=4, nprobe=4) == -1).all()
+    assert (near_duplicates(x, 0.98, search="cells", nlist=4, nprobe=4) == -1).all()
+    assert (near_duplicates(x, 0.98, search="ivf", nlist=4, nprobe=4) == -1).all()
     x[7] = x[3]
     g = near_duplicates(x, 0.98)
     assert g[3] == g[7] == 0 and (np.delete(g, [3, 7]) == -1).all()
     assert near_duplicates(x[:1]).tolist() == [-1]
 
 
-def test_a_large_group_is_found_whole_by_the_index():  # no k cap: a range search
+@pytest.mark.parametrize("search", ["cells", "ivf"])
+def test_a_large_group_is_found_whole_by_the_index(search):  # no k cap
     rng = np.random.default_rng(2)
     x = rng.standard_normal((400, D)).astype(np.float32)
     x[100:300] = x[5] + 1e-3 * rng.standard_normal((200, D))  # 201 copies of row 5
-    g = near_duplicates(x, 0.98, search="index", nlist=4, nprobe=4)
+    g = near_duplicates(x, 0.98, search=search, nlist=4, nprobe=2)
     assert (g[100:300] == g[5]).all() and g[5] >= 0 and (np.delete(g, np.r_[5, 100:300]) == -1).all()

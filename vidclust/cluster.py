@@ -429,19 +429,20 @@ def mapping_csv(table: pa.Table) -> bytes:
 def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray,
                            centers: np.ndarray, meta: dict) -> dict:
     """near_duplicates.parquet: the exact search up to cluster.near_duplicates_index_above
-    videos, a faiss index above (vidclust.near_duplicates). Returns the metrics.json entry."""
+    videos, the (approximate) cells search above (vidclust.near_duplicates). Returns the
+    metrics.json entry."""
     c = cfg.cluster
     path = layout.cluster_file("near_duplicates.parquet")
     search = c.near_duplicates_search
     if search == "auto":
-        search = "index" if len(ids) > c.near_duplicates_index_above else "exact"
+        search = "cells" if len(ids) > c.near_duplicates_index_above else "exact"
     dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, centers, search=search,
                                  nprobe=c.near_duplicates_nprobe)
     write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold, "search": search}),
                   path)
     out = {"threshold": c.near_duplicate_threshold, "search": search,
            "n_groups": len(set(dups.column("group_id").to_pylist())), "n_videos": dups.num_rows}
-    if search == "index":
+    if search != "exact":
         out["nprobe"] = c.near_duplicates_nprobe
     return out
 
@@ -570,6 +571,8 @@ def run_cluster(cfg: Config, out: str) -> dict:
     with timed() as t_total:
         with timed() as t_agg:
             ids, vectors, embed_meta, videos = _aggregate_ok_videos(cfg, layout, c.aggregation, precheck=True)
+            if c.vector_dtype == "float16":  # the driver holds half the bytes from here on
+                vectors = vectors.astype(np.float16)
         status = _status_column(videos)
         n, n_ok = len(ids), int((status == "ok").sum())
         counts = {"n_videos": n, "n_failed": int((status == "failed").sum()), "n_ok_without_frames": n_ok - n}

@@ -90,10 +90,16 @@ class ClusterConfig:
     silhouette_sample: int = 20_000  # silhouette on a fixed-seed sample above this many videos
     hdbscan_min_cluster_size: int = 5
     near_duplicate_threshold: float = 0.98  # cosine similarity at or above which videos group
-    near_duplicates_search: str = "auto"  # auto | exact | index (faiss IVF: approximate, for millions)
-    # auto: the exact search (O(n^2) at worst) up to this many videos, the faiss index above
+    # auto | exact | cells (faiss k-means cells joined with their neighbours: approximate, for
+    # millions) | ivf (a faiss IndexIVFFlat range search: approximate, slower than cells)
+    near_duplicates_search: str = "auto"
+    # auto: the exact search (O(n^2) at worst) up to this many videos, the cells search above
     near_duplicates_index_above: int = 50_000
-    near_duplicates_nprobe: int = 8  # IVF lists searched per video (more: higher recall, slower)
+    near_duplicates_nprobe: int = 8  # cells (ivf: lists) searched per video (more: higher recall, slower)
+    # the per-video vectors as the driver holds them: float16 halves that memory (4M x 512:
+    # 3.9 GiB instead of 7.8); KMeans/MiniBatchKMeans/HDBSCAN still take a float32 copy, faiss
+    # and the near-duplicate search convert block by block; the files stay float32
+    vector_dtype: str = "float32"
 
 
 @dataclass
@@ -188,10 +194,11 @@ class Config:
         _check(c.exact_up_to >= 0, "cluster.exact_up_to must be >= 0")
         _check(c.silhouette_sample >= 2, "cluster.silhouette_sample must be >= 2")
         _check(c.hdbscan_min_cluster_size >= 2, "cluster.hdbscan_min_cluster_size must be >= 2")
-        _check(c.near_duplicates_search in ("auto", "exact", "index"),
-               "cluster.near_duplicates_search: auto, exact or index")
+        _check(c.near_duplicates_search in ("auto", "exact", "cells", "ivf"),
+               "cluster.near_duplicates_search: auto, exact, cells or ivf")
         _check(c.near_duplicates_index_above >= 0, "cluster.near_duplicates_index_above must be >= 0")
         _check(c.near_duplicates_nprobe >= 1, "cluster.near_duplicates_nprobe must be >= 1")
+        _check(c.vector_dtype in ("float32", "float16"), "cluster.vector_dtype: float32 or float16")
         ds = self.describe
         _check(ds.kw_k_nearest >= 1 and ds.kw_top_n >= 1, "describe.kw_k_nearest/kw_top_n >= 1")
         _check(ds.zero_shot in ("auto", "always", "never"), "describe.zero_shot: auto, always or never")
