@@ -16,7 +16,7 @@ sum of squared distances; "ARI full" its agreement with full KMeans (sklearn, ex
 fixed sample of 100,000 videos ("-" where full KMeans was not run: above --kmeans-up-to);
 "ARI topics" its agreement with the planted topics (same sample).
 Near-duplicate rows ("dups exact" / "dups ivf" / "dups cells"): vidclust.near_duplicate_search
-with the threshold 0.98 and the default nprobe (8); "recall planted": the share of planted copies found in their original's group;
+with the threshold 0.98 and the default nprobe (16); "recall planted": the share of planted copies found in their original's group;
 "recall exact": the same against the exact search's groups (where the exact search ran: up to
 --exact-dups-up-to). "auto" says which clustering method and near-duplicate search `auto`
 picks at that size with the default config.

@@ -95,7 +95,7 @@ class ClusterConfig:
     near_duplicates_search: str = "auto"
     # auto: the exact search (O(n^2) at worst) up to this many videos, the cells search above
     near_duplicates_index_above: int = 50_000
-    near_duplicates_nprobe: int = 8  # cells (ivf: lists) searched per video (more: higher recall, slower)
+    near_duplicates_nprobe: int = 16  # cells (ivf: lists) searched per video (more: higher recall, slower)
     # the per-video vectors as the driver holds them: float16 halves that memory (4M x 512:
     # 3.9 GiB instead of 7.8); KMeans/MiniBatchKMeans/HDBSCAN still take a float32 copy, faiss
     # and the near-duplicate search convert block by block; the files stay float32
