@@ -255,7 +255,9 @@ def test_near_duplicate_chain_is_one_group():
 
 
 def test_many_similar_pairs_are_compacted_without_changing_groups(monkeypatch):
-    import vidclust.near_duplicates as nd
+    import importlib
+
+    nd = importlib.import_module("vidclust.near_duplicates")  # the module (vidclust exports a function of that name)
 
     x, _ = blobs(30, k=3, seed=5, spread=0.05)  # every pair within a group is similar
     ids = [f"v{i:03d}" for i in range(len(x))]
