@@ -14,7 +14,8 @@ Three searches, one result format:
   cells. A near-duplicate pair is missed only where its two vectors fall in cells that are not
   neighbours; at cosine >= 0.98 they are so close that this is rare (recall of planted copies on
   the bench's data: 0.999 at 100k, 0.97 at 1M with nprobe=8, 0.98 with the default 16).
-  ~20x faster than exact at 100k, ~4 min at 1M on 2 cores; holds no copy of the vectors.
+  ~7x faster than exact at 100k (14 s vs 95 s), ~6 min at 1M on 2 busy cores; holds no copy
+  of the vectors.
 - "ivf" (approximate): a faiss IndexIVFFlat with inner product on the L2-normalised vectors,
   `nprobe` lists searched per query, range search (every neighbour above the threshold, no k
   cap). Same recall as "cells" but ~10x slower here (faiss scans lists without BLAS) and holds
