@@ -1,20 +1,25 @@
-"""How long clustering takes, and how much memory it needs, for 10k, 100k and 1M videos.
+"""Clustering and near-duplicate search at 100k, 1M (and 4M) videos: time, memory, quality.
 
-    .venv/bin/python bench/bench_cluster.py                      # method "auto" (the default)
-    .venv/bin/python bench/bench_cluster.py --methods kmeans,minibatch --sizes 10000,100000
-    .venv/bin/python bench/bench_cluster.py --near-duplicates-up-to 100000
+    python bench/bench_cluster.py                                  # 100k and 1M, every method
+    python bench/bench_cluster.py --sizes 100000,1000000,4000000   # 4M: ~8 GiB of vectors per run
+    python bench/bench_cluster.py --methods faiss --sizes 1000000 --dtype float16
 
-Each (size, method) runs in its own subprocess, so "peak RSS" is that run's own high-water mark:
-the vectors themselves (n x 512 float32: 1M = 1953 MiB) plus what the fit adds. The vectors are
-synthetic 512-d unit vectors around 50 latent topics (clustered, as CLIP embeddings are, so
-KMeans converges the way it does on real data, not the way it does on pure noise). k = 20,
-seed 28, n_init "auto", as `vidclust cluster` runs by default. "fit s" is fit_clusters alone;
-"peak RSS MiB" is the process's high-water mark at the end of the fit (vectors included; "data
-MiB" is the RSS with just the vectors in memory);
-"score s" is score_clustering (silhouette on a 20,000 sample above 20,000 videos, Davies-Bouldin,
-Calinski-Harabasz); "near-dup s" is near_duplicate_groups with the fitted centres (threshold 0.98),
-only up to --near-duplicates-up-to videos (it is O(n^2) in the worst case); "peak all MiB" is
-the high-water mark after scoring and the near-duplicate search as well.
+Each (size, job) runs in its own subprocess, so "peak MiB" is that run's own high-water mark
+(ru_maxrss: the vectors themselves, n x 512 float32 = 1953 MiB at 1M, plus what the job adds;
+"data MiB" is the RSS with just the vectors in memory). The vectors are synthetic 512-d unit
+vectors around 20 latent topics (k = 20 as `vidclust cluster` runs by default, so "agreement"
+is well defined), plus planted near-duplicates: 0.5% of the rows get 1-3 near copies (cosine
+~0.995) appended; nothing else is that close (two vectors of one topic have cosine ~0.3).
+
+Clustering rows: "fit s" is VideoClusterer.fit alone (seed 28, n_init "auto"); "inertia" its
+sum of squared distances; "ARI full" its agreement with full KMeans (sklearn, exact Lloyd) on a
+fixed sample of 100,000 videos ("-" where full KMeans was not run: above --kmeans-up-to);
+"ARI topics" its agreement with the planted topics (same sample).
+Near-duplicate rows ("dups exact" / "dups ivf" / "dups cells"): vidclust.near_duplicate_search
+with the threshold 0.98 and the default nprobe (16); "recall planted": the share of planted copies found in their original's group;
+"recall exact": the same against the exact search's groups (where the exact search ran: up to
+--exact-dups-up-to). "auto" says which clustering method and near-duplicate search `auto`
+picks at that size with the default config.
 """
 from __future__ import annotations
 
@@ -24,24 +29,46 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # this checkout's vidclust
+
 DIM = 512
-TOPICS = 50
+TOPICS = 20
+K = 20
+DUP_SHARE = 0.005
+SAMPLE = 100_000
 
 
-def make_vectors(n: int, seed: int = 0):
+def make_vectors(n: int, seed: int = 0, dtype: str = "float32"):
+    """(vectors [n, DIM] unit, topic per row, planted near-duplicate group per row or -1).
+    n rows in all: the last ~DUP_SHARE * 2 * n rows are near copies of rows at the start."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
     topics = rng.standard_normal((TOPICS, DIM), dtype=np.float32)
-    x = np.empty((n, DIM), dtype=np.float32)
-    for s in range(0, n, 50_000):  # in chunks: temporaries stay small
-        m = min(50_000, n - s)
-        y = rng.integers(0, TOPICS, m)
-        block = topics[y] + 1.5 * rng.standard_normal((m, DIM), dtype=np.float32)
+    x = np.empty((n, DIM), dtype=dtype)
+    y = np.empty(n, dtype=np.int32)
+    n_orig = int(round(DUP_SHARE * n))
+    n_copies = rng.integers(1, 4, n_orig)
+    n_base = n - int(n_copies.sum())
+    for s in range(0, n_base, 50_000):  # in chunks: temporaries stay small
+        m = min(50_000, n_base - s)
+        yy = rng.integers(0, TOPICS, m)
+        block = topics[yy] + 1.5 * rng.standard_normal((m, DIM), dtype=np.float32)
         x[s:s + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
-    return x
+        y[s:s + m] = yy
+    truth = np.full(n, -1, dtype=np.int64)
+    truth[:n_orig] = np.arange(n_orig)
+    src = np.repeat(np.arange(n_orig), n_copies)
+    for s in range(0, len(src), 50_000):
+        part = src[s:s + 50_000]
+        v = x[part].astype(np.float32) + rng.normal(scale=0.1 / np.sqrt(DIM), size=(len(part), DIM)).astype(np.float32)
+        x[n_base + s:n_base + s + len(part)] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    y[n_base:] = y[src]
+    truth[n_base:] = src
+    return x, y, truth
 
 
 def rss_mib() -> float:
@@ -49,64 +76,114 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def one(n: int, method: str, near_dup_up_to: int) -> dict:
-    """Runs in the child process."""
-    from vidclust.cluster import choose_method, fit_clusters, near_duplicate_groups, score_clustering
-    from vidclust.config import Config
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    c = Config().cluster
-    x = make_vectors(n)
+
+def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int) -> dict:
+    """Runs in the child process."""
+    import numpy as np
+
+    from vidclust.clusterer import VideoClusterer
+
+    x, y, truth = make_vectors(n, dtype=dtype)
     data_mib = rss_mib()
+    out: dict = {"n": n, "job": job, "dtype": dtype, "data_mib": data_mib}
     start = time.perf_counter()
-    fit = fit_clusters(x, c.k, method, 28, c.n_init, minibatch_above=c.minibatch_above)
-    fit_s = time.perf_counter() - start
-    fit_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    start = time.perf_counter()
-    score_clustering(x, fit.labels, 28, c.silhouette_sample)
-    score_s = time.perf_counter() - start
-    dup_s = None
-    if n <= near_dup_up_to:
-        start = time.perf_counter()
-        near_duplicate_groups([str(i) for i in range(n)], x, c.near_duplicate_threshold, fit.centers)
-        dup_s = time.perf_counter() - start
-    return {
-        "n": n, "requested": method, "ran": fit.method, "auto_picks": choose_method("auto", n, c.minibatch_above),
-        "fit_s": fit_s, "score_s": score_s, "near_dup_s": dup_s, "data_mib": data_mib,
-        "fit_peak_mib": fit_peak, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    if job.startswith("dups"):
+        from vidclust.near_duplicates import near_duplicate_search, recall
+
+        search = job.split()[1]
+        found = near_duplicate_search(x, 0.98, search=search)
+        out["seconds"] = time.perf_counter() - start
+        out["recall_planted"] = recall(found.groups, truth)
+        out["n_grouped"] = int((found.groups >= 0).sum())
+        np.save(os.path.join(tmp, f"{n}-{search}.npy"), found.groups)
+        exact = os.path.join(tmp, f"{n}-exact.npy")
+        if search != "exact" and os.path.exists(exact):
+            out["recall_exact"] = recall(found.groups, np.load(exact))
+    else:
+        vc = VideoClusterer(K, job, 28).fit(x)
+        out["seconds"] = time.perf_counter() - start
+        out["inertia"] = vc.inertia_
+        np.save(os.path.join(tmp, f"{n}-{job}.npy"), vc.labels_)
+        np.save(os.path.join(tmp, f"{n}-topics.npy"), y)
+    out["peak_mib"] = peak_mib()
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="10000,100000,1000000")
-    ap.add_argument("--methods", default="auto", help="comma-separated: auto, kmeans, minibatch")
-    ap.add_argument("--near-duplicates-up-to", type=int, default=100_000)
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--methods", default="kmeans,minibatch,faiss", help="comma-separated: kmeans, minibatch, faiss, hdbscan")
+    ap.add_argument("--kmeans-up-to", type=int, default=1_000_000, help="full KMeans (the reference) up to this size")
+    ap.add_argument("--exact-dups-up-to", type=int, default=100_000, help="the exact near-duplicate search up to this size")
+    ap.add_argument("--dups-up-to", type=int, default=4_000_000, help="the cells near-duplicate search up to this size")
+    ap.add_argument("--ivf-up-to", type=int, default=100_000, help="the ivf near-duplicate search up to this size")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        n, method = args.child.split(":")
-        print(json.dumps(one(int(n), method, args.near_duplicates_up_to)))
+        n, job = args.child.split(":")
+        print(json.dumps(one(int(n), job, args.dtype, args.tmp, args.exact_dups_up_to)))
         return
 
-    print(f"# cluster bench: {DIM}-d, k=20; {os.cpu_count()} CPUs; load average before: "
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    from vidclust.clusterer import EXACT_UP_TO, choose_method
+    from vidclust.near_duplicates import INDEX_ABOVE
+
+    print(f"# cluster bench: {DIM}-d {args.dtype}, k={K}, {TOPICS} planted topics, {DUP_SHARE:.1%} of rows with "
+          f"planted near copies; {os.cpu_count()} CPUs; load average before: "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
-    header = f"{'n':>9} {'method ran':>10} {'fit s':>8} {'peak RSS MiB':>12} {'data MiB':>9} " \
-             f"{'score s':>8} {'near-dup s':>10} {'peak all MiB':>12}"
+    header = (f"{'n':>9} {'job':>11} {'auto':>5} {'seconds':>8} {'peak MiB':>9} {'data MiB':>9} {'inertia':>10} "
+              f"{'ARI full':>8} {'ARI topics':>10} {'recall planted':>14} {'recall exact':>12}")
     print(header)
     print("-" * len(header))
-    for n in (int(v) for v in args.sizes.split(",")):
-        for method in args.methods.split(","):
-            cmd = [sys.executable, __file__, "--child", f"{n}:{method}",
-                   "--near-duplicates-up-to", str(args.near_duplicates_up_to)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                print(f"{n:>9} {method:>10} failed: {done.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(done.stdout.strip().splitlines()[-1])
-            dup = "-" if r["near_dup_s"] is None else f"{r['near_dup_s']:.1f}"
-            print(f"{r['n']:>9} {r['ran']:>10} {r['fit_s']:>8.1f} {r['fit_peak_mib']:>12.0f} {r['data_mib']:>9.0f} "
-                  f"{r['score_s']:>8.1f} {dup:>10} {r['peak_mib']:>12.0f}", flush=True)
-    print(f"# load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (int(v) for v in args.sizes.split(",")):
+            jobs = [m for m in args.methods.split(",") if m != "kmeans" or n <= args.kmeans_up_to]
+            jobs.sort(key=lambda m: m != "kmeans")  # the reference first
+            if n <= args.exact_dups_up_to:
+                jobs.append("dups exact")
+            if n <= args.ivf_up_to:
+                jobs.append("dups ivf")
+            if n <= args.dups_up_to:
+                jobs.append("dups cells")
+            auto_method = choose_method("auto", n, EXACT_UP_TO)
+            auto_dups = "cells" if n > INDEX_ABOVE else "exact"
+            sample = np.sort(np.random.default_rng(1).choice(n, size=min(n, SAMPLE), replace=False))
+            for job in jobs:
+                cmd = [sys.executable, __file__, "--child", f"{n}:{job}", "--tmp", tmp, "--dtype", args.dtype,
+                       "--exact-dups-up-to", str(args.exact_dups_up_to)]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"{n:>9} {job:>11} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
+                    continue
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                ari_full = ari_topics = rec_p = rec_e = inertia = "-"
+                picked = ""
+                if job.startswith("dups"):
+                    rec_p = f"{r['recall_planted']:.4f}"
+                    rec_e = f"{r['recall_exact']:.4f}" if "recall_exact" in r else "-"
+                    picked = "<-" if job.endswith(auto_dups) else ""
+                else:
+                    labels = np.load(os.path.join(tmp, f"{n}-{job}.npy"))[sample]
+                    ref = os.path.join(tmp, f"{n}-kmeans.npy")
+                    if os.path.exists(ref):
+                        ari_full = f"{adjusted_rand_score(np.load(ref)[sample], labels):.4f}"
+                    ari_topics = f"{adjusted_rand_score(np.load(os.path.join(tmp, f'{n}-topics.npy'))[sample], labels):.4f}"
+                    inertia = f"{r['inertia']:.0f}"
+                    picked = "<-" if job == auto_method else ""
+                print(f"{n:>9} {job:>11} {picked:>5} {r['seconds']:>8.1f} {r['peak_mib']:>9.0f} {r['data_mib']:>9.0f} "
+                      f"{inertia:>10} {ari_full:>8} {ari_topics:>10} {rec_p:>14} {rec_e:>12}", flush=True)
+            print(f"# n={n}: auto chose {auto_method} (exact KMeans up to {EXACT_UP_TO}) and the {auto_dups} "
+                  f"near-duplicate search (index above {INDEX_ABOVE})", flush=True)
+    print(f"# total {time.perf_counter() - t0:.0f}s; load average after: "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

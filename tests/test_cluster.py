@@ -50,7 +50,7 @@ def planted():
 # ------------------------------------------------------------------------------ fitting
 
 
-@pytest.mark.parametrize("method", ["kmeans", "minibatch", "hdbscan"])
+@pytest.mark.parametrize("method", ["kmeans", "minibatch", "faiss", "hdbscan"])
 def test_planted_structure_is_recovered(planted, method):
     x, y = planted
     fit = fit_clusters(x, PLANTED_K, method, seed=28)
@@ -61,13 +61,13 @@ def test_planted_structure_is_recovered(planted, method):
     assert scores["nmi"] >= 0.95 and scores["ari"] >= 0.9 and scores["purity"] >= 0.95
 
 
-def test_auto_switches_to_minibatch_above_the_limit(planted):
+def test_auto_switches_to_faiss_above_the_limit(planted):
     x, y = planted
     assert choose_method("auto", 1000, 1000) == "kmeans"
-    assert choose_method("auto", 1001, 1000) == "minibatch"
-    assert fit_clusters(x, PLANTED_K, "auto", minibatch_above=len(x)).method == "kmeans"
-    fit = fit_clusters(x, PLANTED_K, "auto", minibatch_above=len(x) - 1)
-    assert fit.method == "minibatch"
+    assert choose_method("auto", 1001, 1000) == "faiss"
+    assert fit_clusters(x, PLANTED_K, "auto", exact_up_to=len(x)).method == "kmeans"
+    fit = fit_clusters(x, PLANTED_K, "auto", exact_up_to=len(x) - 1)
+    assert fit.method == "faiss"
     assert external_scores(fit.labels, list(map(str, y)))["nmi"] >= 0.95
 
 
@@ -255,13 +255,15 @@ def test_near_duplicate_chain_is_one_group():
 
 
 def test_many_similar_pairs_are_compacted_without_changing_groups(monkeypatch):
-    import vidclust.cluster as cluster
+    import importlib
+
+    nd = importlib.import_module("vidclust.near_duplicates")  # the module (vidclust exports a function of that name)
 
     x, _ = blobs(30, k=3, seed=5, spread=0.05)  # every pair within a group is similar
     ids = [f"v{i:03d}" for i in range(len(x))]
     whole = near_duplicate_groups(ids, x, 0.9, block=8)
     assert whole.column("group_size").to_pylist() == [30] * 90
-    monkeypatch.setattr(cluster, "_MAX_EDGES", 5)
+    monkeypatch.setattr(nd, "MAX_EDGES", 5)
     assert near_duplicate_groups(ids, x, 0.9, block=8).equals(whole)
 
 
@@ -413,11 +415,12 @@ def test_run_cluster_sweep_and_other_aggregation(ray_local, tmp_path):
     (out / "clusters").mkdir()
     (out / "clusters" / "near_duplicates.parquet").write_bytes(b"stale")
     info = run_cluster(cfg_with("cluster.k_sweep=[2,3,4,6,8]", "cluster.aggregation=mean+max",
-                                "cluster.near_duplicates_max_videos=10"), str(out))
+                                "cluster.near_duplicates_index_above=10", "cluster.vector_dtype=float16"), str(out))
     assert info["k"] == 4
     m = json.loads((out / "clusters" / "metrics.json").read_text())
-    assert "skipped" in m["near_duplicates"]  # above the limit: no search, no stale file
-    assert not (out / "clusters" / "near_duplicates.parquet").exists()
+    assert m["near_duplicates"]["search"] == "cells"  # above the limit: the approximate search, never skipped
+    dups = pq.read_table(out / "clusters" / "near_duplicates.parquet")  # the stale file is replaced
+    assert dups.num_rows == m["near_duplicates"]["n_videos"]
     assert [r["k"] for r in m["k_sweep"]] == [2, 3, 4, 6, 8] and m["sweep_metric"] == "silhouette"
     assert m["aggregation"] == "mean+max"
     _, vectors = read_vectors(OutputLayout.open(str(out)))

@@ -6,6 +6,8 @@ first used.
     vidclust.run(source, out, **settings)      every stage; see vidclust.api
     vidclust.embed / cluster / describe / report
     vidclust.FrameEncoder                      a Ray Data callable class (CLIP on frames)
+    vidclust.VideoClusterer                    scikit-learn style clustering of plain arrays
+    vidclust.near_duplicates(vectors, threshold)  one group id per row (-1: none)
 """
 
 import sys
@@ -14,33 +16,38 @@ import types
 __version__ = "0.1.0"
 
 # vidclust.embed, .cluster, .describe and .report are also the stages' modules (vidclust/embed.py,
-# ...): such a module, once imported, is made callable, calling the function of vidclust.api, so
+# ...), and vidclust.near_duplicates is a module too: such a module, once imported, is made
+# callable (calling the function of vidclust.api, or the module's function of its own name), so
 # `vidclust.embed(src, out)` and `from vidclust.embed import run_embed` both keep working.
 _STAGE_MODULES = ("embed", "cluster", "describe", "report")
+_CALLABLE_MODULES = (*_STAGE_MODULES, "near_duplicates")
 
 _LAZY = {
     "run": "vidclust.api", "make_config": "vidclust.api",
     "FrameEncoder": "vidclust.encoder",
     "VideoClusterer": "vidclust.clusterer",
-    "near_duplicates": "vidclust.near_duplicates",
 }
 
-__all__ = ["__version__", *_STAGE_MODULES, *_LAZY]
+__all__ = ["__version__", *_CALLABLE_MODULES, *_LAZY]
 
 
-class _StageModule(types.ModuleType):
-    """A stage's module that is also its API function: calling it calls vidclust.api.<stage>."""
+class _CallableModule(types.ModuleType):
+    """A module that is also a function: a stage's calls vidclust.api.<stage>; near_duplicates
+    calls its function of the same name."""
 
     def __call__(self, *args, **kwargs):
-        from vidclust import api
+        name = self.__name__.rsplit(".", 1)[1]
+        if name in _STAGE_MODULES:
+            from vidclust import api
 
-        return getattr(api, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)
+            return getattr(api, name)(*args, **kwargs)
+        return getattr(self, name)(*args, **kwargs)
 
 
 class _Package(types.ModuleType):
     def __setattr__(self, name, value):  # the import system sets a submodule here once loaded
-        if name in _STAGE_MODULES and type(value) is types.ModuleType:
-            value.__class__ = _StageModule
+        if name in _CALLABLE_MODULES and type(value) is types.ModuleType:
+            value.__class__ = _CallableModule
         super().__setattr__(name, value)
 
 
@@ -48,19 +55,17 @@ sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):
-    if name in _STAGE_MODULES:  # not imported yet: importing sets (and converts) the attribute
-        import importlib
+    import importlib
 
+    if name in _CALLABLE_MODULES:  # not imported yet: importing sets (and converts) the attribute
         return importlib.import_module(f"{__name__}.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'vidclust' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_CALLABLE_MODULES))

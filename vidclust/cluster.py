@@ -18,24 +18,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidclust.aggregate import aggregate_with_ray, l2_normalise, vectors_table
+from vidclust.aggregate import aggregate_with_ray, vectors_table
 from vidclust.config import Config
 from vidclust.contract import (ASSIGNMENTS_SCHEMA, NEAR_DUPLICATES_SCHEMA, centers_schema, embedding_matrix,
                                metadata_of, read_json, read_metadata, read_parquet, with_metadata, write_bytes,
                                write_json, write_parquet)
+from vidclust.clusterer import EXACT_UP_TO, METHODS, VideoClusterer  # noqa: F401 (METHODS: re-exported)
+from vidclust.clusterer import choose_method as _choose_method
+from vidclust.clusterer import distances_to_centers as _distances_to_centers
 from vidclust.errors import VidclustError
 from vidclust.formatting import fmt
 from vidclust.layout import OutputLayout
+from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, near_duplicate_search
 
 log = logging.getLogger("vidclust")
 
-METHODS = ("auto", "kmeans", "minibatch", "hdbscan")
 SWEEP_METRICS = {  # metric -> True when larger is better
     "silhouette": True,
     "davies_bouldin": False,
     "calinski_harabasz": True,
 }
-MINIBATCH_BATCH_SIZE = 4096  # rows per MiniBatchKMeans step (sklearn wants >= 256 * cores)
 _BLOCK = 65_536  # rows per block where whole-corpus arrays are walked through
 
 
@@ -46,17 +48,13 @@ _BLOCK = 65_536  # rows per block where whole-corpus arrays are walked through
 class ClusterFit(NamedTuple):
     labels: np.ndarray  # int32 [n]; -1 = left out (HDBSCAN noise)
     centers: np.ndarray  # float32 [k, D]: KMeans centres; for HDBSCAN the mean of each cluster
-    method: str  # the method that ran: kmeans | minibatch | hdbscan
+    method: str  # the method that ran: kmeans | minibatch | faiss | hdbscan
 
 
-def choose_method(method: str, n: int, minibatch_above: int) -> str:
-    """The method that runs for `method` on `n` vectors ("auto": exact KMeans up to
-    `minibatch_above` vectors, MiniBatchKMeans above)."""
-    if method not in METHODS:
-        raise VidclustError(f"unknown clustering method {method!r}: one of {', '.join(METHODS)}")
-    if method == "auto":
-        return "minibatch" if n > minibatch_above else "kmeans"
-    return method
+def choose_method(method: str, n: int, exact_up_to: int = EXACT_UP_TO) -> str:
+    """The method that runs for `method` on `n` vectors (vidclust.clusterer.choose_method:
+    "auto" is exact KMeans up to `exact_up_to` vectors, faiss above)."""
+    return _choose_method(method, n, exact_up_to)
 
 
 def _check_size(n: int, k: Optional[int]) -> None:
@@ -73,44 +71,18 @@ def fit_clusters(
     seed: int = 28,
     n_init: Any = "auto",
     *,
-    minibatch_above: int = 200_000,
+    exact_up_to: int = EXACT_UP_TO,
     hdbscan_min_cluster_size: int = 5,
 ) -> ClusterFit:
-    """Cluster `vectors` [n, D]: KMeans / MiniBatchKMeans with `k` clusters, or HDBSCAN (which
-    chooses the number of clusters itself and ignores `k`). Deterministic for a given seed."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    """Cluster `vectors` [n, D] with a VideoClusterer: KMeans / MiniBatchKMeans / faiss k-means
+    with `k` clusters, or HDBSCAN (which chooses the number of clusters itself and ignores `k`).
+    Deterministic for a given seed."""
     n = len(vectors)
-    ran = choose_method(method, n, minibatch_above)
+    ran = choose_method(method, n, exact_up_to)
     _check_size(n, None if ran == "hdbscan" else k)
-    if ran == "kmeans":
-        from sklearn.cluster import KMeans
-
-        model = KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit(vectors)
-        labels, centers = model.labels_, model.cluster_centers_
-    elif ran == "minibatch":
-        from sklearn.cluster import MiniBatchKMeans
-
-        model = MiniBatchKMeans(
-            n_clusters=k, random_state=seed, n_init=n_init, batch_size=min(MINIBATCH_BATCH_SIZE, n),
-        ).fit(vectors)
-        labels, centers = model.labels_, model.cluster_centers_
-    else:
-        from sklearn.cluster import HDBSCAN
-
-        if n > 50_000:
-            log.warning("HDBSCAN on %d videos of %d dimensions can take hours; KMeans scales", n, vectors.shape[1])
-        labels = HDBSCAN(min_cluster_size=hdbscan_min_cluster_size, copy=True).fit_predict(vectors)
-        found = sorted(set(labels.tolist()) - {-1})
-        if not found:
-            raise VidclustError(
-                "HDBSCAN left every video out (no cluster found); lower "
-                "cluster.hdbscan_min_cluster_size or use cluster.method=kmeans"
-            )
-        remap = np.full(max(found) + 2, -1, dtype=np.int64)  # dense ids 0..k-1, -1 stays -1
-        remap[np.asarray(found)] = np.arange(len(found))
-        labels = remap[labels]
-        centers = np.stack([vectors[labels == c].mean(axis=0, dtype=np.float64) for c in range(len(found))])
-    return ClusterFit(np.asarray(labels, dtype=np.int32), np.asarray(centers, dtype=np.float32), ran)
+    vc = VideoClusterer(k, ran, seed, n_init, exact_up_to=exact_up_to,
+                        min_cluster_size=hdbscan_min_cluster_size).fit(vectors)
+    return ClusterFit(vc.labels_, vc.cluster_centers_, vc.method_)
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,7 +213,7 @@ def sweep_k(
     n_init: Any = "auto",
     metric: str = "silhouette",
     sample_above: int = 20_000,
-    minibatch_above: int = 200_000,
+    exact_up_to: int = EXACT_UP_TO,
 ) -> tuple[int, list[dict], ClusterFit]:
     """Fit every k in `ks`, score each, pick the best by `metric`.
     Returns (best k, table of one dict per k, the best fit)."""
@@ -257,7 +229,7 @@ def sweep_k(
     best: Optional[tuple[int, ClusterFit, Optional[float]]] = None
     for k in ks:
         start = time.perf_counter()
-        fit = fit_clusters(vectors, k, method, seed, n_init, minibatch_above=minibatch_above)
+        fit = fit_clusters(vectors, k, method, seed, n_init, exact_up_to=exact_up_to)
         fit_seconds = time.perf_counter() - start
         scores = score_clustering(vectors, fit.labels, seed, sample_above)
         row = {"k": k, "method": fit.method, **{m: scores[m] for m in SWEEP_METRICS},
@@ -280,14 +252,7 @@ def sweep_k(
 def distances_to_centers(vectors: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Euclidean distance of every vector to every centre, float32 [n, k] (the notebook's
     `cdist(vectors, centers)`), computed in blocks so temporaries stay small."""
-    c = np.asarray(centers, dtype=np.float64)
-    c_sq = (c * c).sum(axis=1)
-    out = np.empty((len(vectors), len(c)), dtype=np.float32)
-    for s in range(0, len(vectors), _BLOCK):
-        x = np.asarray(vectors[s:s + _BLOCK], dtype=np.float64)
-        d2 = (x * x).sum(axis=1)[:, None] - 2.0 * (x @ c.T) + c_sq[None, :]
-        out[s:s + _BLOCK] = np.sqrt(np.maximum(d2, 0.0))
-    return out
+    return _distances_to_centers(vectors, centers)
 
 
 def distances_to_own_center(vectors: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -328,65 +293,6 @@ def assign_to_centers(vectors: np.ndarray, centers: np.ndarray) -> tuple[np.ndar
 # near-duplicates
 
 
-_MAX_EDGES = 4_000_000  # similar pairs held before they are compacted to one edge per video
-
-
-class _Edges:
-    """Similar pairs collected block by block; compacted to a forest when they pile up, so
-    memory stays O(n + _MAX_EDGES) however many pairs there are."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.rows: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.count = 0
-        self.best = np.full(n, -np.inf, dtype=np.float32)  # each video's best similar neighbour
-
-    def add(self, i: np.ndarray, j: np.ndarray, sim: np.ndarray) -> None:
-        if len(i) == 0:
-            return
-        self.rows.append(i)
-        self.cols.append(j)
-        self.count += len(i)
-        np.maximum.at(self.best, i, sim)
-        np.maximum.at(self.best, j, sim)
-        if self.count > _MAX_EDGES + self.n:
-            comp = self.components()
-            _, first = np.unique(comp, return_index=True)  # one node stands for its component
-            self.rows, self.cols = [np.arange(self.n)], [first[comp]]  # star: every node -> it
-            self.count = self.n
-
-    def components(self) -> np.ndarray:
-        """Connected components (union-find over the pairs) as one label per video."""
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        if not self.rows:
-            return np.arange(self.n)
-        r, c = np.concatenate(self.rows), np.concatenate(self.cols)
-        graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(self.n, self.n))
-        return connected_components(graph, directed=False)[1]
-
-
-def _compare(vec: np.ndarray, q: np.ndarray, cands: np.ndarray, threshold: float, edges: _Edges,
-             upper: bool, block: int) -> None:
-    """Pairs (a in q, b in cands) with cosine >= threshold, blockwise. With `upper`, q and cands
-    are the same index set and each pair is looked at once."""
-    for qs in range(0, len(q), block):
-        qi = q[qs:qs + block]
-        qv = vec[qi]
-        start = qs if upper else 0
-        for cs in range(start, len(cands), block):
-            ci = cands[cs:cs + block]
-            sim = qv @ vec[ci].T
-            a, b = np.nonzero(sim >= threshold)
-            if upper and cs == qs:
-                keep = a < b
-                a, b = a[keep], b[keep]
-            if len(a):
-                edges.add(qi[a], ci[b], sim[a, b])
-
-
 def near_duplicate_groups(
     video_ids: Sequence[str],
     vectors: np.ndarray,
@@ -394,6 +300,9 @@ def near_duplicate_groups(
     centers: Optional[np.ndarray] = None,
     *,
     block: int = 2048,
+    search: str = "auto",
+    index_above: int = INDEX_ABOVE,
+    nprobe: int = NPROBE,
 ) -> pa.Table:
     """Groups of videos whose vectors have cosine similarity >= `threshold`, linked transitively
     (a, b similar and b, c similar: one group). Never holds an n x n matrix: blocks of
@@ -409,31 +318,13 @@ def near_duplicate_groups(
     n = len(video_ids)
     if n < 2:
         return schema.empty_table()
-    vec = l2_normalise(np.asarray(vectors, dtype=np.float32)).astype(np.float32)
-    threshold = float(threshold)
-    edges = _Edges(n)
-    if centers is None or len(centers) < 2:
-        everything = np.arange(n)
-        _compare(vec, everything, everything, threshold, edges, upper=True, block=block)
-    else:
-        eps = math.sqrt(max(0.0, 2.0 - 2.0 * threshold)) + 1e-3  # |a-b| for unit vectors, slack
-        dist = distances_to_centers(vec, centers)
-        own = dist.argmin(axis=1)
-        own_d = dist[np.arange(n), own]
-        for c in range(len(centers)):
-            members = np.flatnonzero(own == c)
-            if len(members) == 0:
-                continue
-            _compare(vec, members, members, threshold, edges, upper=True, block=block)
-            # pairs across two clusters are looked at from the lower-numbered one only
-            near = np.flatnonzero((own > c) & (dist[:, c] - own_d <= 2 * eps))
-            if len(near):
-                _compare(vec, members, near, threshold, edges, upper=False, block=block)
-    comp = edges.components()
-    sizes = np.bincount(comp, minlength=n)
-    members = np.flatnonzero(sizes[comp] >= 2)
+    found = near_duplicate_search(vectors, threshold, search=search, centers=centers, index_above=index_above,
+                                  nprobe=nprobe, block=block)
+    comp, best = found.groups, found.best
+    members = np.flatnonzero(comp >= 0)
     if len(members) == 0:
         return schema.empty_table()
+    sizes = np.bincount(comp[members])
     all_ids = np.asarray(video_ids, dtype=object)
     members = members[np.argsort(all_ids[members].astype(str), kind="stable")]  # by video_id
     # groups numbered in the order their smallest video_id comes
@@ -446,7 +337,7 @@ def near_duplicate_groups(
         "group_id": pa.array(gid, type=pa.int32()),
         "video_id": pa.array(all_ids[members].tolist(), type=pa.string()),
         "group_size": pa.array(sizes[comp[members]].astype(np.int32), type=pa.int32()),
-        "max_similarity": pa.array(np.minimum(edges.best[members], 1.0), type=pa.float32()),
+        "max_similarity": pa.array(best[members], type=pa.float32()),
     }, schema=schema)
 
 
@@ -537,22 +428,23 @@ def mapping_csv(table: pa.Table) -> bytes:
 
 def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray,
                            centers: np.ndarray, meta: dict) -> dict:
-    """near_duplicates.parquet, or no file (a stale one is removed) when the corpus is above
-    cluster.near_duplicates_max_videos. Returns the metrics.json entry."""
+    """near_duplicates.parquet: the exact search up to cluster.near_duplicates_index_above
+    videos, the (approximate) cells search above (vidclust.near_duplicates). Returns the
+    metrics.json entry."""
     c = cfg.cluster
     path = layout.cluster_file("near_duplicates.parquet")
-    if len(ids) > c.near_duplicates_max_videos:
-        if layout.exists(path):
-            layout.fs.delete_file(path)
-        reason = (f"skipped: {len(ids)} videos > cluster.near_duplicates_max_videos="
-                  f"{c.near_duplicates_max_videos} (the exact search is O(n^2); raise the limit to run it)")
-        if c.near_duplicates_max_videos > 0:
-            log.warning("near-duplicate search %s", reason)
-        return {"threshold": c.near_duplicate_threshold, "skipped": reason}
-    dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, centers)
-    write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold}), path)
-    return {"threshold": c.near_duplicate_threshold, "n_groups": len(set(dups.column("group_id").to_pylist())),
-            "n_videos": dups.num_rows}
+    search = c.near_duplicates_search
+    if search == "auto":
+        search = "cells" if len(ids) > c.near_duplicates_index_above else "exact"
+    dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, centers, search=search,
+                                 nprobe=c.near_duplicates_nprobe)
+    write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold, "search": search}),
+                  path)
+    out = {"threshold": c.near_duplicate_threshold, "search": search,
+           "n_groups": len(set(dups.column("group_id").to_pylist())), "n_videos": dups.num_rows}
+    if search != "exact":
+        out["nprobe"] = c.near_duplicates_nprobe
+    return out
 
 
 def _check_k_fits(cfg: Config, n: int) -> None:
@@ -596,11 +488,11 @@ def _fit(cfg: Config, vectors: np.ndarray) -> tuple[ClusterFit, Optional[list[di
     (the fit, the sweep's table or None)."""
     c = cfg.cluster
     if not c.k_sweep:
-        return fit_clusters(vectors, c.k, c.method, cfg.seed, c.n_init, minibatch_above=c.minibatch_above,
+        return fit_clusters(vectors, c.k, c.method, cfg.seed, c.n_init, exact_up_to=c.exact_up_to,
                             hdbscan_min_cluster_size=c.hdbscan_min_cluster_size), None
     k, sweep_table, fit = sweep_k(vectors, c.k_sweep, method=c.method, seed=cfg.seed, n_init=c.n_init,
                                   metric=c.sweep_metric, sample_above=c.silhouette_sample,
-                                  minibatch_above=c.minibatch_above)
+                                  exact_up_to=c.exact_up_to)
     log.info("k sweep picked k=%d by %s", k, c.sweep_metric)
     return fit, sweep_table
 
@@ -679,6 +571,8 @@ def run_cluster(cfg: Config, out: str) -> dict:
     with timed() as t_total:
         with timed() as t_agg:
             ids, vectors, embed_meta, videos = _aggregate_ok_videos(cfg, layout, c.aggregation, precheck=True)
+            if c.vector_dtype == "float16":  # the driver holds half the bytes from here on
+                vectors = vectors.astype(np.float16)
         status = _status_column(videos)
         n, n_ok = len(ids), int((status == "ok").sum())
         counts = {"n_videos": n, "n_failed": int((status == "failed").sum()), "n_ok_without_frames": n_ok - n}
