@@ -53,3 +53,13 @@ def example_corpus(tmp_path_factory) -> Path:
     from vidclust.example import make_example_corpus
 
     return make_example_corpus(tmp_path_factory.mktemp("example"), per_topic=4, seconds=2.0)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """Real `ray start` nodes on loopback (tests/raycluster.py), stopped by process group."""
+    from raycluster import LocalRayCluster
+
+    c = LocalRayCluster(tmp_path)
+    yield c
+    c.stop()

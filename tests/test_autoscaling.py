@@ -8,16 +8,7 @@ import pytest
 
 from vidclust.example import write_video
 
-from raycluster import LocalRayCluster
-
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    c = LocalRayCluster(tmp_path)
-    yield c
-    c.stop()
 
 
 def test_gpu_node_is_added_when_the_job_asks_for_a_gpu(cluster, tiny_clip, tmp_path):

@@ -7,16 +7,9 @@ import pytest
 from vidclust.example import write_video
 from vidclust.layout import OutputLayout
 
-from raycluster import LocalRayCluster, ray_env
+from raycluster import ray_env
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def cluster(tmp_path):
-    c = LocalRayCluster(tmp_path)
-    yield c
-    c.stop()
 
 
 def frames_of(out):
