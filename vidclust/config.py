@@ -49,7 +49,7 @@ class DecodeConfig:
     threads: int = 1  # decoder threads per video; 0: as many as the decoder sees fit (a few long videos)
     chunk_frames: int = 32  # frames decoded and handed on at a time: bounds memory per video
     cpus_per_task: float = 1.0
-    memory_mb: int = 512  # memory a decode task reserves (frames in flight, decoder buffers)
+    memory_mb: int = 768  # a decode task reserves (frames in flight, decoder buffers): 480 MiB seen
     videos_per_task: int = 1  # videos a decode task takes on: few, so that they spread over the nodes
 
 
