@@ -179,10 +179,12 @@ def wait_for_gpus(enc: EncoderConfig, poll_s: float = 5.0) -> None:
     from ray.autoscaler.sdk import request_resources
 
     log.info("embed.encoder.device=gpu: waiting up to %.0f s for a GPU node to join", enc.gpu_wait_s)
-    request_resources(bundles=[{"GPU": 1}])
     deadline = time.monotonic() + enc.gpu_wait_s
     try:
         while cluster_resources().get("GPU", 0) < 1:
+            # asked again at every look: Ray Data clears its own requests (the same single
+            # request channel) when a dataset's execution ends, which can overwrite ours
+            request_resources(bundles=[{"GPU": 1}])
             if time.monotonic() > deadline:
                 raise VidclustError(
                     f"embed.encoder.device=gpu, but no GPU joined the Ray cluster in {enc.gpu_wait_s:.0f} s: "
