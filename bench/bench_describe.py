@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_describe.py                      # extractive summaries (no seq2seq weights)
     .venv/bin/python bench/bench_describe.py --summarizer PATH    # a local seq2seq model directory
     .venv/bin/python bench/bench_describe.py --summarizer bart-large-random --clusters 2 --videos 4
+    ... --keybert-random     # KeyBERT on a MiniLM-L6-shaped random model (a GPU machine without the package)
         # a BART-large-shaped model with random weights (406M parameters): the cost of the default
         # facebook/bart-large-cnn where its weights cannot be had; random weights never stop early,
         # so every summary runs to summary_max_tokens: an upper bound.
@@ -119,12 +120,43 @@ def random_bart_large(path: Path) -> str:
     return str(path)
 
 
+def random_minilm(path: Path) -> str:
+    """An all-MiniLM-L6-v2-shaped sentence model (6 layers, 384 wide, mean pooling, normalised) with
+    random weights and a word-level tokenizer: KeyBERT's cost where the packaged model cannot be had."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models as st_models
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = " ".join(n + " " + v for n, v in TOPICS.values()).split() + "a with the in video".split()
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(words, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]", model_max_length=256)
+    tokenizer.add_tokens([f"w{i}" for i in range(30522 - len(tokenizer))])
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=384, num_hidden_layers=6,
+                                num_attention_heads=12, intermediate_size=1536, max_position_embeddings=512))
+    hf = path / "hf"
+    bert.save_pretrained(hf)
+    tokenizer.save_pretrained(hf)
+    st = SentenceTransformer(modules=[st_models.Transformer(str(hf), max_seq_length=256),
+                                      st_models.Pooling(384, "mean"), st_models.Normalize()])
+    st.save(str(path / "st"))
+    return str(path / "st")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clusters", type=int, default=20)
     ap.add_argument("--videos", type=int, default=20, help="videos per cluster")
     ap.add_argument("--captions", type=int, default=20, help="captions per video")
     ap.add_argument("--summarizer", default="extractive", help="extractive | PATH | bart-large-random")
+    ap.add_argument("--keybert-random", action="store_true",
+                    help="KeyBERT on a MiniLM-L6-shaped random model (where the packaged one is missing)")
     ap.add_argument("--zero-shot", nargs=2, metavar=("MODEL", "PRETRAINED"), default=None)
     ap.add_argument("--dim", type=int, default=512, help="embedding size of the centres (the CLIP's for --zero-shot)")
     ap.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
@@ -147,6 +179,8 @@ def main() -> None:
         summarizer = random_bart_large(work / "bart-large-random")
         print(f"built a random BART-large in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     overrides = [f"describe.summarizer={summarizer}", f"describe.kw_k_nearest={args.videos}"]
+    if args.keybert_random:
+        overrides.append(f"describe.keybert_model={random_minilm(work / 'minilm-random')}")
     if args.zero_shot:
         overrides += [f"embed.encoder.model={args.zero_shot[0]}", f"embed.encoder.pretrained={args.zero_shot[1]}",
                       "describe.zero_shot=always"]
@@ -157,7 +191,8 @@ def main() -> None:
     info = run_describe(cfg, out)
     result = {
         "clusters": args.clusters, "videos_per_cluster": args.videos, "captions_per_video": args.captions,
-        "summarizer": args.summarizer, "cpus": ray.cluster_resources().get("CPU"),
+        "summarizer": args.summarizer, "keybert": "minilm-random" if args.keybert_random else "packaged",
+        "cpus": ray.cluster_resources().get("CPU"),
         "gpus": ray.cluster_resources().get("GPU", 0),
         **{k: v for k, v in info.items() if k.endswith("seconds") or k == "seconds_per_cluster"},
         "seconds_per_video_summarised": round(info.get("summarise_seconds", 0) / max(1, info["videos_summarised"]), 4),

@@ -264,29 +264,49 @@ class FrameEncoder:
     """
 
     def __init__(self, model: str, pretrained: str, mean, std, precision: str = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, compile: bool = False, batch_size: int = 128):
         import torch
+
+        from vidclust.runtime import reduced_precision, torch_device
 
         if threads:
             torch.set_num_threads(threads)
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.fp16 = precision == "fp16" or (precision == "auto" and self.device == "cuda")
-        if self.fp16 and self.device != "cuda":
-            log.warning("fp16 asked for but no GPU: encoding in fp32 on the CPU")
-            self.fp16 = False
+        self.device = torch_device()
+        self.precision = reduced_precision(precision, self.device, "embed.encoder.precision")
+        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision or "")
         self.model, _ = load_clip(model, pretrained, device=self.device)
         self.dim = int(self.model.visual.output_dim)
         self.mean, self.std = tuple(mean), tuple(std)
         self.node_id = current_node_id()
+        self.batch_size = max(1, int(batch_size))
+        self.compiled = bool(compile) and self.device == "cuda"
+        if compile and not self.compiled:
+            log.warning("embed.encoder.compile=true needs a GPU: running the model uncompiled")
+        if self.compiled:  # one input shape (see embed), so one compiled graph
+            self.model.visual = torch.compile(self.model.visual, dynamic=False)
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> float32 (N, D), each row of unit length."""
-        import torch
-
+        """uint8 (N, H, W, 3) -> float32 (N, D), each row of unit length. A compiled model gets
+        chunks of exactly `batch_size` frames (the last one padded): a new shape would compile anew."""
         if len(frames) == 0:
             return np.zeros((0, self.dim), np.float32)
+        if not self.compiled:
+            return self._embed(frames)
+        out = []
+        for i in range(0, len(frames), self.batch_size):
+            chunk = frames[i:i + self.batch_size]
+            n = len(chunk)
+            if n < self.batch_size:
+                chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:], chunk.dtype)])
+            out.append(self._embed(chunk)[:n])
+        return np.concatenate(out)
+
+    def _embed(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
         x = normalise_frames(frames, self.mean, self.std, self.device)
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.float16, enabled=self.fp16):
+        with torch.inference_mode(), torch.autocast(self.device, dtype=self.autocast_dtype or torch.float32,
+                                                    enabled=self.autocast_dtype is not None):
             z = self.model.encode_image(x)
         z = torch.nn.functional.normalize(z.float(), dim=-1)
         return z.cpu().numpy().astype(np.float32)

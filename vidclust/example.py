@@ -69,8 +69,10 @@ def write_video(
     codec: str = "libx264",
     frame_fn: Optional[Callable[[int], np.ndarray]] = None,
     seed: int = 0,
+    gop: Optional[int] = None,
 ) -> Path:
-    """Encode `n_frames` frames with PyAV. `frame_fn(t)` gives frame t (default: a moving gradient)."""
+    """Encode `n_frames` frames with PyAV. `frame_fn(t)` gives frame t (default: a moving gradient);
+    `gop`: frames between keyframes (libx264's default: 250)."""
     import av
 
     path = Path(path)
@@ -83,7 +85,7 @@ def write_video(
         stream.height, stream.width = size
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         if codec == "libx264":
-            stream.options = {"preset": "ultrafast"}
+            stream.options = {"preset": "ultrafast", **({"g": str(gop)} if gop else {})}
         for t in range(n_frames):
             frame = av.VideoFrame.from_ndarray(frame_fn(t), format="rgb24")
             for packet in stream.encode(frame):
@@ -94,17 +96,17 @@ def write_video(
 
 
 def write_topic_clips(folder: str | Path, n: int, seconds: float, size: tuple[int, int] = (240, 320),
-                      fps: int = 25) -> list[Path]:
+                      fps: int = 25, gop: Optional[int] = None, first: int = 0) -> list[Path]:
     """`n` clips cycling through the topics (no captions), named clip000.mp4 ...; existing files
     are kept, so benchmarks can re-use them between runs."""
     folder = Path(folder)
     paths = []
-    for i in range(n):
+    for i in range(first, first + n):
         topic = tuple(TOPICS)[i % len(TOPICS)]
         rng = np.random.default_rng(i)
         p = folder / f"clip{i:03d}.mp4"
         if not p.exists():
-            write_video(p, max(2, int(seconds * fps)), fps=fps, size=size,
+            write_video(p, max(2, int(seconds * fps)), fps=fps, size=size, gop=gop,
                         frame_fn=lambda t, topic=topic, rng=rng: topic_frame(topic, t, size, rng))
         paths.append(p)
     return paths
