@@ -3,6 +3,7 @@
     python bench/bench_cluster.py                                  # 100k and 1M, every method
     python bench/bench_cluster.py --sizes 100000,1000000,4000000   # 4M: ~8 GiB of vectors per run
     python bench/bench_cluster.py --methods faiss --sizes 1000000 --dtype float16
+    python bench/bench_cluster.py --end-to-end 1000000             # `vidclust cluster` on 1M videos' frames
 
 Each (size, job) runs in its own subprocess, so "peak MiB" is that run's own high-water mark
 (ru_maxrss: the vectors themselves, n x 512 float32 = 1953 MiB at 1M, plus what the job adds;
@@ -112,6 +113,67 @@ def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int) -> dict:
     return out
 
 
+def write_out(root: str, n: int, frames_per_video: int, rows_per_file: int = 200_000) -> str:
+    """An OUT as `vidclust embed` leaves it for `n` videos: frames/part-*.parquet (the frames
+    schema, `frames_per_video` frames a video around its make_vectors vector, so the planted
+    topics and near-duplicates carry over) and videos.parquet. Kept between runs (by spec)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vidclust.contract import frames_schema
+
+    spec = {"n": n, "frames_per_video": frames_per_video, "rows_per_file": rows_per_file, "dim": DIM}
+    done = os.path.join(root, "_bench_spec.json")
+    if os.path.exists(done) and json.load(open(done)) == spec:
+        return root
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "frames"))
+    x, _, _ = make_vectors(n)
+    rng = np.random.default_rng(1)
+    schema = frames_schema(DIM, {"model": "synthetic", "weights": "none", "embed_dim": DIM,
+                                 "sampling": {"frame_interval": 10, "fps": None, "max_frames": None, "image_size": 224}})
+    ids = np.array([f"v{i:08d}" for i in range(n)], dtype=object)
+    per_file = rows_per_file // frames_per_video
+    for k, lo in enumerate(range(0, n, per_file)):
+        hi = min(n, lo + per_file)
+        rows = np.repeat(np.arange(lo, hi), frames_per_video)
+        emb = x[rows].astype(np.float32) + rng.normal(scale=0.02 / np.sqrt(DIM), size=(len(rows), DIM)).astype(np.float32)
+        frame = np.tile(np.arange(frames_per_video, dtype=np.int32) * 10, hi - lo)
+        table = pa.table({"video_id": pa.array(ids[rows].tolist(), pa.string()),
+                          "frame_index": pa.array(frame, pa.int32()),
+                          "timestamp_s": pa.array(frame / np.float32(25), pa.float32()),
+                          "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), DIM)}, schema=schema)
+        pq.write_table(table, os.path.join(root, "frames", f"part-{k:05d}.parquet"))
+    pq.write_table(pa.table({"video_id": pa.array(ids.tolist(), pa.string()),
+                             "path": pa.array([f"/videos/{v}.mp4" for v in ids.tolist()], pa.string()),
+                             "status": pa.array(["ok"] * n, pa.string())}), os.path.join(root, "videos.parquet"))
+    json.dump(spec, open(done, "w"))
+    return root
+
+
+def end_to_end(n: int, frames_per_video: int, work: str, extra: list) -> None:
+    """`vidclust cluster OUT` on an OUT of `n` videos' frames, as a user runs it (its own local Ray,
+    the default config: aggregation, fit, scores, near-duplicates, writing): wall time and the
+    stage's own split from run.json."""
+    out = write_out(os.path.join(work, f"e2e-{n}-{frames_per_video}"), n, frames_per_video)
+    cli = os.path.join(os.path.dirname(sys.executable), "vidclust")
+    start = time.perf_counter()
+    done = subprocess.run([cli, "cluster", out, "-q", *extra], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"vidclust cluster failed: {done.stderr.strip()[-2000:]}")
+        return
+    stage = json.load(open(os.path.join(out, "run.json")))["stages"]["cluster"]
+    print(f"# end to end: vidclust cluster on {n:,} videos x {frames_per_video} frames ({n * frames_per_video:,} "
+          f"frame rows, {DIM}-d) {' '.join(extra)}: {wall:.1f} s wall; stage seconds "
+          f"{json.dumps({k: round(v, 1) for k, v in stage['seconds'].items()})}; method {stage['method']}, "
+          f"near-duplicate groups {stage['near_duplicate_groups']}; load average after: "
+          f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000,1000000")
@@ -121,9 +183,17 @@ def main() -> None:
     ap.add_argument("--dups-up-to", type=int, default=4_000_000, help="the cells near-duplicate search up to this size")
     ap.add_argument("--ivf-up-to", type=int, default=100_000, help="the ivf near-duplicate search up to this size")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    ap.add_argument("--end-to-end", type=int, default=None, metavar="N",
+                    help="instead: `vidclust cluster` on an OUT of N videos' frames (written once under --work)")
+    ap.add_argument("--frames-per-video", type=int, default=3)
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "vidclust-bench-cluster"))
+    ap.add_argument("--set", action="append", default=[], help="config overrides for --end-to-end")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.end_to_end:
+        end_to_end(args.end_to_end, args.frames_per_video, args.work, [a for kv in args.set for a in ("--set", kv)])
+        return
     if args.child:
         n, job = args.child.split(":")
         print(json.dumps(one(int(n), job, args.dtype, args.tmp, args.exact_dups_up_to)))

@@ -395,7 +395,7 @@ def write_frames(folder: Path, rows: int, dim: int, rows_per_file: int, seed: in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vidclust.frame_store import frames_schema
+    from vidclust.contract import frames_schema
 
     done = folder / "_done.json"
     spec = {"rows": rows, "dim": dim, "rows_per_file": rows_per_file, "seed": seed}

@@ -498,3 +498,33 @@ def test_assign_before_cluster_is_a_clear_error(tmp_path):
     write_out(out, ids, topics)
     with pytest.raises(VidclustError, match="run `vidclust cluster` first"):
         run_assign_new(cfg_with(), str(out))
+
+
+def test_dedup_first_fits_one_video_per_near_duplicate_group(ray_local, tmp_path):
+    """cluster.dedup_first: a video re-uploaded 30 times is fitted once (its copies would pull a
+    centre towards it); every copy takes its representative's cluster."""
+    ids, topics = corpus(10)
+    copies = {f"zz_copy{i:02d}": ids[3] for i in range(30)}
+    runs = {}
+    for dedup in (False, True):
+        out = tmp_path / f"out-{dedup}"
+        write_out(out, ids, topics, copies=copies)
+        info = run_cluster(cfg_with(f"cluster.dedup_first={str(dedup).lower()}"), str(out))
+        assert info["n_videos"] == 70
+        m = json.loads((out / "clusters" / "metrics.json").read_text())
+        a = read_assignments(out)
+        cluster_of = dict(zip(a.column("video_id").to_pylist(), a.column("cluster_id").to_pylist()))
+        assert len({cluster_of[v] for v in [ids[3], *copies]}) == 1
+        centers = pq.read_table(out / "clusters" / "centers.parquet")
+        assert sum(centers.column("size").to_pylist()) == 70  # every video counted in its cluster
+        runs[dedup] = (m, np.stack(centers.column("center").to_numpy(zero_copy_only=False)), out)
+    m, centers, out = runs[True]
+    assert m["dedup_first"] is True and m["n_fitted"] == 40 and m["near_duplicates"]["n_groups"] == 1
+    assert runs[False][0]["dedup_first"] is False and runs[False][0]["n_fitted"] == 70
+    # the centres are those of a fit on the 40 distinct videos alone
+    vids, vectors = read_vectors(OutputLayout.open(str(out)))
+    distinct = [i for i, v in enumerate(vids) if not v.startswith("zz_copy")]
+    ref = fit_clusters(vectors[distinct], 4, "kmeans", 28).centers
+    order = lambda c: c[np.lexsort(c.T[::-1])]  # noqa: E731
+    np.testing.assert_allclose(order(centers), order(ref), atol=1e-5)
+    assert not np.allclose(order(runs[False][1]), order(ref), atol=1e-3)  # the copies pulled a centre

@@ -174,3 +174,21 @@ def test_the_package_exports_work_after_the_stage_modules_are_imported():
     x = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]]
     assert vidclust.near_duplicates(x, threshold=0.98).tolist() == [0, 0, -1, -1]
     assert isinstance(vidclust.VideoClusterer(n_clusters=2), vidclust.VideoClusterer)
+
+
+def test_the_cells_sketch_never_lengthens_a_difference_and_finds_what_exact_finds():
+    """The cells search compares 64-d principal-axis sketches of 512-d vectors, then checks on the
+    full vectors: an orthogonal projection cannot push a near-duplicate pair apart."""
+    from vidclust.near_duplicates import _sketch
+
+    x, truth = planted_duplicates(n=3000, n_groups=60, d=512, seed=7)
+    z, zz = _sketch(x, 64, seed=0)
+    assert z.shape == (len(x), 64) and np.allclose(zz, (z * z).sum(1), rtol=1e-5)
+    rng = np.random.default_rng(1)
+    i, j = rng.integers(0, len(x), 5000), rng.integers(0, len(x), 5000)
+    assert (np.linalg.norm(z[i] - z[j], axis=1) <= np.linalg.norm(x[i] - x[j], axis=1) + 1e-5).all()
+    exact = near_duplicate_search(x, 0.98, search="exact")
+    cells = near_duplicate_search(x, 0.98, search="cells", nlist=16, nprobe=16)  # every cell: exact
+    np.testing.assert_array_equal(exact.groups, cells.groups)
+    np.testing.assert_allclose(exact.best, cells.best, atol=1e-5, equal_nan=True)
+    assert recall(cells.groups, truth) == 1.0

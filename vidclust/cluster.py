@@ -29,7 +29,7 @@ from vidclust.clusterer import distances_to_centers as _distances_to_centers
 from vidclust.errors import VidclustError
 from vidclust.formatting import fmt
 from vidclust.layout import OutputLayout
-from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, near_duplicate_search
+from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
 
 log = logging.getLogger("vidclust")
 
@@ -303,6 +303,7 @@ def near_duplicate_groups(
     search: str = "auto",
     index_above: int = INDEX_ABOVE,
     nprobe: int = NPROBE,
+    found: Optional[NearDuplicates] = None,
 ) -> pa.Table:
     """Groups of videos whose vectors have cosine similarity >= `threshold`, linked transitively
     (a, b similar and b, c similar: one group). Never holds an n x n matrix: blocks of
@@ -313,13 +314,15 @@ def near_duplicate_groups(
 
     Returns a table (group_id int32, video_id, group_size int32, max_similarity float32: the
     video's highest similarity to another video in its group), ordered by group_id, video_id;
-    groups are numbered in order of their smallest video_id."""
+    groups are numbered in order of their smallest video_id. `found`: the search's result where
+    it ran already (cluster.dedup_first)."""
     schema = NEAR_DUPLICATES_SCHEMA
     n = len(video_ids)
     if n < 2:
         return schema.empty_table()
-    found = near_duplicate_search(vectors, threshold, search=search, centers=centers, index_above=index_above,
-                                  nprobe=nprobe, block=block)
+    if found is None:
+        found = near_duplicate_search(vectors, threshold, search=search, centers=centers, index_above=index_above,
+                                      nprobe=nprobe, block=block)
     comp, best = found.groups, found.best
     members = np.flatnonzero(comp >= 0)
     if len(members) == 0:
@@ -426,25 +429,58 @@ def mapping_csv(table: pa.Table) -> bytes:
 # stages
 
 
-def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray,
-                           centers: np.ndarray, meta: dict) -> dict:
-    """near_duplicates.parquet: the exact search up to cluster.near_duplicates_index_above
-    videos, the (approximate) cells search above (vidclust.near_duplicates). Returns the
-    metrics.json entry."""
+def _near_duplicate_search(cfg: Config, vectors: np.ndarray, centers: Optional[np.ndarray]) -> NearDuplicates:
+    """The configured near-duplicate search: exact up to cluster.near_duplicates_index_above
+    videos, the (approximate) cells search above (vidclust.near_duplicates)."""
     c = cfg.cluster
-    path = layout.cluster_file("near_duplicates.parquet")
     search = c.near_duplicates_search
     if search == "auto":
-        search = "cells" if len(ids) > c.near_duplicates_index_above else "exact"
-    dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, centers, search=search,
+        search = "cells" if len(vectors) > c.near_duplicates_index_above else "exact"
+    return near_duplicate_search(vectors, c.near_duplicate_threshold, search=search, centers=centers,
                                  nprobe=c.near_duplicates_nprobe)
-    write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold, "search": search}),
-                  path)
-    out = {"threshold": c.near_duplicate_threshold, "search": search,
+
+
+def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray,
+                           found: NearDuplicates, meta: dict) -> dict:
+    """near_duplicates.parquet from a search's result. Returns the metrics.json entry."""
+    c = cfg.cluster
+    dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, found=found)
+    write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold,
+                                               "search": found.search}),
+                  layout.cluster_file("near_duplicates.parquet"))
+    out = {"threshold": c.near_duplicate_threshold, "search": found.search,
            "n_groups": len(set(dups.column("group_id").to_pylist())), "n_videos": dups.num_rows}
-    if search != "exact":
+    if found.search != "exact":
         out["nprobe"] = c.near_duplicates_nprobe
     return out
+
+
+def representatives(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, position among the kept rows of each row's representative): a near-duplicate
+    group (groups >= 0) is represented by its first row, a row without one by itself."""
+    groups = np.asarray(groups)
+    n = len(groups)
+    rep = np.arange(n)
+    has = np.flatnonzero(groups >= 0)
+    if len(has):
+        _, first = np.unique(groups[has], return_index=True)
+        first_row = np.empty(int(groups[has].max()) + 1, dtype=np.int64)
+        first_row[groups[has[first]]] = has[first]
+        rep[has] = first_row[groups[has]]
+    keep = np.flatnonzero(rep == np.arange(n))
+    position = np.full(n, -1, dtype=np.int64)
+    position[keep] = np.arange(len(keep))
+    return keep, position[rep]
+
+
+def _fit_deduplicated(cfg: Config, vectors: np.ndarray, found: NearDuplicates) -> tuple[ClusterFit, Optional[list], np.ndarray]:
+    """cluster.dedup_first: the fit on one video per near-duplicate group, every other member
+    taking its representative's cluster. Returns (the fit over all rows, the sweep's table,
+    the rows fitted)."""
+    keep, rep = representatives(found.groups)
+    _check_k_fits(cfg, len(keep))
+    fit, sweep_table = _fit(cfg, vectors[keep])
+    return ClusterFit(fit.labels[rep].astype(np.int32), fit.centers, fit.method), sweep_table, keep
 
 
 def _check_k_fits(cfg: Config, n: int) -> None:
@@ -579,15 +615,28 @@ def run_cluster(cfg: Config, out: str) -> dict:
         if n < n_ok:
             log.warning("%d ok videos have no frames; left out", n_ok - n)
         _check_k_fits(cfg, n)
+        found, fitted = None, None
+        t_dup = {"seconds": 0.0}
+        if c.dedup_first:  # near-duplicates first: each group is fitted as one video
+            with timed() as t_dup:
+                found = _near_duplicate_search(cfg, vectors, None)
         with timed() as t_fit:
-            fit, sweep_table = _fit(cfg, vectors)
-        with timed() as t_score:
-            scores, external = _scores(cfg, vectors, fit.labels, ids, videos)
+            if found is not None:
+                fit, sweep_table, fitted = _fit_deduplicated(cfg, vectors, found)
+            else:
+                fit, sweep_table = _fit(cfg, vectors)
+        with timed() as t_score:  # with dedup_first: scored on the videos fitted
+            scores, external = (_scores(cfg, vectors, fit.labels, ids, videos) if fitted is None else
+                                _scores(cfg, vectors[fitted], fit.labels[fitted], [ids[i] for i in fitted], videos))
         meta = {"aggregation": c.aggregation, "vector_dim": int(vectors.shape[1]), "embedding": embed_meta,
                 "method": fit.method, "k": len(fit.centers), "seed": cfg.seed}
         sizes = _write_fit(layout, ids, vectors, fit, meta)
-        with timed() as t_dup:
-            near_dups = _write_near_duplicates(cfg, layout, ids, vectors, fit.centers, meta)
+        if found is None:
+            with timed() as t_dup:
+                found = _near_duplicate_search(cfg, vectors, fit.centers)
+        near_dups = _write_near_duplicates(cfg, layout, ids, vectors, found, meta)
+        counts["dedup_first"] = bool(c.dedup_first)
+        counts["n_fitted"] = n if fitted is None else int(len(fitted))
         write_json(layout, _metrics(cfg, fit, sizes, scores, external, sweep_table, near_dups, counts, embed_meta,
                                     int(vectors.shape[1])), layout.cluster_file("metrics.json"))
 
@@ -664,9 +713,10 @@ def run_assign_new(cfg: Config, out: str) -> dict:
             saved = saved.filter(pc.invert(pc.is_in(saved.column("video_id"), value_set=pa.array(ids))))
             all_vectors = pa.concat_tables([saved, vectors_table(ids, vectors).cast(saved.schema)])
             write_parquet(layout, all_vectors, vec_path)
+            every_vector = embedding_matrix(all_vectors.column("vector"))
             metrics["near_duplicates"] = _write_near_duplicates(
-                cfg, layout, all_vectors.column("video_id").to_pylist(),
-                embedding_matrix(all_vectors.column("vector")), centers, meta)
+                cfg, layout, all_vectors.column("video_id").to_pylist(), every_vector,
+                _near_duplicate_search(cfg, every_vector, centers), meta)
             metrics["n_assigned_after_fit"] = int(metrics.get("n_assigned_after_fit", 0)) + len(ids)
             metrics["n_failed"] = int((status == "failed").sum())
             write_json(layout, metrics, metrics_path)

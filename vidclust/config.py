@@ -99,6 +99,9 @@ class ClusterConfig:
     # auto: the exact search (O(n^2) at worst) up to this many videos, the cells search above
     near_duplicates_index_above: int = 50_000
     near_duplicates_nprobe: int = 16  # cells (ivf: lists) searched per video (more: higher recall, slower)
+    # find near-duplicates first and fit on one video per group (the others take its cluster),
+    # so that a video copied 500 times does not pull a centre; scores are of the videos fitted
+    dedup_first: bool = False
     # the per-video vectors as the driver holds them: float16 halves that memory (4M x 512:
     # 3.9 GiB instead of 7.8); KMeans/MiniBatchKMeans/HDBSCAN still take a float32 copy, faiss
     # and the near-duplicate search convert block by block; the files stay float32

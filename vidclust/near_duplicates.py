@@ -37,6 +37,7 @@ from vidclust.errors import VidclustError
 
 INDEX_ABOVE = 50_000  # "auto": exact search up to this many vectors, the cells search above
 NPROBE = 16
+SKETCH_DIM = 64  # "cells" compares principal-axis sketches of this size, then checks on the full vectors
 MAX_EDGES = 4_000_000  # similar pairs held before they are compacted to one edge per video
 SEARCHES = ("auto", "exact", "cells", "ivf")
 
@@ -169,32 +170,88 @@ def _index(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
     del index
 
 
+def _sketch(vectors: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(z [n, dim] float32, |z|^2): the unit rows projected on the top `dim` principal axes of a
+    sample. An orthogonal projection never lengthens a difference, so |za - zb| <= |a - b|: a
+    pair within distance eps stays within eps in the sketch (no near-duplicate is lost by it),
+    while unrelated pairs, whose difference has most of its length in the principal axes, stay
+    far apart. n x dim floats: an eighth of the vectors at dim 64 of 512."""
+    n, d = vectors.shape
+    sample = _unit(vectors[np.sort(np.random.default_rng(seed).choice(n, size=min(n, 20_000), replace=False))])
+    mean = sample.mean(axis=0)
+    axes = np.linalg.svd(sample - mean, full_matrices=False)[2][:dim].T.astype(np.float32)  # [d, dim]
+    z = np.empty((n, axes.shape[1]), dtype=np.float32)
+    for s in range(0, n, BLOCK):
+        z[s:s + BLOCK] = _unit(vectors[s:s + BLOCK]) @ axes
+    return z, np.einsum("ij,ij->i", z, z)
+
+
+def _candidates(z: np.ndarray, zz: np.ndarray, q: np.ndarray, cands: np.ndarray, eps2: float,
+                upper: bool, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (a in q, b in cands) whose sketches lie within sqrt(eps2), blockwise; with `upper`,
+    q and cands are one set and each pair comes once."""
+    rows, cols = [], []
+    for qs in range(0, len(q), block):
+        qi = q[qs:qs + block]
+        zq, zqq = z[qi], zz[qi]
+        for cs in range(qs if upper else 0, len(cands), block):
+            ci = cands[cs:cs + block]
+            d2 = zqq[:, None] + zz[ci][None, :] - 2.0 * (zq @ z[ci].T)
+            a, b = np.nonzero(d2 <= eps2)
+            if upper and cs == qs:
+                keep = a < b
+                a, b = a[keep], b[keep]
+            rows.append(qi[a])
+            cols.append(ci[b])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _verify(vectors: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float, edges: _Edges) -> None:
+    """Keeps the candidate pairs whose full vectors have cosine >= threshold."""
+    for s in range(0, len(a), BLOCK):
+        aa, bb = a[s:s + BLOCK], b[s:s + BLOCK]
+        sim = np.einsum("ij,ij->i", _rows(vectors, aa), _rows(vectors, bb))
+        keep = sim >= threshold
+        edges.add(aa[keep], bb[keep], sim[keep])
+
+
 def _cells(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nlist: Optional[int],
-           seed: int, block: int) -> None:
-    """The IVF idea done as a join with matrix products: faiss k-means puts every vector in one
-    of `nlist` cells; each cell's vectors are compared (BLAS, blockwise) with those of its own
-    cell and of the `nprobe - 1` cells whose centroids are nearest its centroid (the relation
-    made symmetric, each cell pair looked at once). A near-duplicate pair is missed only when
-    its two vectors fall in cells that are not neighbours; at cosine >= 0.98 they are very
-    close, so their cells touch. Cost ~ n * (nlist + nprobe * n / nlist) * D, least at
-    nlist ~ sqrt(nprobe * n); no copy of the vectors is held (the index stores none)."""
+           seed: int, block: int, sketch_dim: int = SKETCH_DIM) -> None:
+    """The IVF idea done as a join with matrix products, on a sketch of the vectors: faiss
+    k-means puts every sketch in one of `nlist` cells; each cell is compared (BLAS, blockwise)
+    with itself and with the `nprobe - 1` cells whose centroids are nearest its centroid (the
+    relation made symmetric, each cell pair looked at once); the pairs within the distance the
+    threshold allows are then checked on the full vectors. A near-duplicate pair is missed only
+    when its two sketches fall in cells that are not neighbours; at cosine >= 0.98 they are very
+    close, so their cells touch. Cost ~ n * (nlist + nprobe * n / nlist) * sketch_dim, least at
+    nlist ~ sqrt(nprobe * n); holds the sketch (n x sketch_dim floats), no copy of the vectors."""
     import faiss
 
     n, d = vectors.shape
+    if d > sketch_dim:
+        z, zz = _sketch(vectors, sketch_dim, seed)
+    else:
+        z = np.empty((n, d), dtype=np.float32)
+        for s in range(0, n, BLOCK):
+            z[s:s + BLOCK] = _unit(vectors[s:s + BLOCK])
+        zz = np.einsum("ij,ij->i", z, z)
+    dz = z.shape[1]
+    eps2 = max(0.0, 2.0 - 2.0 * threshold) * (1 + 1e-3) + 1e-6  # |a - b|^2 of unit rows, slack
     if nlist is None:
         nlist = int(math.sqrt(max(nprobe, 1) * n))
     nlist = max(1, min(nlist, n // 8 if n >= 8 else 1))
     train_n = min(n, max(20 * nlist, 10_000))
     idx = np.sort(np.random.default_rng(seed).choice(n, size=train_n, replace=False))
-    km = faiss.Kmeans(d, nlist, niter=8, seed=int(seed), spherical=True, verbose=False,
+    km = faiss.Kmeans(dz, nlist, niter=8, seed=int(seed), verbose=False,
                       max_points_per_centroid=max(20, train_n // nlist + 1), min_points_per_centroid=1)
-    km.train(_unit(vectors[idx]))
+    km.train(np.ascontiguousarray(z[idx]))
     cell = np.empty(n, dtype=np.int64)
     for s in range(0, n, BLOCK):
-        cell[s:s + BLOCK] = km.index.search(_unit(vectors[s:s + BLOCK]), 1)[1][:, 0]
+        cell[s:s + BLOCK] = km.index.search(z[s:s + BLOCK], 1)[1][:, 0]
     cent = np.asarray(km.centroids, dtype=np.float32)
     m = int(min(nprobe, nlist))
-    near = np.argpartition(-(cent @ cent.T), m - 1, axis=1)[:, :m] if m < nlist else \
+    cent_d2 = (cent * cent).sum(1)[:, None] + (cent * cent).sum(1)[None, :] - 2.0 * (cent @ cent.T)
+    near = np.argpartition(cent_d2, m - 1, axis=1)[:, :m] if m < nlist else \
         np.tile(np.arange(nlist), (nlist, 1))
     a = np.repeat(np.arange(nlist), near.shape[1])
     b = near.ravel()
@@ -204,15 +261,26 @@ def _cells(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
     starts = np.concatenate([[0], np.cumsum(np.bincount(cell, minlength=nlist))])
     members = [order[starts[c]:starts[c + 1]] for c in range(nlist)]
     other_of = np.split(pairs % nlist, np.searchsorted(pairs // nlist, np.arange(1, nlist)))
+    found_a, found_b, held = [], [], 0
     for c in range(nlist):
         mc = members[c]
         if len(mc) == 0:
             continue
-        _compare(vectors, mc, mc, threshold, edges, upper=True, block=block)
+        parts = [_candidates(z, zz, mc, mc, eps2, True, block)]
         if len(other_of[c]):
             cands = np.concatenate([members[o] for o in other_of[c]])
             if len(cands):
-                _compare(vectors, mc, cands, threshold, edges, upper=False, block=block)
+                parts.append(_candidates(z, zz, mc, cands, eps2, False, block))
+        for pa_, pb_ in parts:
+            if len(pa_):
+                found_a.append(pa_)
+                found_b.append(pb_)
+                held += len(pa_)
+        if held >= BLOCK * 16:  # checked on the full vectors in batches
+            _verify(vectors, np.concatenate(found_a), np.concatenate(found_b), threshold, edges)
+            found_a, found_b, held = [], [], 0
+    if found_a:
+        _verify(vectors, np.concatenate(found_a), np.concatenate(found_b), threshold, edges)
 
 
 def near_duplicate_search(vectors: np.ndarray, threshold: float = 0.98, *, search: str = "auto",

@@ -17,6 +17,8 @@ import numpy as np
 log = logging.getLogger("vidclust")
 
 TRANSFORM_CHUNK = 20_000  # points placed per `transform` call: bounds memory
+TRANSFORM_UP_TO = 200_000  # videos placed by openTSNE's transform; beyond, by their nearest fitted neighbours
+NEIGHBOURS = 10  # fitted neighbours whose median position places a video beyond TRANSFORM_UP_TO
 
 
 def project_tsne(
@@ -29,6 +31,7 @@ def project_tsne(
     metric: str = "cosine",
     labels: Optional[np.ndarray] = None,
     center_ids: Optional[np.ndarray] = None,
+    transform_up_to: int = TRANSFORM_UP_TO,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(xy of videos (n, 2) float32, xy of centres (k, 2) float32, info).
 
@@ -38,9 +41,13 @@ def project_tsne(
     centre that has videos is marked at the median map position of its own videos instead: the
     nearest fitted videos of a small or spread-out cluster's centre can belong to other clusters,
     which puts its mark elsewhere, while the median always sits on the cluster's own videos.
+    Where more than `transform_up_to` videos lie outside the sample, they are placed at the
+    median map position of their nearest fitted videos (found with faiss on a 64-d principal-axis
+    sketch), which is where openTSNE's transform starts them before optimising: minutes at
+    millions of videos where the transform would take an hour.
     Deterministic for a given seed. `info` says how the map was made: method, n_videos,
-    n_fitted, n_placed (videos placed by transform), sampled, perplexity, centers_placed_by,
-    n_jobs, fit_seconds, seconds.
+    n_fitted, n_placed (videos placed outside the fit), placed_by, sampled, perplexity,
+    centers_placed_by, n_jobs, fit_seconds, seconds.
     """
     x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
     if x.ndim != 2:
@@ -85,11 +92,15 @@ def project_tsne(
     # transform's own perplexity (5 by default) must also fit the number of neighbours it uses.
     k_nn = int(min(25, m - 1))
     place_perp = float(min(5.0, max(1.0, (k_nn - 1) / 3.0)))
-    if len(rest_idx):
+    if len(rest_idx) > transform_up_to:
+        xy[rest_idx] = _place_by_neighbours(x[fit_idx], fitted, x, rest_idx, seed)
+        info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)),
+                    placed_by=f"median of {NEIGHBOURS} nearest fitted videos")
+    elif len(rest_idx):
         for lo in range(0, len(rest_idx), TRANSFORM_CHUNK):
             part = rest_idx[lo:lo + TRANSFORM_CHUNK]
             xy[part] = _place(embedding, fitted, x[part], k_nn, place_perp)
-        info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)))
+        info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)), placed_by="openTSNE transform")
     cxy, info["centers_placed_by"] = _place_centers(xy, c, labels, center_ids,
                                                     lambda pts: _place(embedding, fitted, pts, k_nn, place_perp))
     info.update(perplexity=perp, fit_seconds=round(fit_seconds, 3),
@@ -139,6 +150,32 @@ def _place(embedding, fitted: np.ndarray, points: np.ndarray, k: int, perplexity
     if np.abs(moved - shift).max() > 1e-6 * (1.0 + np.abs(fitted).max()):
         log.warning("openTSNE moved the fitted map by more than a translation while placing points")
     return (placed - shift).astype(np.float32)
+
+
+def _place_by_neighbours(fit_x: np.ndarray, fitted: np.ndarray, x: np.ndarray, rows: np.ndarray,
+                         seed: int, k: int = NEIGHBOURS, dim: int = 64) -> np.ndarray:
+    """Map positions of x[rows]: the median position of each one's `k` nearest fitted videos
+    (inner product of unit vectors, on their projection onto the fitted sample's top `dim`
+    principal axes, with a faiss IVF index over the fitted videos), block by block."""
+    import faiss
+
+    mean = fit_x.mean(axis=0)
+    axes = np.linalg.svd(fit_x - mean, full_matrices=False)[2][:dim].T.astype(np.float32)
+    ref = np.ascontiguousarray((fit_x - mean) @ axes)
+    nlist = max(1, int(np.sqrt(len(ref))))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(ref.shape[1]), ref.shape[1], nlist)
+    index.cp.seed = int(seed)
+    index.cp.min_points_per_centroid = 1
+    index.train(ref)
+    index.add(ref)
+    index.nprobe = min(nlist, 8)
+    out = np.empty((len(rows), 2), np.float32)
+    for lo in range(0, len(rows), TRANSFORM_CHUNK):
+        part = rows[lo:lo + TRANSFORM_CHUNK]
+        _, nn = index.search(np.ascontiguousarray((x[part] - mean) @ axes), min(k, len(ref)))
+        nn = np.where(nn < 0, nn[:, :1], nn)  # a short list (few probed) repeats its nearest
+        out[lo:lo + len(part)] = np.median(fitted[nn], axis=1)
+    return out
 
 
 def _member_medians(xy: np.ndarray, labels: np.ndarray, center_ids: np.ndarray

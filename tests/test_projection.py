@@ -1,0 +1,31 @@
+"""The map beyond openTSNE's transform: videos placed at the median of their nearest fitted videos."""
+import numpy as np
+
+from vidclust.projection import project_tsne
+
+
+def blobs(k: int, n_per: int, d: int = 96, spread: float = 0.25, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(k), n_per)
+    x = centres[labels] + rng.normal(scale=spread / np.sqrt(d), size=(len(labels), d))
+    return x.astype(np.float32), labels
+
+
+def test_many_videos_are_placed_by_their_nearest_fitted_neighbours():
+    x, labels = blobs(4, 500, seed=3)
+    xy, cxy, info = project_tsne(x, None, seed=5, sample_above=400, transform_up_to=100,
+                                 labels=labels, center_ids=np.arange(4))
+    assert info["sampled"] and info["n_fitted"] == 400 and info["n_placed"] == 1600
+    assert info["placed_by"].startswith("median of") and np.isfinite(xy).all()
+    fitted = np.zeros(len(x), bool)
+    fitted[np.sort(np.random.default_rng(5).choice(len(x), 400, replace=False))] = True
+    # each placed video's nearest fitted video on the map is of its own blob
+    d = np.linalg.norm(xy[~fitted][:, None, :] - xy[fitted][None, :, :], axis=2)
+    assert (labels[fitted][d.argmin(axis=1)] == labels[~fitted]).mean() > 0.98
+    again, _, _ = project_tsne(x, None, seed=5, sample_above=400, transform_up_to=100)
+    np.testing.assert_array_equal(xy, again)
+    # below the limit the transform places them, in the same frame
+    _, _, small = project_tsne(x[:600], None, seed=5, sample_above=400, transform_up_to=1000)
+    assert small["placed_by"] == "openTSNE transform" and small["n_placed"] == 200
