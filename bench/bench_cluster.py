@@ -17,9 +17,11 @@ sum of squared distances; "ARI full" its agreement with full KMeans (sklearn, ex
 fixed sample of 100,000 videos ("-" where full KMeans was not run: above --kmeans-up-to);
 "ARI topics" its agreement with the planted topics (same sample).
 Near-duplicate rows ("dups exact" / "dups ivf" / "dups cells"): vidclust.near_duplicate_search
-with the threshold 0.98 and the default nprobe (16); "recall planted": the share of planted copies found in their original's group;
+with the threshold 0.98 and the default nprobe (8); "recall planted": the share of planted copies found in their original's group;
 "recall exact": the same against the exact search's groups (where the exact search ran: up to
---exact-dups-up-to). "auto" says which clustering method and near-duplicate search `auto`
+--exact-dups-up-to). Map rows ("map tsne" / "map umap"): the 2-D projection's time, and in the
+"ARI topics" column the share of 5,000 sampled videos whose nearest sampled video on the map
+shares its planted topic (see map_job). "auto" says which clustering method and near-duplicate search `auto`
 picks at that size with the default config.
 """
 from __future__ import annotations
@@ -81,6 +83,31 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def map_job(x, y, how: str):
+    """(seconds, topic agreement, how the rest was placed): the 2-D map of `x` by openTSNE (fitted
+    on a 20,000 sample, the rest placed: vidclust's project_tsne as the report runs it) or by UMAP
+    (umap-learn, on every vector: not a dependency of vidclust, measured here only). Agreement:
+    on 5,000 sampled videos, the share whose nearest other sampled video on the map has its topic."""
+    import numpy as np
+
+    start = time.perf_counter()
+    if how == "tsne":
+        from vidclust.projection import project_tsne
+
+        xy, _, info = project_tsne(x, None, seed=28)
+        placed = info.get("placed_by", "-")
+    else:
+        import umap
+
+        xy = umap.UMAP(n_components=2, metric="cosine", low_memory=True).fit_transform(x)
+        placed = "-"
+    seconds = time.perf_counter() - start
+    s = np.random.default_rng(3).choice(len(x), size=min(5000, len(x)), replace=False)
+    d = np.linalg.norm(xy[s][:, None, :] - xy[s][None, :, :], axis=2)
+    np.fill_diagonal(d, np.inf)
+    return seconds, float((y[s][d.argmin(axis=1)] == y[s]).mean()), placed
+
+
 def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int) -> dict:
     """Runs in the child process."""
     import numpy as np
@@ -91,7 +118,9 @@ def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int) -> dict:
     data_mib = rss_mib()
     out: dict = {"n": n, "job": job, "dtype": dtype, "data_mib": data_mib}
     start = time.perf_counter()
-    if job.startswith("dups"):
+    if job.startswith("map"):
+        out["seconds"], out["map_topic_agreement"], out["placed_by"] = map_job(x, y, job.split()[1])
+    elif job.startswith("dups"):
         from vidclust.near_duplicates import near_duplicate_search, recall
 
         search = job.split()[1]
@@ -182,6 +211,8 @@ def main() -> None:
     ap.add_argument("--exact-dups-up-to", type=int, default=100_000, help="the exact near-duplicate search up to this size")
     ap.add_argument("--dups-up-to", type=int, default=4_000_000, help="the cells near-duplicate search up to this size")
     ap.add_argument("--ivf-up-to", type=int, default=100_000, help="the ivf near-duplicate search up to this size")
+    ap.add_argument("--maps", default="tsne,umap", help="comma-separated 2-D maps to time: tsne, umap ('' for none)")
+    ap.add_argument("--umap-up-to", type=int, default=100_000, help="UMAP (on every vector) up to this size")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--end-to-end", type=int, default=None, metavar="N",
                     help="instead: `vidclust cluster` on an OUT of N videos' frames (written once under --work)")
@@ -223,6 +254,8 @@ def main() -> None:
                 jobs.append("dups ivf")
             if n <= args.dups_up_to:
                 jobs.append("dups cells")
+            maps = [m for m in args.maps.split(",") if m]
+            jobs += [f"map {m}" for m in maps if m != "umap" or n <= args.umap_up_to]
             auto_method = choose_method("auto", n, EXACT_UP_TO)
             auto_dups = "cells" if n > INDEX_ABOVE else "exact"
             sample = np.sort(np.random.default_rng(1).choice(n, size=min(n, SAMPLE), replace=False))
@@ -236,7 +269,9 @@ def main() -> None:
                 r = json.loads(done.stdout.strip().splitlines()[-1])
                 ari_full = ari_topics = rec_p = rec_e = inertia = "-"
                 picked = ""
-                if job.startswith("dups"):
+                if job.startswith("map"):
+                    ari_topics = f"{r['map_topic_agreement']:.4f}"
+                elif job.startswith("dups"):
                     rec_p = f"{r['recall_planted']:.4f}"
                     rec_e = f"{r['recall_exact']:.4f}" if "recall_exact" in r else "-"
                     picked = "<-" if job.endswith(auto_dups) else ""

@@ -98,7 +98,7 @@ class ClusterConfig:
     near_duplicates_search: str = "auto"
     # auto: the exact search (O(n^2) at worst) up to this many videos, the cells search above
     near_duplicates_index_above: int = 50_000
-    near_duplicates_nprobe: int = 16  # cells (ivf: lists) searched per video (more: higher recall, slower)
+    near_duplicates_nprobe: int = 8  # cells (ivf: lists) searched per video (more: higher recall, slower)
     # find near-duplicates first and fit on one video per group (the others take its cluster),
     # so that a video copied 500 times does not pull a centre; scores are of the videos fitted
     dedup_first: bool = False
