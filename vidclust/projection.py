@@ -49,24 +49,30 @@ def project_tsne(
     n_fitted, n_placed (videos placed outside the fit), placed_by, sampled, perplexity,
     centers_placed_by, n_jobs, fit_seconds, seconds.
     """
-    x = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+    x = np.asarray(vectors)  # never copied whole: rows are taken (and normalised) as needed
     if x.ndim != 2:
         raise ValueError(f"vectors must be 2-D (n, D), got shape {x.shape}")
     c = np.zeros((0, x.shape[1]), np.float32) if centers is None else np.asarray(centers, np.float32)
     if c.ndim != 2 or (len(c) and c.shape[1] != x.shape[1]):
         raise ValueError(f"centers must be (k, {x.shape[1]}), got shape {c.shape}")
-    if metric == "cosine":
+    cosine = metric == "cosine"
+    if cosine:
         # Cosine geometry as unit vectors under the Euclidean metric: the same neighbours, the
         # faster exact/Annoy Euclidean search, and a PCA initialisation of the same geometry.
-        x, c = _unit(x), _unit(c)
+        c = _unit(c)
         metric = "euclidean"
+
+    def rows(idx) -> np.ndarray:
+        part = np.ascontiguousarray(x[idx], dtype=np.float32)
+        return _unit(part) if cosine else part
+
     n = len(x)
     start = time.perf_counter()
     info = {"method": "openTSNE", "n_videos": int(n), "n_fitted": int(n), "n_placed": 0,
             "sampled": False, "perplexity": float(perplexity), "seed": int(seed)}
 
     if n < 8:  # too few points for t-SNE's neighbourhoods: a PCA plane says as much
-        xy, cxy = _pca_2d(x, c)
+        xy, cxy = _pca_2d(rows(slice(None)), c)
         info.update(method="pca (too few videos for t-SNE)", centers_placed_by="pca",
                     seconds=round(time.perf_counter() - start, 3))
         return xy, cxy, info
@@ -83,7 +89,8 @@ def project_tsne(
     info["n_jobs"] = int(n_jobs)
     # openTSNE needs perplexity < (m - 1) / 3 neighbours; lower it for small sets, as sklearn would.
     perp = float(min(perplexity, max(1.0, (m - 1) / 3.0 - 1.0)))
-    embedding = _fit_map(x[fit_idx], perp, metric, n_jobs, seed)
+    fit_x = rows(fit_idx)
+    embedding = _fit_map(fit_x, perp, metric, n_jobs, seed)
     fitted = np.array(embedding, dtype=np.float64, copy=True)
     xy = np.zeros((n, 2), np.float32)
     xy[fit_idx] = fitted
@@ -93,13 +100,13 @@ def project_tsne(
     k_nn = int(min(25, m - 1))
     place_perp = float(min(5.0, max(1.0, (k_nn - 1) / 3.0)))
     if len(rest_idx) > transform_up_to:
-        xy[rest_idx] = _place_by_neighbours(x[fit_idx], fitted, x, rest_idx, seed)
+        xy[rest_idx] = _place_by_neighbours(fit_x, fitted, rows, rest_idx, seed)
         info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)),
                     placed_by=f"median of {NEIGHBOURS} nearest fitted videos")
     elif len(rest_idx):
         for lo in range(0, len(rest_idx), TRANSFORM_CHUNK):
             part = rest_idx[lo:lo + TRANSFORM_CHUNK]
-            xy[part] = _place(embedding, fitted, x[part], k_nn, place_perp)
+            xy[part] = _place(embedding, fitted, rows(part), k_nn, place_perp)
         info.update(sampled=True, n_fitted=int(m), n_placed=int(len(rest_idx)), placed_by="openTSNE transform")
     cxy, info["centers_placed_by"] = _place_centers(xy, c, labels, center_ids,
                                                     lambda pts: _place(embedding, fitted, pts, k_nn, place_perp))
@@ -152,9 +159,9 @@ def _place(embedding, fitted: np.ndarray, points: np.ndarray, k: int, perplexity
     return (placed - shift).astype(np.float32)
 
 
-def _place_by_neighbours(fit_x: np.ndarray, fitted: np.ndarray, x: np.ndarray, rows: np.ndarray,
+def _place_by_neighbours(fit_x: np.ndarray, fitted: np.ndarray, rows_of, rows: np.ndarray,
                          seed: int, k: int = NEIGHBOURS, dim: int = 64) -> np.ndarray:
-    """Map positions of x[rows]: the median position of each one's `k` nearest fitted videos
+    """Map positions of the vectors `rows_of(rows)` (taken block by block): the median position of each one's `k` nearest fitted videos
     (inner product of unit vectors, on their projection onto the fitted sample's top `dim`
     principal axes, with a faiss IVF index over the fitted videos), block by block."""
     import faiss
@@ -172,7 +179,7 @@ def _place_by_neighbours(fit_x: np.ndarray, fitted: np.ndarray, x: np.ndarray, r
     out = np.empty((len(rows), 2), np.float32)
     for lo in range(0, len(rows), TRANSFORM_CHUNK):
         part = rows[lo:lo + TRANSFORM_CHUNK]
-        _, nn = index.search(np.ascontiguousarray((x[part] - mean) @ axes), min(k, len(ref)))
+        _, nn = index.search(np.ascontiguousarray((rows_of(part) - mean) @ axes), min(k, len(ref)))
         nn = np.where(nn < 0, nn[:, :1], nn)  # a short list (few probed) repeats its nearest
         out[lo:lo + len(part)] = np.median(fitted[nn], axis=1)
     return out
