@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from scipy.spatial.distance import cdist
+from sklearn.metrics import adjusted_rand_score
 
 from vidclust.aggregate import l2_normalise
 from vidclust.cluster import (
@@ -110,6 +111,16 @@ def test_sweep_picks_the_planted_k(planted, metric):
     assert [row["k"] for row in table] == [2, 3, 4, 6, 9, 12]
     for row in table:
         assert {"silhouette", "davies_bouldin", "calinski_harabasz", "method", "fit_seconds"} <= set(row)
+
+
+def test_sweep_fits_a_sample_above_the_limit_and_says_so():
+    x, labels = blobs(300)
+    best, table, fit = sweep_k(x, [3, 6, 9], method="kmeans", fit_sample_above=1000)
+    assert best == PLANTED_K and [row["fitted_on"] for row in table] == [1000, 1000, 1000]
+    assert len(fit.labels) == len(x)  # the chosen k, fitted on every vector
+    assert adjusted_rand_score(labels, fit.labels) == pytest.approx(1.0)
+    _, whole, _ = sweep_k(x, [3, 6], method="kmeans", fit_sample_above=len(x))
+    assert [row["fitted_on"] for row in whole] == [len(x), len(x)]
 
 
 def test_scores_match_sklearn_and_sample_when_large(planted):

@@ -214,8 +214,11 @@ def sweep_k(
     metric: str = "silhouette",
     sample_above: int = 20_000,
     exact_up_to: int = EXACT_UP_TO,
+    fit_sample_above: Optional[int] = None,
 ) -> tuple[int, list[dict], ClusterFit]:
     """Fit every k in `ks`, score each, pick the best by `metric`.
+    Above `fit_sample_above` vectors each k is fitted and scored on a fixed-seed sample of that
+    many (every row says `fitted_on`), and the best k is then fitted on every vector.
     Returns (best k, table of one dict per k, the best fit)."""
     if metric not in SWEEP_METRICS:
         raise VidclustError(f"unknown sweep metric {metric!r}: one of {', '.join(SWEEP_METRICS)}")
@@ -225,15 +228,21 @@ def sweep_k(
     if method == "hdbscan":
         raise VidclustError("cluster.k_sweep does not apply to hdbscan (it chooses k itself)")
     _check_size(len(vectors), max(ks))
+    n = len(vectors)
+    sampled = fit_sample_above is not None and n > fit_sample_above
+    swept = vectors[np.sort(np.random.default_rng(seed).choice(n, size=fit_sample_above, replace=False))] \
+        if sampled else vectors
     table: list[dict] = []
     best: Optional[tuple[int, ClusterFit, Optional[float]]] = None
     for k in ks:
         start = time.perf_counter()
-        fit = fit_clusters(vectors, k, method, seed, n_init, exact_up_to=exact_up_to)
+        # the method `auto` would pick for all the vectors, also when a sample is swept
+        fit = fit_clusters(swept, k, choose_method(method, n, exact_up_to), seed, n_init, exact_up_to=exact_up_to)
         fit_seconds = time.perf_counter() - start
-        scores = score_clustering(vectors, fit.labels, seed, sample_above)
+        scores = score_clustering(swept, fit.labels, seed, sample_above)
         row = {"k": k, "method": fit.method, **{m: scores[m] for m in SWEEP_METRICS},
-               "silhouette_sampled": scores["silhouette_sampled"], "fit_seconds": round(fit_seconds, 3)}
+               "silhouette_sampled": scores["silhouette_sampled"], "fitted_on": int(len(swept)),
+               "fit_seconds": round(fit_seconds, 3)}
         table.append(row)
         log.info("k=%d: silhouette=%s davies_bouldin=%s calinski_harabasz=%s", k,
                  fmt(row["silhouette"], "n/a"), fmt(row["davies_bouldin"], "n/a"), fmt(row["calinski_harabasz"], "n/a"))
@@ -242,6 +251,10 @@ def sweep_k(
     assert best is not None
     if best[2] is None:
         raise VidclustError(f"no k in the sweep has a {metric} score; use other values of k")
+    if sampled:
+        log.info("k sweep on a sample of %d of %d videos picked k=%d; fitting it on all of them",
+                 len(swept), n, best[0])
+        return best[0], table, fit_clusters(vectors, best[0], method, seed, n_init, exact_up_to=exact_up_to)
     return best[0], table, best[1]
 
 
@@ -528,7 +541,7 @@ def _fit(cfg: Config, vectors: np.ndarray) -> tuple[ClusterFit, Optional[list[di
                             hdbscan_min_cluster_size=c.hdbscan_min_cluster_size), None
     k, sweep_table, fit = sweep_k(vectors, c.k_sweep, method=c.method, seed=cfg.seed, n_init=c.n_init,
                                   metric=c.sweep_metric, sample_above=c.silhouette_sample,
-                                  exact_up_to=c.exact_up_to)
+                                  exact_up_to=c.exact_up_to, fit_sample_above=c.sweep_sample)
     log.info("k sweep picked k=%d by %s", k, c.sweep_metric)
     return fit, sweep_table
 

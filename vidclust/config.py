@@ -88,6 +88,7 @@ class ClusterConfig:
     k: int = 20
     k_sweep: Optional[list] = None  # e.g. [5, 10, 15, 20]: fit each, pick the best
     sweep_metric: str = "silhouette"  # silhouette | davies_bouldin | calinski_harabasz
+    sweep_sample: int = 200_000  # above this many videos each k of the sweep is fitted on a sample of this many
     n_init: Any = "auto"
     exact_up_to: int = 100_000  # auto: exact KMeans up to this many videos, faiss k-means above
     silhouette_sample: int = 20_000  # silhouette on a fixed-seed sample above this many videos
@@ -191,6 +192,7 @@ class Config:
         _check(c.k >= 2, "cluster.k must be >= 2")
         _check(c.sweep_metric in ("silhouette", "davies_bouldin", "calinski_harabasz"),
                "cluster.sweep_metric: silhouette, davies_bouldin or calinski_harabasz")
+        _check(c.sweep_sample >= 1000, "cluster.sweep_sample must be >= 1000")
         if c.k_sweep is not None:
             _check(len(c.k_sweep) >= 1 and all(isinstance(k, int) and k >= 2 for k in c.k_sweep),
                    "cluster.k_sweep must be a list of integers >= 2, e.g. [5,10,20]")
