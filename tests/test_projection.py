@@ -3,18 +3,11 @@ import numpy as np
 
 from vidclust.projection import project_tsne
 
-
-def blobs(k: int, n_per: int, d: int = 96, spread: float = 0.25, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(k, d))
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    labels = np.repeat(np.arange(k), n_per)
-    x = centres[labels] + rng.normal(scale=spread / np.sqrt(d), size=(len(labels), d))
-    return x.astype(np.float32), labels
+from test_report import blobs
 
 
 def test_many_videos_are_placed_by_their_nearest_fitted_neighbours():
-    x, labels = blobs(4, 500, seed=3)
+    x, labels = blobs(4, 500, d=96, seed=3)
     xy, cxy, info = project_tsne(x, None, seed=5, sample_above=400, transform_up_to=100,
                                  labels=labels, center_ids=np.arange(4))
     assert info["sampled"] and info["n_fitted"] == 400 and info["n_placed"] == 1600
