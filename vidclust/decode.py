@@ -25,6 +25,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from vidclust.config import DecodeConfig, SamplingConfig
+from vidclust.errors import first_line
 
 log = logging.getLogger("vidclust")
 
@@ -105,7 +106,7 @@ def probe_video(path: str) -> VideoInfo:
     except DecodeError:
         raise
     except Exception as exc:  # PyAV raises many kinds: InvalidDataError, ValueError, ...
-        raise DecodeError(f"not a readable video: {_one_line(exc)}") from None
+        raise DecodeError(f"not a readable video: {first_line(exc)}") from None
 
 
 MAX_FPS = 240.0
@@ -228,7 +229,7 @@ def backend_unavailable(name: str) -> Optional[str]:
             importlib.import_module(module)
             _UNAVAILABLE[name] = None
         except Exception as exc:  # torchcodec raises RuntimeError when it finds no FFmpeg
-            _UNAVAILABLE[name] = f"{name} cannot be loaded: {_one_line(exc)}"
+            _UNAVAILABLE[name] = f"{name} cannot be loaded: {first_line(exc)}"
             log.info("decode backend %s", _UNAVAILABLE[name])
     return _UNAVAILABLE[name]
 
@@ -351,7 +352,7 @@ def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[F
         start = float(meta.begin_stream_seconds or 0.0)
         keys = _torchcodec_keyframes(dec, path)
     except Exception as exc:
-        raise DecodeError(f"cannot open: {_one_line(exc)}") from None
+        raise DecodeError(f"cannot open: {first_line(exc)}") from None
     result.n_frames_found = n
     idx = sampled_indices(n, fps, sampling, keys)
     result.expected = len(idx)
@@ -364,7 +365,7 @@ def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[F
             frames = _gpu_resized(batch.data, size) if device == "cuda" else batch.data.numpy()
             ts = batch.pts_seconds.numpy() - start
         except Exception as exc:
-            raise DecodeError(f"failed at frame {int(part[0])}: {_one_line(exc)}") from None
+            raise DecodeError(f"failed at frame {int(part[0])}: {first_line(exc)}") from None
         if not np.all(np.isfinite(ts)) or np.any(np.diff(np.concatenate([[last_ts], ts])) <= 0):
             raise DecodeError(f"broken timestamps at frame {int(part[0])}")
         last_ts = float(ts[-1])
@@ -406,7 +407,7 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
         fps = float(vr.get_avg_fps()) or result.info.fps
         keys = np.asarray(vr.get_key_indices(), np.int64)
     except Exception as exc:  # decord raises DECORDError, RuntimeError ...
-        raise DecodeError(f"cannot open: {_one_line(exc)}") from None
+        raise DecodeError(f"cannot open: {first_line(exc)}") from None
     result.n_frames_found = n
     idx = sampled_indices(n, fps, sampling, keys)
     result.expected = len(idx)
@@ -418,7 +419,7 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
             frames = vr.get_batch(part.tolist()).asnumpy()
             ts = vr.get_frame_timestamp(part.tolist())[:, 0]
         except Exception as exc:
-            raise DecodeError(f"failed at frame {int(part[0])}: {_one_line(exc)}") from None
+            raise DecodeError(f"failed at frame {int(part[0])}: {first_line(exc)}") from None
         cost, pos = decode_cost(part, keys, pos)
         result.n_frames_decoded += cost
         if not np.all(np.isfinite(ts)) or ts.min() < 0:  # decord misreads streams without
@@ -523,7 +524,7 @@ def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan) -> 
                 if chunk is not None:
                     yield chunk
     except Exception as exc:  # the frames decoded before it are handed on first
-        error = DecodeError(f"failed after {result.n_frames_decoded} frames: {_one_line(exc)}")
+        error = DecodeError(f"failed after {result.n_frames_decoded} frames: {first_line(exc)}")
     yield from _hand_on_then_raise(out, error)
 
 
@@ -574,7 +575,7 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
                 if last_wanted is None and sampling.max_frames and emitted >= sampling.max_frames:
                     break
     except Exception as exc:  # the frames decoded before it are handed on first
-        error = DecodeError(f"failed after frame {decoded - 1}: {_one_line(exc)}")
+        error = DecodeError(f"failed after frame {decoded - 1}: {first_line(exc)}")
     yield from _hand_on_then_raise(out, error)
 
 
@@ -605,7 +606,7 @@ def local_file(path: str) -> Iterator[str]:
     try:
         fs, inner = pafs.FileSystem.from_uri(path)
     except Exception as exc:
-        raise DecodeError(f"cannot open {path}: {_one_line(exc)}") from None
+        raise DecodeError(f"cannot open {path}: {first_line(exc)}") from None
     suffix = os.path.splitext(inner)[1]
     fd, tmp = tempfile.mkstemp(prefix="vidclust-", suffix=suffix)
     try:
@@ -618,7 +619,3 @@ def local_file(path: str) -> Iterator[str]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
