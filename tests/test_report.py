@@ -21,8 +21,9 @@ from vidclust.config import load_config
 from vidclust.contract import PROJECTION_SCHEMA
 from vidclust.errors import VidclustError
 from vidclust.example import topic_frame, write_video
+from vidclust.palette import distinct_colors, min_distance, oklab
 from vidclust.projection import project_tsne
-from vidclust.report import (grab_frames, plot_cluster_sizes, plot_sweep, plot_tsne, render_html, run_report,
+from vidclust.report import (NOISE_ID, cluster_colors, grab_frames, plot_cluster_sizes, plot_sweep, plot_tsne, render_html, run_report,
                              thumbnail_strip)
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -125,6 +126,25 @@ def test_plots_at_20_and_100_clusters(k):
     sweep = _png_image(plot_sweep([{"k": 5, "silhouette": 0.1, "davies_bouldin": 2.0, "calinski_harabasz": 10},
                                    {"k": 10, "silhouette": 0.2, "davies_bouldin": 1.5, "calinski_harabasz": 12}], 10))
     assert sweep.size[0] > 600
+
+
+def test_cluster_colours_stay_distinct_at_100_clusters():
+    """No two of 100 cluster colours are alike (OKLab distance; about 0.02 is just noticeable),
+    none is near the noise grey, and the first nine are tab10's."""
+    colors = cluster_colors(list(range(100)) + [NOISE_ID])
+    palette = [colors[c][:3] for c in range(100)]
+    assert len(set(palette)) == 100
+    assert min_distance(palette) > 0.06
+    grey = oklab(np.array(colors[NOISE_ID][:3]))
+    assert np.linalg.norm(oklab(np.array(palette)) - grey, axis=1).min() > 0.08
+    assert min_distance(distinct_colors(20)) > 0.12  # the first 20 are far apart, not only distinct
+    assert _hex(colors[0]) == "#1f77b4" and _hex(colors[8]) == "#17becf"
+    lightness = oklab(np.array(palette))[:, 0]
+    assert lightness.min() >= 0.42 and lightness.max() <= 0.80  # none washes out on white, none is black
+
+
+def _hex(color) -> str:
+    return "#" + "".join(f"{round(255 * v):02x}" for v in color[:3])
 
 
 # --------------------------------------------------------------------------- frames

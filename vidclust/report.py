@@ -53,21 +53,12 @@ NOISE_ID = -1  # cluster id of points a density method left unclustered
 
 
 def cluster_colors(cluster_ids: Sequence[int]) -> dict[int, tuple]:
-    """A distinct RGBA colour per cluster id (grey for noise): tab20 up to 20 clusters, else
-    the turbo colour map visited in golden-ratio steps, so neighbouring ids differ."""
-    import matplotlib
+    """A distinct RGBA colour per cluster id (grey for noise): tab10 without its grey, then
+    farthest-point colours in OKLab (vidclust.palette), so 100 clusters get 100 distinct ones."""
+    from vidclust.palette import distinct_colors
 
-    ids = sorted(int(c) for c in set(int(c) for c in cluster_ids) if c != NOISE_ID)
-    out: dict[int, tuple] = {}
-    if len(ids) <= 20:
-        cmap = matplotlib.colormaps["tab20" if len(ids) > 10 else "tab10"]
-        for i, c in enumerate(ids):
-            out[c] = tuple(cmap(i))
-    else:
-        cmap = matplotlib.colormaps["turbo"]
-        golden = 0.6180339887498949
-        for i, c in enumerate(ids):
-            out[c] = tuple(cmap(0.05 + 0.9 * ((i * golden) % 1.0)))
+    ids = sorted(set(int(c) for c in cluster_ids) - {NOISE_ID})
+    out: dict[int, tuple] = {c: (*rgb, 1.0) for c, rgb in zip(ids, distinct_colors(len(ids)))}
     out[NOISE_ID] = (0.6, 0.6, 0.6, 1.0)
     return out
 
