@@ -527,6 +527,11 @@ def members_by_cluster(out: Path) -> dict:
 def test_search_finds_videos_by_id_caption_word_and_keyword(synthetic_report, browser):
     out, _ = synthetic_report
     open_report(browser, out / "report" / "index.html")
+    # before any search the panel lists the clusters, largest first
+    legend = browser.evaluate("[...document.querySelectorAll('#search-results li.cluster-match a')]"
+                              ".map(a => a.textContent)")
+    sizes = [int(re.search(r"\((\d+) videos?\)$", t).group(1)) for t in legend]
+    assert len(legend) == 4 and sizes == sorted(sizes, reverse=True) and sum(sizes) == 30
     assert search(browser, "vid07") == ["vid07"]
     summary = browser.evaluate("document.getElementById('search-summary').textContent")
     assert summary.startswith("1 video matches")

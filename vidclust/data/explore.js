@@ -308,29 +308,30 @@
           acc[p] += cr; acc[p + 1] += cg; acc[p + 2] += cb; acc[p + 3] += w;
         }
       }
-      // opacity grows with the logarithm of the dots on a pixel, from A_MIN for one dot where
-      // dots pile up (so single dots stay visible) to opaque at the 98th percentile of the
-      // occupied pixels (so dense places show their inner density); where dots rarely overlap,
-      // each is nearly opaque
+      // opacity grows with the logarithm of the dots on a pixel: from `single` for one dot to
+      // opaque at the 90th percentile of the occupied pixels, so dense places show their inner
+      // density; `single` is high where dots rarely overlap and lower the more they pile up
       var hist = new Uint32Array(257), occupied = 0;
       for (var q = 3; q < acc.length; q += 4) {
         if (acc[q] > 0) { hist[Math.min(256, Math.ceil(acc[q]))]++; occupied++; }
       }
       var full = 1, seen = 0;
-      for (full = 1; full < 256; full++) { seen += hist[full]; if (seen >= 0.98 * occupied) break; }
-      var logFull = Math.log(1 + Math.max(1, full)), out = base.data;
+      for (full = 1; full < 256; full++) { seen += hist[full]; if (seen >= 0.9 * occupied) break; }
+      var logFull = Math.log(Math.max(2, full)), out = base.data;
+      var single = Math.max(0.25, Math.min(0.9, 0.9 - 0.12 * Math.log(full)));
       for (var p = 0, j = 0; p < n; p++, j += 4) {
         var c = acc[j + 3];
         if (c === 0) { out[j] = out[j + 1] = out[j + 2] = 255; out[j + 3] = 255; continue; }
-        var alpha = Math.min(1, A_MIN + (1 - A_MIN) * Math.log(1 + c) / logFull);
+        var alpha = Math.max(0.08, Math.min(1, single + (1 - single) * Math.log(c) / logFull));
         var keep = 255 * (1 - alpha), mix = alpha / c;
         out[j] = keep + acc[j] * mix; out[j + 1] = keep + acc[j + 1] * mix; out[j + 2] = keep + acc[j + 2] * mix;
         out[j + 3] = 255;
       }
       self.visible = visible;
+      self.density = {full: full, single: single};
       self.renderMs = performance.now() - t0;
     }
-    var FADED = [205, 205, 205], A_MIN = 0.28;
+    var FADED = [205, 205, 205];
 
     // ---- what is drawn over the dots: matches, centres and their labels, the hovered dot
     function drawOverlay() {
@@ -590,7 +591,7 @@
       list.textContent = "";
       list.setAttribute("data-query", query);  // which search the list answers (tests wait for it)
       if (!terms.length) {
-        summary.textContent = "";
+        showClusters();
         if (map) map.setMatches(null, 0, []);
         return;
       }
@@ -614,20 +615,22 @@
       summary.textContent = count(n, "video matches", "videos match") +
         (n > rows.length ? " (the first " + rows.length + " are listed)" : "") +
         (clusters.length ? "; " + count(clusters.length, "cluster's", "clusters'") + " keywords match" : "");
-      clusters.forEach(function (ci) {
-        var li = make("li", "cluster-match");
-        li.appendChild(swatch(ci));
-        li.appendChild(clusterLink(ci, undefined, clusterName(ci, 4) + " (" +
-                                   count(D.clusters[ci].count, "video", "videos") + ")"));
-        list.appendChild(li);
-      });
+      clusters.forEach(function (ci) { list.appendChild(clusterItem(ci)); });
       rows.forEach(function (row) { list.appendChild(resultItem(row)); });
       if (map) map.setMatches(m, n, rows.length === n ? rows : []);
     }
 
+    // with no search, the panel is the legend: every cluster, largest first
+    function showClusters() {
+      summary.textContent = "Clusters, largest first. Type to search the videos.";
+      D.clusters.map(function (c, ci) { return ci; })
+        .sort(function (a, b) { return D.clusters[b].count - D.clusters[a].count || a - b; })
+        .forEach(function (ci) { list.appendChild(clusterItem(ci)); });
+    }
+
     input.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(run, 120); });
     input.addEventListener("keydown", function (e) { if (e.key === "Enter") { clearTimeout(timer); run(); } });
-    if (input.value) run();
+    run();
   }
 
   function clusterLink(ci, row, text) {
@@ -635,6 +638,14 @@
     a.href = "#cluster-" + D.clusters[ci].id;
     a.addEventListener("click", function (e) { e.preventDefault(); openCluster(ci, row); });
     return a;
+  }
+
+  function clusterItem(ci) {
+    var li = make("li", "cluster-match");
+    li.appendChild(swatch(ci));
+    li.appendChild(clusterLink(ci, undefined, clusterName(ci, 4) + " (" +
+                               count(D.clusters[ci].count, "video", "videos") + ")"));
+    return li;
   }
 
   function resultItem(row) {
