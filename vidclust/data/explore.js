@@ -14,6 +14,7 @@
 
   var LIST_MAX = 100;          // search results listed (all matches are highlighted on the map)
   var RINGS_MAX = 300;         // matches ringed on the map when there are no more than this
+  var MATCHES_DRAWN_MAX = 50000;  // matches drawn over the faded dots (more: only in the dots' colours)
   var HOVER_PX = 7;            // how near the pointer a dot must be to be hovered
   var NOISE_ID = -1;
 
@@ -223,7 +224,7 @@
     var view = {s: 1, ox: 0, oy: 0};   // screen x = ox + x*s, screen y = oy + (EH - y)*s (CSS pixels)
     var cssW = 0, cssH = 0, dpr = 1;
     var base = null, acc = null, dirty = true;
-    var match = null, matchCount = 0, matchRows = [];
+    var match = null, matchCount = 0, matchRows = [], dotRadius = 1;
     var hovered = -1, selected = -1;
     this.renderMs = 0;
 
@@ -289,6 +290,7 @@
       var spacing = Math.sqrt(cssW * cssH / Math.max(1, onMap.length)) * Math.sqrt(zoom);
       var r = Math.max(0.5, Math.min(5, 0.3 * spacing)) * dpr;
       var ri = Math.floor(r), offsets = [];
+      dotRadius = r / dpr;
       for (var dy = -ri; dy <= ri; dy++) for (var dx = -ri; dx <= ri; dx++) {
         if (dx * dx + dy * dy <= r * r + 0.5) offsets.push(dy * W + dx, dx, dy);
       }
@@ -338,6 +340,7 @@
       ctx.setTransform(1, 0, 0, 1, 0, 0);
       ctx.putImageData(base, 0, 0);
       ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      if (match !== null && matchCount <= MATCHES_DRAWN_MAX) drawMatches();
       if (match !== null && matchCount <= RINGS_MAX) {
         ctx.lineWidth = 1.5;
         ctx.strokeStyle = "#111";
@@ -358,6 +361,22 @@
         ctx.arc(p[0], p[1], k === 0 ? 9 : 7, 0, 2 * Math.PI);
         ctx.lineWidth = 3; ctx.strokeStyle = "#fff"; ctx.stroke();
         ctx.lineWidth = 1.5; ctx.strokeStyle = "#000"; ctx.stroke();
+      });
+    }
+
+    // the matching dots in their cluster's colour, over the faded others
+    function drawMatches() {
+      var rad = Math.max(2, dotRadius);
+      D.clusters.forEach(function (c) {
+        ctx.beginPath();
+        for (var row = c.start; row < c.start + c.count; row++) {
+          if (!match[row] || X[row] < 0) continue;
+          var p = toScreen(row);
+          if (p[0] < -rad || p[1] < -rad || p[0] > cssW + rad || p[1] > cssH + rad) continue;
+          ctx.rect(p[0] - rad, p[1] - rad, 2 * rad, 2 * rad);
+        }
+        ctx.fillStyle = c.color;
+        ctx.fill();
       });
     }
 
