@@ -184,6 +184,8 @@
     openedSection = section;
     var hash = "#" + section.id;
     if (location.hash !== hash) location.hash = hash; else section.scrollIntoView();
+    var marked = row === undefined ? null : section.querySelector("tr.marked");
+    if (marked) marked.scrollIntoView({block: "center"});  // the video clicked, in its list
   }
 
   // The lists are made when their section comes near the screen (or is opened).
