@@ -685,7 +685,7 @@ def compute_report(inputs: dict, cfg) -> dict:
                       "sizes_by_id": sizes_by_id, "colors": cluster_colors(cluster_ids)}
     computed.update(_tsne_map(inputs, cfg, computed))
     ts = time.perf_counter()
-    computed.update(_summary_plots(inputs, computed))
+    computed.update(_sweep_plot(inputs, computed))
     computed["timings"]["plots_s"] = round(time.perf_counter() - ts, 3)
     ts = time.perf_counter()
     computed.update(_thumbnails(inputs, cfg.report, computed))
@@ -746,7 +746,7 @@ def projection_table(video_ids: Sequence[str], xy: np.ndarray, center_ids: Seque
     }, schema=PROJECTION_SCHEMA)
 
 
-def _summary_plots(inputs: dict, computed: dict) -> dict:
+def _sweep_plot(inputs: dict, computed: dict) -> dict:
     """When metrics.json has a k sweep, its curves."""
     metrics = inputs["metrics"]
     sweep = metrics.get("k_sweep")
@@ -937,9 +937,9 @@ def run_report(cfg, out: str) -> dict:
     index = write_report(layout, render_html(report_context(inputs, computed)), computed)
     timings = {**computed["timings"], "write_s": round(time.perf_counter() - ts, 3)}
     n_clusters = len([c for c in computed["cluster_ids"] if c != NOISE_ID])
+    n_images = sum(name.endswith((".png", ".jpg")) for name in computed["files"])
     info = {"seconds": round(time.perf_counter() - t0, 3), **timings, "n_videos": len(inputs["video_ids"]),
-            "n_clusters": n_clusters, "n_images": len(computed["files"]), **computed["counts"],
-            "tsne": dict(computed["tsne_info"])}
+            "n_clusters": n_clusters, "n_images": n_images, **computed["counts"], "tsne": dict(computed["tsne_info"])}
     record_stage(layout, cfg, "report", info)
     where = index if "://" not in out else out.rstrip("/") + "/report/index.html"
     print(f"report: {where} ({n_clusters} clusters, {len(inputs['video_ids'])} videos; {info['seconds']:.1f}s, "
