@@ -393,9 +393,8 @@
       });
       centres.forEach(function (m) {
         ctx.beginPath();
-        ctx.arc(m[1], m[2], 5, 0, 2 * Math.PI);
-        ctx.fillStyle = D.clusters[m[0]].color; ctx.fill();
-        ctx.lineWidth = 2.5; ctx.strokeStyle = "#fff"; ctx.stroke();
+        ctx.arc(m[1], m[2], 5, 0, 2 * Math.PI);  // a ring, so the dots of a tight cluster show inside it
+        ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.85)"; ctx.stroke();
         ctx.lineWidth = 1.2; ctx.strokeStyle = "#222"; ctx.stroke();
       });
       ctx.font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
