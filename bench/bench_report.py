@@ -7,7 +7,10 @@ overlapping groups, their centres, distances, a k sweep, keywords; videos.parque
 real short clips, so thumbnails are really decoded), then times `run_report` with the default
 configuration (above `report.tsne_sample` = 20,000 videos t-SNE fits a fixed-seed sample and
 places the rest with openTSNE's transform). Prints the time of each part: t-SNE (fit + placing),
-the t-SNE plot, the other plots, frame thumbnails, data-set statistics, writing, and the total.
+the static t-SNE plot, the k-sweep plot, frame thumbnails, data-set statistics, the explorer's data
+(points.js), writing, and the total (the build time); then the page weight: the bytes of the
+whole report folder (everything a browser may load: page, scripts, data, images; and
+projection.parquet) and of points.js alone.
 The load average is printed too: on a shared machine, other work slows every figure.
 """
 from __future__ import annotations
@@ -97,7 +100,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
           f"report.tsne_sample={cfg.report.tsne_sample}, vectors {args.dim}-d")
     header = (f"{'videos':>8} {'k':>4} {'fitted':>7} {'placed':>7} | {'t-SNE':>7} {'(fit)':>7} {'map png':>7} "
-              f"{'plots':>6} {'frames':>6} {'stats':>6} {'write':>6} | {'report':>7}")
+              f"{'sweep':>6} {'frames':>6} {'stats':>6} {'points':>6} {'write':>6} | {'build':>7} | "
+              f"{'folder bytes':>12} {'points.js':>10}")
     rows = []
     for n, k in zip(args.sizes, ks):
         out = write_out(base / f"out-{n}", n, k, args.dim, clips)
@@ -105,9 +109,12 @@ def main() -> None:
         info = run_report(cfg, str(out))
         wall = time.perf_counter() - start
         t = info["tsne"]
+        folder = out / "report"
+        weight = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         rows.append(f"{n:>8,} {k:>4} {t['n_fitted']:>7,} {t['n_placed']:>7,} | {info['tsne_s']:>6.1f}s "
                     f"{t.get('fit_seconds', 0):>6.1f}s {info['tsne_plot_s']:>6.1f}s {info['plots_s']:>5.1f}s "
-                    f"{info['frames_s']:>5.1f}s {info['stats_s']:>5.1f}s {info['write_s']:>5.1f}s | {wall:>6.1f}s")
+                    f"{info['frames_s']:>5.1f}s {info['stats_s']:>5.1f}s {info['explorer_s']:>5.1f}s "
+                    f"{info['write_s']:>5.1f}s | {wall:>6.1f}s | {weight:>12,} {(folder / 'points.js').stat().st_size:>10,}")
         print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
         print(rows[-1], f"(load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"OUTs under {base}" if args.keep else "")

@@ -139,6 +139,7 @@ class ReportConfig:
     frames_per_video: int = 2  # ... this many evenly spaced frames of each (so 4 videos by default)
     thumbnail_width: int = 160  # pixels, per frame thumbnail
     max_failed_listed: int = 500  # failed videos listed in the report (all are in videos.parquet)
+    members_per_page: int = 50  # a cluster's videos listed per page in the report
 
 
 @dataclass
@@ -218,6 +219,7 @@ class Config:
                "report.frames_per_cluster must be >= 0 and report.frames_per_video >= 1")
         _check(16 <= r.thumbnail_width <= 1024, "report.thumbnail_width must be in 16..1024")
         _check(r.max_failed_listed >= 0, "report.max_failed_listed must be >= 0")
+        _check(r.members_per_page >= 1, "report.members_per_page must be >= 1")
         _check(len(ds.kw_ngram_range) == 2 and all(isinstance(n, int) for n in ds.kw_ngram_range)
                and 1 <= ds.kw_ngram_range[0] <= ds.kw_ngram_range[1],
                "describe.kw_ngram_range must be two integers [lo, hi] with 1 <= lo <= hi")

@@ -176,7 +176,12 @@ CONTRACT: tuple[OutputFile, ...] = (
                                            "cluster_id": "the centre's cluster (null for a video: see "
                                                          "assignments)",
                                            "x": "t-SNE map position (NaN: a video without a vector)"}),
-    OutputFile("report/index.html", "report", "the report page; its PNG and JPEG files beside it"),
+    OutputFile("report/index.html", "report", "the report page; its PNG and JPEG files beside it; it opens "
+                                              "from disk, no server or network"),
+    OutputFile("report/points.js", "report", "the page's data: every clustered video's map position, first "
+                                             "caption, file and cluster, as one script-safe JSON object "
+                                             "(vidclust/explorer.py describes it)"),
+    OutputFile("report/explore.js", "report", "the page's script: the map, search, each cluster's member list"),
     OutputFile("run.json", "every stage", "the resolved configuration, versions, and per stage its "
                                           "timings and counts"),
     OutputFile("stats.parquet", "stats", "(`vidclust stats SOURCE --out DIR`) one row per video of SOURCE",

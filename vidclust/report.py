@@ -1,21 +1,24 @@
-"""The report: OUT/report/index.html with its PNG (and JPEG thumbnail) files beside it.
+"""The report: OUT/report/index.html with its scripts, images and data beside it.
 
-It shows what people judge clusters by: the 2-D t-SNE map of videos and centres coloured by
-cluster and labelled with keywords (the notebook's plot_clusters), the cluster sizes (its count
-plot), for each cluster its keywords and frames of the videos nearest its centre with their first
-caption (its visualize_random_files), the k-sweep curves and scores, failed videos with their
-reasons, and the data-set statistics.
+It shows what people judge clusters by: a map of every video (the 2-D t-SNE projection, drawn by
+the page's own script: pan, zoom, hover a video for its caption and frames, click it to open its
+cluster) with a search by video id, caption, file name or keyword; the cluster sizes, largest
+first; for each cluster its keywords, frames of the videos nearest its centre with their first
+caption (the notebook's visualize_random_files) and the list of all its videos, a page at a time;
+the k-sweep curves and scores, failed videos with their reasons, and the data-set statistics.
 
-The page is self-contained on disk: no server, no network, relative image paths, no external
-script or style. Everything that comes from the data (captions, file names, keywords, errors) is
-untrusted text and goes through `html.escape`; a Content-Security-Policy allows only the page's
-own small inline script (by hash), which counts the images that loaded.
+The folder is self-contained on disk: no server, no network, relative paths. Everything that
+comes from the data (captions, file names, keywords, errors) is untrusted text: it goes through
+`html.escape` in the page, through script-safe JSON in points.js (vidclust.explorer), and through
+textContent in explore.js. The Content-Security-Policy allows scripts only from the report's
+folder (none inline, no eval), images from it, and the one inline style sheet by its hash.
 
-Plain functions: `plot_tsne`, `plot_cluster_sizes`, `plot_sweep` (arrays -> PNG bytes),
-`grab_frames`/`thumbnail_strip` (video -> thumbnails), `render_html(context) -> str`. The command
-`run_report(cfg, out)` is four parts: `gather_report_inputs` (reads OUT into a dict),
-`compute_report` (t-SNE projection, plots, thumbnails, statistics), `render_html(report_context(
-inputs, computed))`, `write_report` (report/ only: the page, its images, projection.parquet).
+Plain functions: `plot_tsne` (the static map: shown when scripts are off), `plot_sweep` (arrays ->
+PNG bytes), `grab_frames`/`thumbnail_strip` (video -> thumbnails), `render_html(context) -> str`.
+The command `run_report(cfg, out)` is four parts: `gather_report_inputs` (reads OUT into a dict),
+`compute_report` (t-SNE projection, plots, thumbnails, statistics, the explorer's data),
+`render_html(report_context(inputs, computed))`, `write_report` (report/ only: the page, its
+files, projection.parquet).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from vidclust.contract import (PROJECTION_SCHEMA, embedding_matrix, read_json, r
                                write_parquet)
 from vidclust.decode import local_file
 from vidclust.errors import VidclustError
+from vidclust.explorer import EXPLORE_SCRIPT, POINTS_SCRIPT, explore_script, explorer_data, points_script
 from vidclust.formatting import fmt, number
 from vidclust.layout import OutputLayout
 from vidclust.plots import figure, png
@@ -53,21 +57,12 @@ NOISE_ID = -1  # cluster id of points a density method left unclustered
 
 
 def cluster_colors(cluster_ids: Sequence[int]) -> dict[int, tuple]:
-    """A distinct RGBA colour per cluster id (grey for noise): tab20 up to 20 clusters, else
-    the turbo colour map visited in golden-ratio steps, so neighbouring ids differ."""
-    import matplotlib
+    """A distinct RGBA colour per cluster id (grey for noise): tab10 without its grey, then
+    farthest-point colours in OKLab (vidclust.palette), so 100 clusters get 100 distinct ones."""
+    from vidclust.palette import distinct_colors
 
-    ids = sorted(int(c) for c in set(int(c) for c in cluster_ids) if c != NOISE_ID)
-    out: dict[int, tuple] = {}
-    if len(ids) <= 20:
-        cmap = matplotlib.colormaps["tab20" if len(ids) > 10 else "tab10"]
-        for i, c in enumerate(ids):
-            out[c] = tuple(cmap(i))
-    else:
-        cmap = matplotlib.colormaps["turbo"]
-        golden = 0.6180339887498949
-        for i, c in enumerate(ids):
-            out[c] = tuple(cmap(0.05 + 0.9 * ((i * golden) % 1.0)))
+    ids = sorted(set(int(c) for c in cluster_ids) - {NOISE_ID})
+    out: dict[int, tuple] = {c: (*rgb, 1.0) for c, rgb in zip(ids, distinct_colors(len(ids)))}
     out[NOISE_ID] = (0.6, 0.6, 0.6, 1.0)
     return out
 
@@ -227,29 +222,6 @@ def _place_labels(fig, ax, texts: list, anchors: np.ndarray, points: np.ndarray)
         t.xyann = (float(p[0]), float(p[1]))
 
 
-def plot_cluster_sizes(cluster_ids: Sequence[int], sizes: Sequence[int],
-                       keywords: Optional[dict] = None) -> bytes:
-    """Horizontal bars, one per cluster (by id), labelled with its id and top keywords."""
-    ids = [int(c) for c in cluster_ids]
-    sizes = [int(s) for s in sizes]
-    keywords = keywords or {}
-    colors = cluster_colors(ids)
-    k = len(ids)
-    fig, ax = figure(9.0, max(2.5, 0.2 * k + 1.2), layout="constrained")
-    y = np.arange(k)[::-1]
-    ax.barh(y, sizes, color=[colors[c] for c in ids], height=0.8)
-    ax.set_yticks(y, [cluster_label(c, keywords.get(c), 3, 48) for c in ids],
-                  fontsize=8 if k <= 40 else 6.5)
-    top = max(sizes) if sizes else 1
-    for yy, s in zip(y, sizes):
-        ax.text(s + top * 0.01, yy, str(s), va="center", fontsize=7 if k <= 40 else 6)
-    ax.set_xlim(0, top * 1.12 + 1)
-    ax.set_ylim(-0.7, k - 0.3)
-    ax.set_xlabel("videos")
-    ax.set_title(f"Cluster sizes ({k} clusters, {sum(sizes)} videos)")
-    return png(fig, dpi=100)
-
-
 def plot_sweep(sweep: Sequence[dict], chosen_k: Optional[int] = None) -> bytes:
     """The k-sweep curves: one panel per score, the chosen k marked."""
     metrics = [("silhouette", "silhouette (higher is better)"),
@@ -363,42 +335,11 @@ def _strip_or_error(args) -> tuple[Optional[bytes], Optional[str]]:
 # ----------------------------------------------------------------------------------------------
 # HTML
 
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
-header,main{max-width:1400px;margin:0 auto;padding:0 20px}
-header{padding-top:16px}
-h1{font-size:24px;margin:8px 0}h2{font-size:20px;margin:28px 0 8px;border-bottom:1px solid #ddd}
-h3{font-size:16px;margin:18px 0 6px}
-table{border-collapse:collapse;margin:6px 0;background:#fff}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
-th{background:#f0f0f0}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-img.plot{max-width:100%;height:auto;border:1px solid #eee;background:#fff}
-.note{color:#555;font-size:13px}
-.kw{display:inline-block;background:#eef3fb;border:1px solid #cfdcf0;border-radius:10px;padding:0 8px;margin:2px 3px 2px 0}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:10px}
-.card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:6px;overflow-wrap:anywhere}
-.card img{width:100%;height:auto;display:block}
-.card .caption{margin:4px 0 2px}.card .file{color:#666;font-size:12px}
-.missing{display:flex;align-items:center;justify-content:center;min-height:80px;background:#f3f3f3;color:#777;font-size:12px;text-align:center;padding:6px}
-.swatch{display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:middle}
-nav.toc a{margin-right:8px;white-space:nowrap}
-.stats img.plot{max-width:100%}.stats a{display:inline-block;max-width:49%;vertical-align:top}
-#image-check{color:#a33}
-""".strip()
+def _package_text(name: str) -> str:
+    """A file of vidclust/data/ (the page's style sheet)."""
+    from importlib import resources
 
-# The page's only script: counts the images that loaded (tests and users see whether files moved).
-_SCRIPT = """
-window.addEventListener("load", function () {
-  var imgs = document.images, ok = 0;
-  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
-  var el = document.getElementById("image-check");
-  el.setAttribute("data-loaded", String(ok));
-  el.setAttribute("data-total", String(imgs.length));
-  el.textContent = ok === imgs.length ? "" :
-    (imgs.length - ok) + " of " + imgs.length + " images did not load (were the report's files moved?)";
-});
-""".strip()
+    return resources.files("vidclust").joinpath("data", name).read_text("utf-8")
 
 
 def _e(value: Any) -> str:
@@ -418,54 +359,121 @@ def render_html(context: dict) -> str:
     """The report page from a plain context dict; every value is escaped on the way in.
 
     Keys (all optional but `title`): title, subtitle, overview [(name, value)], scores
-    [(name, value)], tsne {image, note}, sizes_image, sweep {image, rows [dict], chosen_k},
-    clusters [{cluster_id, size, color, keywords [str], summaries [str], videos [{video_id, file,
-    caption, image, error}]}], failed {rows [{video_id, path, error}], n_total}, stats {rows
-    [(name, value)], images [str], failure_reasons {reason: n}}, notes [str]."""
-    parts = [_page_head(context), '<h2 id="overview">Overview</h2>', _kv_table(context.get("overview") or [])]
+    [(name, value)], tsne {image, note}, sizes [{cluster_id, size, color, keywords}], sweep
+    {image, rows [dict], chosen_k}, clusters [{cluster_id, size, color, keywords [str],
+    summaries [str], videos [{video_id, file, caption, image, error}]}], failed {rows
+    [{video_id, path, error}], n_total}, stats {rows [(name, value)], images [str],
+    failure_reasons {reason: n}}, notes [str].
+
+    The page's scripts are files beside it: points.js (the data, vidclust.explorer) and
+    explore.js (the map, search, the member lists, the image check); it has no inline script."""
+    parts = [_page_head(context), _explorer_html(context.get("tsne")), '<h2 id="overview">Overview</h2>',
+             '<div class="overview"><div>', _kv_table(context.get("overview") or []), "</div>"]
     if context.get("scores"):
-        parts += ["<h3>Scores</h3>", _kv_table(context["scores"])]
+        parts += ["<div><h3>Scores</h3>", _kv_table(context["scores"]), "</div>"]
+    parts.append("</div>")
     parts += [f'<p class="note">{_e(note)}</p>' for note in context.get("notes") or []]
-    parts += [_map_and_sizes(context), _clusters_html(context.get("clusters") or []),
-              _sweep_html(context.get("sweep")), _failed_html(context.get("failed")),
-              _stats_html(context.get("stats")), "</main>", f"<script>{_SCRIPT}</script>", "</body>\n</html>\n"]
+    parts += [_sizes_html(context.get("sizes") or []),
+              _clusters_html(context.get("clusters") or []), _sweep_html(context.get("sweep")),
+              _failed_html(context.get("failed")), _stats_html(context.get("stats")), "</main>",
+              f'<script src="{_src(POINTS_SCRIPT)}"></script>', f'<script src="{_src(EXPLORE_SCRIPT)}"></script>',
+              "</body>\n</html>\n"]
     return "\n".join(p for p in parts if p)
+
+
+def content_security_policy(style: str) -> str:
+    """Nothing from anywhere but: scripts from the report's own folder (no inline script, no
+    eval), its images and data: URLs, and the one inline style sheet (by its hash)."""
+    style_hash = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    return (f"default-src 'none'; script-src 'self'; img-src 'self' data:; style-src 'sha256-{style_hash}'; "
+            f"base-uri 'none'; form-action 'none'")
 
 
 def _page_head(context: dict) -> str:
     """Everything up to <main>: the head with its Content-Security-Policy, the title, the contents."""
-    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
-    csp = (f"default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
-           f"script-src 'sha256-{script_hash}'; base-uri 'none'; form-action 'none'")
+    style = f"\n{_package_text('report.css').strip()}\n"
     title = _e(context.get("title", "vidclust report"))
     out = ["<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">",
-           f'<meta http-equiv="Content-Security-Policy" content="{_e(csp)}">',
+           f'<meta http-equiv="Content-Security-Policy" content="{_e(content_security_policy(style))}">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{title}</title>", f"<style>\n{_CSS}\n</style>\n</head>\n<body>\n<header>", f"<h1>{title}</h1>"]
+           f"<title>{title}</title>", f"<style>{style}</style>\n</head>\n<body>\n<header>", f"<h1>{title}</h1>"]
     if context.get("subtitle"):
         out.append(f'<p class="note">{_e(context["subtitle"])}</p>')
     out.append('<p id="image-check" data-loaded="" data-total=""></p>')
-    sections = [("overview", "Overview")] + [(anchor, name) for key, anchor, name in (
-        ("tsne", "map", "Map"), ("sizes_image", "sizes", "Sizes"), ("clusters", "clusters", "Clusters"),
-        ("sweep", "sweep", "k sweep"), ("failed", "failed", "Failed videos"), ("stats", "stats", "Data set"))
-        if context.get(key)]
+    sections = [("map", "Map and search" if context.get("tsne") else "Search"), ("overview", "Overview")] + [
+        (anchor, name) for key, anchor, name in (
+            ("sizes", "sizes", "Sizes"), ("clusters", "clusters", "Clusters"), ("sweep", "sweep", "k sweep"),
+            ("failed", "failed", "Failed videos"), ("stats", "stats", "Data set")) if context.get(key)]
     out.append('<nav class="toc">' + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in sections) + "</nav>")
     out.append("</header>\n<main>")
     return "\n".join(out)
 
 
-def _map_and_sizes(context: dict) -> str:
-    out = []
-    tsne = context.get("tsne")
-    if tsne:
-        out.append('<h2 id="map">Videos and centres in two dimensions (t-SNE)</h2>')
-        if tsne.get("note"):
-            out.append(f'<p class="note">{_e(tsne["note"])}</p>')
-        if tsne.get("image"):
-            out.append(_plot_img(tsne["image"], "t-SNE map of videos and cluster centres"))
-    if context.get("sizes_image"):
-        out += ['<h2 id="sizes">Cluster sizes</h2>', _plot_img(context["sizes_image"], "cluster sizes")]
+def _explorer_html(tsne: Optional[dict]) -> str:
+    """The map with search beside it; explore.js draws it (it stays hidden without scripts, and
+    the static t-SNE image shows instead)."""
+    out = ['<h2 id="map">' + ("Map of the videos (t-SNE) and search" if tsne else "Search") + "</h2>"]
+    if tsne and tsne.get("note"):
+        out.append(f'<p class="note">{_e(tsne["note"])}</p>')
+    out += ['<div id="explorer" hidden>',
+            '<div class="map-tools"><input id="search" type="search" autocomplete="off" spellcheck="false" '
+            'placeholder="Search: video id, words of a caption, file name or cluster keyword" '
+            'aria-label="search the videos">',
+            '<button type="button" id="zoom-in" title="zoom in">+</button>'
+            '<button type="button" id="zoom-out" title="zoom out">\u2212</button>'
+            '<button type="button" id="reset-view" title="show the whole map">reset</button>'
+            '<span id="map-status" class="note"></span></div>',
+            '<div class="explore-body"><div id="map-pane" class="map-pane">',
+            '<canvas id="map-canvas" aria-label="map of the videos, coloured by cluster"></canvas>',
+            '<div id="map-tooltip" class="tooltip" hidden><img class="tooltip-image" alt="frames of the video">'
+            '<div class="tooltip-caption"></div><div class="tooltip-meta"></div><div class="tooltip-cluster"></div>'
+            "</div></div>",
+            '<aside class="search-panel"><p id="search-summary" class="note">Matches are listed here and '
+            'highlighted on the map.</p><ol id="search-results"></ol></aside></div>',
+            '<p class="note">Drag to pan; scroll or + and \u2212 to zoom; hover a dot for its caption, frames and '
+            "cluster; click it to open its cluster. Only the videos nearest each centre have frames.</p>",
+            "</div>"]
+    if tsne and tsne.get("image"):
+        out.append("<noscript>" + _plot_img(tsne["image"], "t-SNE map of videos and cluster centres") + "</noscript>")
     return "\n".join(out)
+
+
+def _sizes_html(sizes: list) -> str:
+    """The clusters as bars, largest first, each linked to its section."""
+    if not sizes:
+        return ""
+    rows = sorted(sizes, key=lambda c: (-int(c.get("size") or 0), c["cluster_id"]))
+    top = max(1, max(int(c.get("size") or 0) for c in rows))
+    total = sum(int(c.get("size") or 0) for c in rows)
+    n_clusters = len([c for c in rows if c["cluster_id"] != NOISE_ID])
+    out = ['<h2 id="sizes">Cluster sizes</h2>',
+           f'<p class="note">{_e(_count(n_clusters, "cluster", "clusters"))}, '
+           f'{_e(_count(total, "video", "videos"))}; largest first.</p>',
+           '<table class="sizes"><tr><th>cluster</th><th>keywords</th><th>videos</th><th></th></tr>']
+    for c in rows:
+        cid, size = c["cluster_id"], int(c.get("size") or 0)
+        name = "noise" if cid == NOISE_ID else str(cid)
+        width = max(1, round(320 * size / top)) if size else 0
+        out.append(f'<tr><td><a href="#cluster-{_e(cid)}">{_swatch_svg(c.get("color"))}{_e(name)}</a></td>'
+                   f'<td>{_e(", ".join(str(k) for k in (c.get("keywords") or [])[:4]))}</td>'
+                   f'<td class="num">{_e(_count(size, "video", "videos"))}</td>'
+                   f'<td><svg class="bar" width="320" height="12" aria-hidden="true"><rect width="{width}" '
+                   f'height="12" fill="{_e(c.get("color") or "#999999")}"/></svg></td></tr>')
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """'1 video', '1,234 videos'."""
+    return f"{fmt(int(n))} {one if int(n) == 1 else many}"
+
+
+def _swatch_svg(color: Optional[str]) -> str:
+    """A small square of `color` (an SVG fill: no style attribute, which the page's policy forbids)."""
+    if not color:
+        return ""
+    return (f'<svg class="swatch" width="12" height="12" aria-hidden="true"><rect width="12" height="12" rx="2" '
+            f'fill="{_e(color)}"/></svg>')
 
 
 def _clusters_html(clusters: list) -> str:
@@ -539,11 +547,12 @@ def _kv_table(rows, head: Optional[tuple] = None) -> str:
 
 
 def _cluster_section(c: dict) -> str:
+    """A cluster: its keywords and summaries, frames of the videos nearest its centre, and a box
+    where explore.js lists every member, a page at a time."""
     cid = c["cluster_id"]
-    parts = [f'<section id="cluster-{_e(cid)}">']
-    swatch = f'<span class="swatch" style="background:{_e(c["color"])}"></span>' if c.get("color") else ""
+    parts = [f'<section id="cluster-{_e(cid)}" class="cluster">']
     title = "Noise (not in any cluster)" if cid == NOISE_ID else f"Cluster {cid}"
-    parts.append(f"<h3>{swatch}{_e(title)} — {_e(fmt(c.get('size')))} videos</h3>")
+    parts.append(f"<h3>{_swatch_svg(c.get('color'))}{_e(title)} — {_e(_count(c.get('size') or 0, 'video', 'videos'))}</h3>")
     kws = c.get("keywords") or []
     if kws:
         parts.append("<p>" + "".join(f'<span class="kw">{_e(k)}</span>' for k in kws) + "</p>")
@@ -555,7 +564,7 @@ def _cluster_section(c: dict) -> str:
     if videos:
         parts.append('<div class="grid">')
         for v in videos:
-            parts.append('<figure class="card" style="margin:0">')
+            parts.append('<figure class="card">')
             if v.get("image"):
                 parts.append(f'<img src="{_src(v["image"])}" alt="frames of {_e(v.get("video_id"))}">')
             else:
@@ -568,6 +577,9 @@ def _cluster_section(c: dict) -> str:
                          + "</div>")
             parts.append("</figcaption></figure>")
         parts.append("</div>")
+    parts.append(f'<div class="members" data-cluster="{_e(cid)}"><p class="note">The list of all its videos '
+                 "needs the page's scripts.</p></div>")
+    parts.append('<p class="note"><a href="#map">back to the map</a></p>')
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -581,7 +593,8 @@ def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
     out, video_ids [n], labels int64 [n] (noise -1), distance float [n] (NaN unknown),
     center_ids [k], centers float32 [k, D] or None, vectors float32 [m, D] of the videos that have
     one and has_vector bool [n] (vectors None without video_vectors.parquet), metrics {},
-    keywords {cluster_id: [str]}, summaries {cluster_id: [str]}, videos (videos.parquet or None)."""
+    keywords {cluster_id: [str]}, summaries {cluster_id: [str]}, videos (videos.parquet or None),
+    video_info {video_id: {path, captions}}, local_report_dir (report/ when OUT is on local disk)."""
     out = layout.root
     assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"),
                                missing=f"run `vidclust cluster {out}` first")
@@ -601,14 +614,24 @@ def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
             centers = embedding_matrix(centers_t.column("center"))
     vectors, has_vector = _vectors_of(read_parquet(layout, layout.cluster_file("video_vectors.parquet")), video_ids)
     metrics = read_json(layout, layout.cluster_file("metrics.json"))
+    videos = read_parquet(layout, layout.videos)
     return {
         "out": out, "video_ids": video_ids, "labels": labels, "distance": distance,
         "center_ids": center_ids, "centers": centers, "vectors": vectors, "has_vector": has_vector,
         "metrics": metrics if isinstance(metrics, dict) else {},
         "keywords": _keywords_by_cluster(read_json(layout, layout.cluster_file("cluster_descriptions.json"))),
         "summaries": _summaries_by_cluster(read_parquet(layout, layout.cluster_file("descriptions.parquet"))),
-        "videos": read_parquet(layout, layout.videos),
+        "videos": videos, "video_info": _video_info(videos),
+        "local_report_dir": layout.report_dir if layout.is_local else None,
     }
+
+
+def _video_info(videos: Optional[pa.Table]) -> dict[str, dict]:
+    """{video_id: {path, captions}} from videos.parquet (empty without it)."""
+    if videos is None or "video_id" not in videos.column_names:
+        return {}
+    cols = [c for c in ("video_id", "path", "captions") if c in videos.column_names]
+    return {row["video_id"]: row for row in videos.select(cols).to_pylist()}
 
 
 def _vectors_of(table: Optional[pa.Table], video_ids: list) -> tuple[Optional[np.ndarray], np.ndarray]:
@@ -651,9 +674,10 @@ def _summaries_by_cluster(descriptions: Optional[pa.Table]) -> dict[int, list[st
 
 def compute_report(inputs: dict, cfg) -> dict:
     """What the page needs beyond the inputs: the t-SNE map (and its projection table), the plots,
-    the thumbnails, the data-set statistics. Returns a dict: files {name: bytes}, projection (a
-    PROJECTION_SCHEMA table or None), tsne, sweep, cards, stats, failed, stats_summary, notes,
-    cluster_ids, sizes_by_id, colors, counts, timings."""
+    the thumbnails, the data-set statistics, the explorer's data. Returns a dict: files {name:
+    bytes}, projection (a PROJECTION_SCHEMA table or None), xy [n, 2] and centers_xy {cluster_id:
+    (x, y)} (map positions), tsne, sweep, cards, stats, failed, stats_summary, notes, cluster_ids,
+    sizes_by_id, colors, counts, timings."""
     labels, center_ids = inputs["labels"], inputs["center_ids"]
     sizes_by_id = {int(c): int(n) for c, n in zip(*np.unique(labels, return_counts=True))}
     cluster_ids = sorted(set(sizes_by_id) | set(center_ids))
@@ -661,7 +685,7 @@ def compute_report(inputs: dict, cfg) -> dict:
                       "sizes_by_id": sizes_by_id, "colors": cluster_colors(cluster_ids)}
     computed.update(_tsne_map(inputs, cfg, computed))
     ts = time.perf_counter()
-    computed.update(_summary_plots(inputs, computed))
+    computed.update(_sweep_plot(inputs, computed))
     computed["timings"]["plots_s"] = round(time.perf_counter() - ts, 3)
     ts = time.perf_counter()
     computed.update(_thumbnails(inputs, cfg.report, computed))
@@ -669,6 +693,9 @@ def compute_report(inputs: dict, cfg) -> dict:
     ts = time.perf_counter()
     computed.update(_data_set(inputs["videos"], cfg.report, computed))
     computed["timings"]["stats_s"] = round(time.perf_counter() - ts, 3)
+    ts = time.perf_counter()
+    computed["files"].update(_explorer_files(inputs, cfg.report, computed))
+    computed["timings"]["explorer_s"] = round(time.perf_counter() - ts, 3)
     return computed
 
 
@@ -680,7 +707,8 @@ def _tsne_map(inputs: dict, cfg, computed: dict) -> dict:
     vec, centers, center_ids = inputs["vectors"], inputs["centers"], inputs["center_ids"]
     if vec is None or not len(video_ids):
         computed["notes"].append("No clusters/video_vectors.parquet: the t-SNE map is left out.")
-        return {"tsne": None, "tsne_info": {}, "projection": None}
+        return {"tsne": None, "tsne_info": {}, "projection": None,
+                "xy": np.full((len(video_ids), 2), np.nan, np.float32), "centers_xy": {}}
     if not have.all():
         computed["notes"].append(f"{int((~have).sum())} clustered videos have no vector in video_vectors.parquet "
                                  "and are not on the map.")
@@ -699,7 +727,8 @@ def _tsne_map(inputs: dict, cfg, computed: dict) -> dict:
         note="sample fitted, rest placed by transform" if info.get("sampled") else "")
     computed["timings"]["tsne_plot_s"] = round(time.perf_counter() - ts, 3)
     return {"tsne": {"image": "tsne.png", "note": _tsne_note(info, cfg.seed)}, "tsne_info": info,
-            "projection": projection_table(video_ids, xy, shown_ids, cxy)}
+            "projection": projection_table(video_ids, xy, shown_ids, cxy), "xy": xy,
+            "centers_xy": {int(c): (float(p[0]), float(p[1])) for c, p in zip(shown_ids, cxy)}}
 
 
 def projection_table(video_ids: Sequence[str], xy: np.ndarray, center_ids: Sequence[int],
@@ -717,13 +746,9 @@ def projection_table(video_ids: Sequence[str], xy: np.ndarray, center_ids: Seque
     }, schema=PROJECTION_SCHEMA)
 
 
-def _summary_plots(inputs: dict, computed: dict) -> dict:
-    """The cluster sizes plot and, when metrics.json has a k sweep, its curves."""
-    sizes_by_id, center_ids, metrics = computed["sizes_by_id"], inputs["center_ids"], inputs["metrics"]
-    size_ids = [c for c in computed["cluster_ids"] if c in sizes_by_id or c in center_ids]
-    if size_ids:
-        computed["files"]["cluster_sizes.png"] = plot_cluster_sizes(
-            size_ids, [sizes_by_id.get(c, 0) for c in size_ids], inputs["keywords"])
+def _sweep_plot(inputs: dict, computed: dict) -> dict:
+    """When metrics.json has a k sweep, its curves."""
+    metrics = inputs["metrics"]
     sweep = metrics.get("k_sweep")
     if not (isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep)):
         return {"sweep": None}
@@ -736,11 +761,7 @@ def _thumbnails(inputs: dict, rc, computed: dict) -> dict:
     """For each cluster, frames of the videos nearest its centre (a pool of threads decodes them):
     {cards: {cluster_id: [card]}, counts: {n_thumbnails, n_thumbnail_failures}}."""
     video_ids, labels, distance = inputs["video_ids"], inputs["labels"], inputs["distance"]
-    videos = inputs["videos"]
-    video_info: dict[str, dict] = {}
-    if videos is not None and "video_id" in videos.column_names:
-        wanted_cols = [c for c in ("video_id", "path", "captions") if c in videos.column_names]
-        video_info = {row["video_id"]: row for row in videos.select(wanted_cols).to_pylist()}
+    video_info = inputs["video_info"]
     per_video = max(1, rc.frames_per_video)
     n_show = math.ceil(rc.frames_per_cluster / per_video) if rc.frames_per_cluster else 0
     dist_sort = np.where(np.isnan(distance), np.inf, distance)
@@ -766,6 +787,17 @@ def _thumbnails(inputs: dict, rc, computed: dict) -> dict:
             n_fail += 1
         cards[c].append(card)
     return {"cards": cards, "counts": {"n_thumbnails": n_thumbs, "n_thumbnail_failures": n_fail}}
+
+
+def _explorer_files(inputs: dict, rc, computed: dict) -> dict[str, bytes]:
+    """points.js (every clustered video: map position, caption, file, cluster) and explore.js."""
+    clusters = [{"cluster_id": c, "color": _rgb(computed["colors"][c]), "keywords": inputs["keywords"].get(c, []),
+                 "center_xy": computed["centers_xy"].get(c)} for c in computed["cluster_ids"]]
+    thumbnails = {card["video_id"]: card["image"] for cards in computed["cards"].values() for card in cards
+                  if card.get("image")}
+    data = explorer_data(inputs["video_ids"], inputs["labels"], inputs["distance"], computed["xy"], clusters,
+                         inputs["video_info"], thumbnails, inputs["local_report_dir"], rc.members_per_page)
+    return {POINTS_SCRIPT: points_script(data), EXPLORE_SCRIPT: explore_script()}
 
 
 def _data_set(videos: Optional[pa.Table], rc, computed: dict) -> dict:
@@ -811,9 +843,9 @@ def _tsne_note(info: dict, seed: int) -> str:
                f"{info['n_videos']:,} videos.")
     placed = info.get("centers_placed_by", "")
     if placed == "median of members":
-        how += " Each centre (a cross) is marked at the median position of its videos."
+        how += " Each centre is marked at the median position of its videos."
     elif placed:
-        how += f" Centres (crosses) are placed by {placed}."
+        how += f" Centres are placed by {placed}."
     return how
 
 
@@ -830,7 +862,8 @@ def report_context(inputs: dict, computed: dict) -> dict:
         "title": "vidclust report",
         "subtitle": f"{inputs['out']} — generated {time.strftime('%Y-%m-%d %H:%M:%S')}",
         "overview": overview, "scores": scores, "notes": computed["notes"], "tsne": computed["tsne"],
-        "sizes_image": "cluster_sizes.png" if "cluster_sizes.png" in computed["files"] else None,
+        "sizes": [{"cluster_id": c["cluster_id"], "size": c["size"], "color": c["color"], "keywords": c["keywords"]}
+                  for c in clusters],
         "sweep": computed["sweep"], "clusters": clusters, "failed": computed["failed"],
         "stats": computed["stats"],
     }
@@ -904,9 +937,9 @@ def run_report(cfg, out: str) -> dict:
     index = write_report(layout, render_html(report_context(inputs, computed)), computed)
     timings = {**computed["timings"], "write_s": round(time.perf_counter() - ts, 3)}
     n_clusters = len([c for c in computed["cluster_ids"] if c != NOISE_ID])
+    n_images = sum(name.endswith((".png", ".jpg")) for name in computed["files"])
     info = {"seconds": round(time.perf_counter() - t0, 3), **timings, "n_videos": len(inputs["video_ids"]),
-            "n_clusters": n_clusters, "n_images": len(computed["files"]), **computed["counts"],
-            "tsne": dict(computed["tsne_info"])}
+            "n_clusters": n_clusters, "n_images": n_images, **computed["counts"], "tsne": dict(computed["tsne_info"])}
     record_stage(layout, cfg, "report", info)
     where = index if "://" not in out else out.rstrip("/") + "/report/index.html"
     print(f"report: {where} ({n_clusters} clusters, {len(inputs['video_ids'])} videos; {info['seconds']:.1f}s, "
