@@ -22,3 +22,12 @@ def test_many_videos_are_placed_by_their_nearest_fitted_neighbours():
     # below the limit the transform places them, in the same frame
     _, _, small = project_tsne(x[:600], None, seed=5, sample_above=400, transform_up_to=1000)
     assert small["placed_by"] == "openTSNE transform" and small["n_placed"] == 200
+
+
+def test_the_report_says_how_the_videos_outside_the_sample_were_placed():
+    from vidclust.report import _tsne_note
+
+    info = {"method": "openTSNE", "sampled": True, "n_fitted": 20_000, "n_videos": 1_000_000, "n_placed": 980_000,
+            "perplexity": 30.0, "placed_by": "median of 10 nearest fitted videos"}
+    assert "at the median of 10 nearest fitted videos" in _tsne_note(info, 28)
+    assert "openTSNE's transform" in _tsne_note({**info, "placed_by": "openTSNE transform"}, 28)

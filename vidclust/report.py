@@ -837,7 +837,9 @@ def _tsne_note(info: dict, seed: int) -> str:
     if info.get("sampled"):
         how = (f"t-SNE (openTSNE, perplexity {info.get('perplexity', 0):.3g}) was fitted on a sample of "
                f"{info['n_fitted']:,} of the {info['n_videos']:,} videos, drawn with seed {seed}; the "
-               f"other {info['n_placed']:,} videos were placed into that map with openTSNE's transform.")
+               f"other {info['n_placed']:,} videos were placed into that map "
+               + ("with openTSNE's transform." if info.get("placed_by", "openTSNE transform") == "openTSNE transform"
+                  else f"at the {info['placed_by']} (where the transform would start them)."))
     else:
         how = (f"t-SNE (openTSNE, perplexity {info.get('perplexity', 0):.3g}, seed {seed}) fitted on all "
                f"{info['n_videos']:,} videos.")
