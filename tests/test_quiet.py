@@ -27,3 +27,22 @@ def test_embed_prints_few_lines_by_default(tiny_clip, example_corpus, tmp_path):
 def test_verbose_shows_the_libraries_info_lines(tiny_clip, example_corpus, tmp_path):
     lines = _embed(tiny_clip, example_corpus, tmp_path / "out", "-v")
     assert [line for line in lines if "INFO" in line and "streaming_executor" in line], "\n".join(lines)
+
+
+def test_a_whole_run_shows_no_worker_or_ray_internals_by_default(tiny_clip, example_corpus, tmp_path):
+    """`vidclust run` as the demo runs it (random weights): the banner once, from the driver; no
+    lines forwarded from Ray's worker processes, no core_worker / gcs lines, no token notice."""
+    model_json, _ = tiny_clip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_ADDRESS": "local"}
+    proc = subprocess.run([sys.executable, "-m", "vidclust", "run", str(example_corpus), str(tmp_path / "out"),
+                           "--config", "cluster_configs/example.yaml", "--model", model_json, "--pretrained", "none",
+                           "--set", "embed.encoder.batch_size=16"],
+                          capture_output=True, text=True, env=env, timeout=900,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    text = "\n".join(lines)
+    assert sum("RANDOM WEIGHTS" in line for line in lines) == 1, text
+    for noise in ("(MapWorker", "(pid=", "core_worker", "gcs_server", "Token authentication", "initialized randomly"):
+        assert noise not in text, text
+    assert len(lines) < 25, text

@@ -186,7 +186,11 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
     stage = Stage("summarise", Summariser, batch_size=bs, batch_format="pyarrow",
                   kwargs={"spec": spec, "precision": dcfg.summary_precision},
                   num_cpus=dcfg.summary_cpus_per_actor, num_gpus=1 if use_gpu else 0,
-                  actors=(n_actors, n_actors))
+                  actors=(n_actors, n_actors),
+                  # not restarted (as the encoder's): the stage is re-run whole, and Ray's core
+                  # worker prints an error-looking line for a restartable actor whose
+                  # constructor arguments live in the object store
+                  restart_actors=False)
     ds = apply_stage(ray.data.from_arrow(blocks), stage)
     try:
         parts = ray.get(ds.to_arrow_refs())

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
-from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec
+from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
 from vidclust.errors import VidclustError, storage_error
 from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
 from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
@@ -214,6 +214,8 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
 
     layout = OutputLayout.open(out)
     spec, ecfg = resolve_embed_config(cfg.embed)
+    if spec.weights == "none":
+        warn_random_weights()
     signature = embedding_signature(spec, ecfg)
     schema = frames_schema(spec.embed_dim, signature)
     with WriterLock(layout):  # first: a second run into OUT is refused before any work

@@ -3,6 +3,7 @@ checkpoint path into a model (`load_clip`), and the Ray Data callable class (`Fr
 holds one such model per actor and embeds batches of uint8 frames."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -94,10 +95,7 @@ def load_clip(model: str, pretrained: str, device: str = "cpu") -> tuple[Any, An
     weights: str | None = pretrained
     if pretrained.lower() == "none":
         weights = None
-        log.warning("!" * 72)
-        log.warning("RANDOM WEIGHTS: --pretrained none. Embeddings carry no meaning; use this only")
-        log.warning("to check the plumbing. Give --pretrained TAG or a checkpoint PATH for real runs.")
-        log.warning("!" * 72)
+        warn_random_weights()
     elif Path(pretrained).expanduser().is_file():
         weights = str(Path(pretrained).expanduser())
     else:
@@ -122,11 +120,34 @@ def load_clip(model: str, pretrained: str, device: str = "cpu") -> tuple[Any, An
     return clip, open_clip.get_tokenizer(name)
 
 
+@contextlib.contextmanager
+def _root_warnings_muted():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def warn_random_weights() -> None:
+    """The loud notice of --pretrained none: on the driver when a run starts (worker processes'
+    output reaches the terminal only with -v), and in each process that builds such a model."""
+    log.warning("!" * 72)
+    log.warning("RANDOM WEIGHTS: --pretrained none. Embeddings carry no meaning; use this only")
+    log.warning("to check the plumbing. Give --pretrained TAG or a checkpoint PATH for real runs.")
+    log.warning("!" * 72)
+
+
 def _create(open_clip, name: str, weights: str | None, device: str, offline: bool):
     previous = os.environ.get("HF_HUB_OFFLINE")
     if offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
     try:
+        if weights is None:  # open_clip's own "initialized randomly" line: the banner says it
+            with _root_warnings_muted():
+                return open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
         return open_clip.create_model_and_transforms(name, pretrained=weights, device=device)
     except RuntimeError as exc:
         if "checkpoint" in str(exc).lower() or "state_dict" in str(exc).lower():

@@ -37,12 +37,16 @@ def init_ray(cfg: Config) -> None:
     # default (the root logger above INFO: no -v) Ray Data's warnings only, never its INFO lines
     quiet = log.getEffectiveLevel() > logging.INFO
     verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
-    kwargs = dict(logging_level=logging.ERROR if quiet else logging.WARNING, log_to_driver=True)
+    # the worker processes' output (Ray's per-process lines, the libraries' notices inside
+    # tasks and actors) reaches the terminal only with -v; it stays in Ray's session logs
+    kwargs = dict(logging_level=logging.ERROR if quiet else logging.WARNING, log_to_driver=verbose)
     if quiet:
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.ERROR)
     elif not verbose:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # "Token authentication is enabled ...": a notice on every local start, not a warning
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if not address or address == "local":
         log.info("starting a local Ray")
         ray.init(address="local", **kwargs)
