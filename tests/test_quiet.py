@@ -46,3 +46,19 @@ def test_a_whole_run_shows_no_worker_or_ray_internals_by_default(tiny_clip, exam
     for noise in ("(MapWorker", "(pid=", "core_worker", "gcs_server", "Token authentication", "initialized randomly"):
         assert noise not in text, text
     assert len(lines) < 25, text
+
+
+def test_ray_notices_that_say_nothing_to_a_user_are_muted(caplog):
+    """Seen on the GPU run: Ray Data warns that the GPU encoder actors reserve a CPU too."""
+    import logging
+
+    from vidclust.runtime import mute_ray_notices
+
+    mute_ray_notices()
+    mute_ray_notices()  # twice: still one filter
+    ops = logging.getLogger("ray.data._internal.execution.operators.map_operator")
+    assert len(ops.filters) == 1
+    with caplog.at_level(logging.WARNING):
+        ops.warning("Specifying both num_cpus and num_gpus for map tasks is experimental, and may ...")
+        ops.warning("a warning that matters")
+    assert [r.getMessage() for r in caplog.records if r.name == ops.name] == ["a warning that matters"]

@@ -45,8 +45,7 @@ def init_ray(cfg: Config) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
     elif not verbose:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        # "Token authentication is enabled ...": a notice on every local start, not a warning
-        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        mute_ray_notices()
     if not address or address == "local":
         log.info("starting a local Ray")
         ray.init(address="local", **kwargs)
@@ -60,6 +59,19 @@ def init_ray(cfg: Config) -> None:
             raise VidclustError(f"cannot join the Ray cluster at {address} ({origin}): "
                                 f"{first_line(exc)}") from None
     ray.data.DataContext.get_current().enable_progress_bars = True
+
+
+def _not_the_cpu_gpu_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Specifying both num_cpus and num_gpus")
+
+
+def mute_ray_notices() -> None:
+    """Ray's notices that say nothing to a vidclust user, muted without -v: "Token
+    authentication is enabled ..." on every local start, and Ray Data's "Specifying both
+    num_cpus and num_gpus for map tasks is experimental" for the encoder's GPU actors, which
+    reserve a CPU each on purpose (the one that feeds the GPU)."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    logging.getLogger("ray.data._internal.execution.operators.map_operator").addFilter(_not_the_cpu_gpu_notice)
 
 
 def check_reachable(address: str, origin: str, timeout: float = PROBE_TIMEOUT_S) -> None:
