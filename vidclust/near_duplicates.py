@@ -38,6 +38,7 @@ import numpy as np
 
 from vidclust.clusterer import BLOCK, distances_to_centers, faiss_available
 from vidclust.errors import VidclustError
+from vidclust.principal_axes import principal_axes
 
 INDEX_ABOVE = 50_000  # "auto": exact search up to this many vectors, the cells search above
 NPROBE = 8  # cells a vector probes (its own and 7 more): recall 1.0 of planted copies at 1M
@@ -182,8 +183,7 @@ def _sketch(vectors: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.nd
     far apart. n x dim floats: an eighth of the vectors at dim 64 of 512."""
     n, d = vectors.shape
     sample = _unit(vectors[np.sort(np.random.default_rng(seed).choice(n, size=min(n, 20_000), replace=False))])
-    mean = sample.mean(axis=0)
-    axes = np.linalg.svd(sample - mean, full_matrices=False)[2][:dim].T.astype(np.float32)  # [d, dim]
+    _, axes = principal_axes(sample, dim)  # [d, dim]; the mean does not move a difference
     z = np.empty((n, axes.shape[1]), dtype=np.float32)
     for s in range(0, n, BLOCK):
         z[s:s + BLOCK] = _unit(vectors[s:s + BLOCK]) @ axes

@@ -14,6 +14,8 @@ from typing import Optional
 
 import numpy as np
 
+from vidclust.principal_axes import principal_axes
+
 log = logging.getLogger("vidclust")
 
 TRANSFORM_CHUNK = 20_000  # points placed per `transform` call: bounds memory
@@ -161,13 +163,12 @@ def _place(embedding, fitted: np.ndarray, points: np.ndarray, k: int, perplexity
 
 def _place_by_neighbours(fit_x: np.ndarray, fitted: np.ndarray, rows_of, rows: np.ndarray,
                          seed: int, k: int = NEIGHBOURS, dim: int = 64) -> np.ndarray:
-    """Map positions of the vectors `rows_of(rows)` (taken block by block): the median position of each one's `k` nearest fitted videos
-    (inner product of unit vectors, on their projection onto the fitted sample's top `dim`
-    principal axes, with a faiss IVF index over the fitted videos), block by block."""
+    """Map positions of the vectors `rows_of(rows)`, taken block by block: the median position of
+    each one's `k` nearest fitted videos (Euclidean, on the projections onto the fitted sample's
+    top `dim` principal axes, through a faiss IVF index over the fitted videos)."""
     import faiss
 
-    mean = fit_x.mean(axis=0)
-    axes = np.linalg.svd(fit_x - mean, full_matrices=False)[2][:dim].T.astype(np.float32)
+    mean, axes = principal_axes(fit_x, dim)
     ref = np.ascontiguousarray((fit_x - mean) @ axes)
     nlist = max(1, int(np.sqrt(len(ref))))
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(ref.shape[1]), ref.shape[1], nlist)
