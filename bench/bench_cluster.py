@@ -44,9 +44,14 @@ DUP_SHARE = 0.005
 SAMPLE = 100_000
 
 
-def make_vectors(n: int, seed: int = 0, dtype: str = "float32"):
+SPREAD = {"loose": 1.5, "tight": 0.33}  # noise per dimension around a topic: within-topic cosine 0.31 / 0.90
+
+
+def make_vectors(n: int, seed: int = 0, dtype: str = "float32", shape: str = "loose"):
     """(vectors [n, DIM] unit, topic per row, planted near-duplicate group per row or -1).
-    n rows in all: the last ~DUP_SHARE * 2 * n rows are near copies of rows at the start."""
+    n rows in all: the last ~DUP_SHARE * 2 * n rows are near copies of rows at the start.
+    `shape`: "loose" topics (two vectors of one topic: cosine ~0.31) or "tight" ones (~0.90, as
+    real CLIP embeddings of one kind of video are)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -59,7 +64,7 @@ def make_vectors(n: int, seed: int = 0, dtype: str = "float32"):
     for s in range(0, n_base, 50_000):  # in chunks: temporaries stay small
         m = min(50_000, n_base - s)
         yy = rng.integers(0, TOPICS, m)
-        block = topics[yy] + 1.5 * rng.standard_normal((m, DIM), dtype=np.float32)
+        block = topics[yy] + SPREAD[shape] * rng.standard_normal((m, DIM), dtype=np.float32)
         x[s:s + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
         y[s:s + m] = yy
     truth = np.full(n, -1, dtype=np.int64)

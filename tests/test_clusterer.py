@@ -165,6 +165,27 @@ def test_a_large_group_is_found_whole_by_the_index(search):  # no k cap
     assert (g[100:300] == g[5]).all() and g[5] >= 0 and (np.delete(g, np.r_[5, 100:300]) == -1).all()
 
 
+def test_the_cells_search_on_tight_topics_finds_what_exact_finds():
+    """Tight topics (two vectors of one kind: cosine ~0.9, as real CLIP embeddings of one kind of
+    video are) pass the 64-d sketch almost pair for pair: those blocks are compared on the full
+    vectors at once. Same groups and similarities as the exact search; the planted copies found."""
+    rng = np.random.default_rng(5)
+    topics = rng.standard_normal((4, 512))
+    x = topics[rng.integers(0, 4, 3000)] + 0.33 * rng.standard_normal((3000, 512))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    copies = x[:50] + rng.normal(scale=0.1 / np.sqrt(512), size=(50, 512))
+    x = np.vstack([x, copies / np.linalg.norm(copies, axis=1, keepdims=True)]).astype(np.float32)
+    truth = np.concatenate([np.where(np.arange(3000) < 50, np.arange(3000), -1), np.arange(50)])
+    sims = x[:3000:7] @ x[1:3000:7].T
+    assert 0.85 < np.median(sims[sims > 0.5]) < 0.95  # tight indeed
+    exact = near_duplicate_search(x, 0.98, search="exact")
+    for kwargs in ({"nlist": 16, "nprobe": 16}, {}):  # every cell (then exact), and the defaults
+        cells = near_duplicate_search(x, 0.98, search="cells", **kwargs)
+        np.testing.assert_array_equal(exact.groups, cells.groups)
+        np.testing.assert_allclose(exact.best, cells.best, atol=1e-5, equal_nan=True)
+    assert recall(exact.groups, truth) == 1.0
+
+
 def test_the_package_exports_work_after_the_stage_modules_are_imported():
     """`vidclust.near_duplicates` is also a module name: importing the cluster stage (which imports
     that module) must not turn the exported function into an uncallable module."""

@@ -190,21 +190,35 @@ def _sketch(vectors: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.nd
     return z, np.einsum("ij,ij->i", z, z)
 
 
-def _candidates(z: np.ndarray, zz: np.ndarray, q: np.ndarray, cands: np.ndarray, eps2: float,
-                upper: bool, block: int) -> tuple[np.ndarray, np.ndarray]:
+DENSE_SHARE = 0.02  # a block pair whose sketches pass this often is compared on the full vectors
+
+
+def _candidates(vectors: np.ndarray, z: np.ndarray, zz: np.ndarray, q: np.ndarray, cands: np.ndarray,
+                eps2: float, threshold: float, edges: _Edges, upper: bool,
+                block: int) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (a in q, b in cands) whose sketches lie within sqrt(eps2), blockwise; with `upper`,
-    q and cands are one set and each pair comes once."""
-    rows, cols = [], []
+    q and cands are one set and each pair comes once. Where a block's sketches are too close to
+    tell its pairs apart (tight topics: most pairs of one kind of video pass a 64-d sketch), the
+    block is compared on the full vectors at once (one matrix product, whose pairs go straight to
+    `edges`) instead of sending most of its pairs to be checked one by one: the cost stays that of
+    the cells' products however tight the data."""
+    rows, cols = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     for qs in range(0, len(q), block):
         qi = q[qs:qs + block]
         zq, zqq = z[qi], zz[qi]
+        qv = None
         for cs in range(qs if upper else 0, len(cands), block):
             ci = cands[cs:cs + block]
-            d2 = zqq[:, None] + zz[ci][None, :] - 2.0 * (zq @ z[ci].T)
-            a, b = np.nonzero(d2 <= eps2)
+            close = zqq[:, None] + zz[ci][None, :] - 2.0 * (zq @ z[ci].T) <= eps2
             if upper and cs == qs:
-                keep = a < b
-                a, b = a[keep], b[keep]
+                close = np.triu(close, 1)
+            if np.count_nonzero(close) > DENSE_SHARE * close.size:
+                qv = _rows(vectors, qi) if qv is None else qv
+                sim = qv @ _rows(vectors, ci).T
+                a, b = np.nonzero(close & (sim >= threshold))
+                edges.add(qi[a], ci[b], sim[a, b])
+                continue
+            a, b = np.nonzero(close)
             rows.append(qi[a])
             cols.append(ci[b])
     return np.concatenate(rows), np.concatenate(cols)
@@ -270,10 +284,11 @@ def _cells(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
         mc = order[starts[c]:starts[c + 1]]
         if len(mc) == 0:
             continue
-        parts = [_candidates(z, zz, mc, mc, eps2, True, block)]
+        parts = [_candidates(vectors, z, zz, mc, mc, eps2, threshold, edges, True, block)]
         visitors = visit_point[visit_starts[c]:visit_starts[c + 1]]
         if len(visitors):  # a pair may be found from both sides: a repeated edge changes nothing
-            parts.append(_candidates(z, zz, visitors.astype(np.int64), mc, eps2, False, block))
+            parts.append(_candidates(vectors, z, zz, visitors.astype(np.int64), mc, eps2, threshold, edges,
+                                          False, block))
         for pa_, pb_ in parts:
             if len(pa_):
                 found_a.append(pa_)
