@@ -4,13 +4,16 @@
     python bench/bench_cluster.py --sizes 100000,1000000,4000000   # 4M: ~8 GiB of vectors per run
     python bench/bench_cluster.py --methods faiss --sizes 1000000 --dtype float16
     python bench/bench_cluster.py --end-to-end 1000000             # `vidclust cluster` on 1M videos' frames
+    python bench/bench_cluster.py --shape tight --methods faiss --maps '' --sizes 100000,1000000
 
 Each (size, job) runs in its own subprocess, so "peak MiB" is that run's own high-water mark
 (ru_maxrss: the vectors themselves, n x 512 float32 = 1953 MiB at 1M, plus what the job adds;
 "data MiB" is the RSS with just the vectors in memory). The vectors are synthetic 512-d unit
 vectors around 20 latent topics (k = 20 as `vidclust cluster` runs by default, so "agreement"
 is well defined), plus planted near-duplicates: 0.5% of the rows get 1-3 near copies (cosine
-~0.995) appended; nothing else is that close (two vectors of one topic have cosine ~0.3).
+~0.995) appended; nothing else is that close (two vectors of one topic have cosine ~0.31 with
+`--shape loose`, the default, and ~0.90 with `--shape tight`, as real CLIP embeddings of one kind
+of video are: the near-duplicate search must stay near-linear on both).
 
 Clustering rows: "fit s" is VideoClusterer.fit alone (seed 28, n_init "auto"); "inertia" its
 sum of squared distances; "ARI full" its agreement with full KMeans (sklearn, exact Lloyd) on a
@@ -113,13 +116,13 @@ def map_job(x, y, how: str):
     return seconds, float((y[s][d.argmin(axis=1)] == y[s]).mean()), placed
 
 
-def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int) -> dict:
+def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int, shape: str = "loose") -> dict:
     """Runs in the child process."""
     import numpy as np
 
     from vidclust.clusterer import VideoClusterer
 
-    x, y, truth = make_vectors(n, dtype=dtype)
+    x, y, truth = make_vectors(n, dtype=dtype, shape=shape)
     data_mib = rss_mib()
     out: dict = {"n": n, "job": job, "dtype": dtype, "data_mib": data_mib}
     start = time.perf_counter()
@@ -219,6 +222,8 @@ def main() -> None:
     ap.add_argument("--maps", default="tsne,umap", help="comma-separated 2-D maps to time: tsne, umap ('' for none)")
     ap.add_argument("--umap-up-to", type=int, default=100_000, help="UMAP (on every vector) up to this size")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    ap.add_argument("--shape", default="loose", choices=sorted(SPREAD),
+                    help="topics: loose (within-topic cosine ~0.31) or tight (~0.90, as real CLIP embeddings)")
     ap.add_argument("--end-to-end", type=int, default=None, metavar="N",
                     help="instead: `vidclust cluster` on an OUT of N videos' frames (written once under --work)")
     ap.add_argument("--frames-per-video", type=int, default=3)
@@ -232,7 +237,7 @@ def main() -> None:
         return
     if args.child:
         n, job = args.child.split(":")
-        print(json.dumps(one(int(n), job, args.dtype, args.tmp, args.exact_dups_up_to)))
+        print(json.dumps(one(int(n), job, args.dtype, args.tmp, args.exact_dups_up_to, args.shape)))
         return
 
     import numpy as np
@@ -241,7 +246,7 @@ def main() -> None:
     from vidclust.clusterer import EXACT_UP_TO, choose_method
     from vidclust.near_duplicates import INDEX_ABOVE
 
-    print(f"# cluster bench: {DIM}-d {args.dtype}, k={K}, {TOPICS} planted topics, {DUP_SHARE:.1%} of rows with "
+    print(f"# cluster bench: {DIM}-d {args.dtype}, k={K}, {TOPICS} planted {args.shape} topics, {DUP_SHARE:.1%} of rows with "
           f"planted near copies; {os.cpu_count()} CPUs; load average before: "
           f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     header = (f"{'n':>9} {'job':>11} {'auto':>5} {'seconds':>8} {'peak MiB':>9} {'data MiB':>9} {'inertia':>10} "
@@ -266,7 +271,7 @@ def main() -> None:
             sample = np.sort(np.random.default_rng(1).choice(n, size=min(n, SAMPLE), replace=False))
             for job in jobs:
                 cmd = [sys.executable, __file__, "--child", f"{n}:{job}", "--tmp", tmp, "--dtype", args.dtype,
-                       "--exact-dups-up-to", str(args.exact_dups_up_to)]
+                       "--shape", args.shape, "--exact-dups-up-to", str(args.exact_dups_up_to)]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{n:>9} {job:>11} failed: {done.stderr.strip().splitlines()[-1:]}", flush=True)
