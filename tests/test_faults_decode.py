@@ -207,6 +207,14 @@ def test_a_list_value_of_the_wrong_type_is_one_line(tmp_path):
     assert proc.stderr.splitlines() == [
         "vidclust: error: config key embed.preprocess.std[2] must be a number, got '0.27x'"]
     assert not out.exists()
+    # the same in a YAML file: named in full too
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("embed:\n  preprocess:\n    mean: [0.5, 0.5, 0.5]\n    std: [0.26, 0.26, 0.27x]\n")
+    proc = cli("embed", str(tmp_path), str(out), "--config", str(bad))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == [
+        "vidclust: error: config key embed.preprocess.std[2] must be a number, got '0.27x'"]
+    assert not out.exists()
 
 
 def test_a_yaml_file_with_a_key_twice_is_one_line(tmp_path):
