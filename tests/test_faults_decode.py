@@ -232,6 +232,11 @@ def test_a_yaml_file_with_a_key_twice_is_one_line(tmp_path):
     assert proc.stderr.splitlines() == [
         f"vidclust: error: config file {bad} is not valid YAML: duplicate key 'k' "
         "(line 4, column 3; first on line 2)"]
+    # a merge key's mapping (`<<: *base`) may still be given again key by key: that is no mistake
+    from vidclust.config import load_config
+
+    bad.write_text("cluster:\n  <<: {k: 3, method: kmeans}\n  k: 5\n")
+    assert (load_config(bad).cluster.k, load_config(bad).cluster.method) == (5, "kmeans")
 
 
 def test_a_tab_in_a_yaml_file_is_one_line_with_its_line_and_column(tmp_path):
