@@ -36,8 +36,8 @@ class PreprocessConfig:
     """Normalisation of the frames: None takes the model's own (open_clip's preprocess config of
     its weights, e.g. CLIP's mean/std for `openai`, 0.5/0.5 for SigLIP); values override it."""
 
-    mean: Optional[tuple] = None
-    std: Optional[tuple] = None
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
 
 
 @dataclass
@@ -265,9 +265,9 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         if not p.is_file():
             raise VidclustError(f"config file not found: {p}")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.load(p.read_bytes(), Loader=UniqueKeyLoader) or {}
         except yaml.YAMLError as exc:
-            raise VidclustError(f"config file {p} is not valid YAML: {exc}") from None
+            raise VidclustError(f"config file {p} is not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise VidclustError(f"config file {p} must hold a mapping at the top level")
         _apply_mapping(cfg, data, prefix="")
@@ -276,11 +276,48 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         if not sep or not key.strip():
             raise VidclustError(f"--set takes key=value, got {item!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.load(raw, Loader=UniqueKeyLoader) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         set_field(cfg, key.strip(), value)
     return cfg.validate()
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (PyYAML's keeps the last
+    one silently: a second `cluster:` section would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be given again
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                seen = key in first
+            except TypeError:  # an unhashable key: the safe loader's own error says so
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark,
+                    note=f"first on line {first[key] + 1}")
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where (line, column), and for a tab what to do
+    (PyYAML's message spans five lines, quoting the line)."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem or mark is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    if context and problem.startswith("but "):  # "expected a single document..., but found another"
+        problem = f"{context}, {problem}"
+    note = getattr(exc, "note", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" + (f"; {note}" if note else "")
+    hint = ": indent with spaces, not tabs" if "'\\t'" in problem else ""
+    return f"{problem} ({where}){hint}"
 
 
 # other names of a field, the same setting: {section class name: {alias: field}}
@@ -323,8 +360,8 @@ def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
             if not isinstance(value, dict):
                 raise VidclustError(f"config key {prefix}{key} must be a mapping")
             _apply_mapping(current, value, prefix=f"{prefix}{key}.")
-        else:
-            set_field(obj, str(key), value)
+        else:  # named in full in what it says (embed.preprocess.std, not std)
+            setattr(obj, key, _coerce(value, typing.get_type_hints(type(obj))[key], prefix + key))
 
 
 def _has_field(obj: Any, name: str) -> bool:
@@ -365,13 +402,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise VidclustError(f"config key {key} must be a string, got {value!r}")
-    if hint in (tuple, list):
+    if hint in (tuple, list) or origin in (tuple, list):
         if isinstance(value, str) and "-" in value and hint is list:
             # a range such as "5-40:5" or "5-40"
             return _parse_range(value, key)
-        if isinstance(value, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise VidclustError(f"config key {key} must be a list, got {value!r}")
+        if not args:
             return hint(value)
-        raise VidclustError(f"config key {key} must be a list, got {value!r}")
+        # list[T], tuple[T, ...]: each item a T, named by its place (key[i])
+        return origin(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     return value
 
 

@@ -6,8 +6,10 @@ the rest of a file where one breaks off mid-way. Only the frames to embed are de
 the keyframes allow: a decoder seeks to the keyframe before a sample when that skips frames, and
 `sampling.keyframes` decodes keyframes only. `DecodeResult.n_frames_decoded` counts the frames
 decoded (PyAV: counted; torchcodec, decord: from the keyframe positions, see `decode_cost`).
-Frames are resized (squashed, as the notebook did) while decoding and handed on `chunk_frames` at a
-time, so memory stays bounded whatever a video's length.
+Frames are resized (squashed, as the notebook did) while decoding, turned upright as players turn
+them (the display matrix of phone videos, in quarter turns: torchcodec and decord turn them
+themselves, PyAV's frames are turned here) and handed on `chunk_frames` at a time, so memory
+stays bounded whatever a video's length.
 """
 from __future__ import annotations
 
@@ -190,6 +192,8 @@ class PacketScan:
 
     pts: np.ndarray  # int64 (n,): frame i's pts, in the stream's time base
     keyframes: np.ndarray  # int64: indices of the keyframes
+    time_base: float = 0.0  # seconds per pts unit
+    end: int = 0  # where the last frame ends (the largest pts + duration), in the time base
 
 
 def scan_packets(path: str) -> Optional[PacketScan]:
@@ -197,16 +201,19 @@ def scan_packets(path: str) -> Optional[PacketScan]:
     (a packet without pts, pts repeated)."""
     import av
 
-    pts, key = [], []
+    pts, key, end = [], [], 0
     try:
         with av.open(path) as container:
-            for packet in container.demux(container.streams.video[0]):
+            stream = container.streams.video[0]
+            time_base = float(stream.time_base or 0)
+            for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
                 if packet.pts is None:
                     return None
                 pts.append(packet.pts)
                 key.append(packet.is_keyframe)
+                end = max(end, packet.pts + (packet.duration or 0))
     except Exception:
         return None  # the caller decodes straight through, and finds what is wrong there
     if not pts:
@@ -215,7 +222,28 @@ def scan_packets(path: str) -> Optional[PacketScan]:
     sorted_pts = np.asarray(pts, np.int64)[order]
     if len(np.unique(sorted_pts)) != len(sorted_pts):
         return None
-    return PacketScan(sorted_pts, np.flatnonzero(np.asarray(key, bool)[order]).astype(np.int64))
+    return PacketScan(sorted_pts, np.flatnonzero(np.asarray(key, bool)[order]).astype(np.int64),
+                      time_base, end)
+
+
+def frames_reach_the_end(path: str, info: VideoInfo) -> bool:
+    """Whether the frames of a file run to the duration its container states (short of it by at
+    most 10% or the longest gap between two frames): a variable-frame-rate file does, holding
+    fewer frames than duration x average rate with none missing; a file cut short does not."""
+    scan = scan_packets(path)
+    if scan is None or not info.duration_s or not scan.time_base:
+        return False
+    seconds = (np.append(scan.pts, scan.end) - scan.pts[0]) * scan.time_base
+    return bool(seconds[-1] >= info.duration_s - max(0.1 * info.duration_s, np.diff(seconds).max()))
+
+
+def turned_upright(frames: np.ndarray, rotation: float) -> np.ndarray:
+    """Square frames (..., S, S, 3) turned by `rotation` degrees counter-clockwise, to the nearest
+    quarter turn, as players turn a video with a display matrix."""
+    turns = int(round((rotation or 0) / 90)) % 4
+    if not turns:
+        return frames
+    return np.ascontiguousarray(np.rot90(frames, turns, axes=(frames.ndim - 3, frames.ndim - 2)))
 
 
 _UNAVAILABLE: dict[str, Optional[str]] = {}
@@ -306,14 +334,19 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     announced = info.n_frames if info.n_frames and info.n_frames_from_stream else None
     if sampling.keyframes:  # which keyframes a whole file would have is not known: its length is
         sampled_announced = None
-        short = bool(announced and result.n_frames_found is not None
-                     and result.n_frames_found < 0.9 * announced - 1)
+        short_of_announced = bool(announced and result.n_frames_found is not None
+                                  and result.n_frames_found < 0.9 * announced - 1)
     else:
         sampled_announced = len(sampled_indices(announced, info.fps, sampling)) if announced else None
-        short = False
-    short = short or (result.expected is not None and result.n_frames_sampled < result.expected - 1) or (
-        sampled_announced is not None and result.n_frames_sampled < 0.9 * sampled_announced - 1)
-    if short or broke_off:
+        short_of_announced = sampled_announced is not None and \
+            result.n_frames_sampled < 0.9 * sampled_announced - 1
+    short_of_plan = result.expected is not None and result.n_frames_sampled < result.expected - 1
+    if short_of_announced and not (info.n_frames_exact or short_of_plan or broke_off) \
+            and frames_reach_the_end(path, info):
+        # duration x average rate counts no frames: a variable-frame-rate file (phones, screen
+        # recorders) holds fewer, none missing, and was sampled by the frames it holds
+        short_of_announced = False
+    if short_of_announced or short_of_plan or broke_off:
         decoded = result.n_frames_found if sampling.keyframes and result.n_frames_found \
             else max(result.n_frames_decoded, done_upto + 1)
         of = f"its container announces {announced} frames, {decoded} decoded" if announced else \
@@ -330,7 +363,7 @@ def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[F
     """torchcodec (FFmpeg): exact seek mode indexes the file first, so that get_frames_at
     fetches exactly the frames asked for, seeking to the keyframe before one only where that
     skips frames. On CPU FFmpeg resizes while decoding; on CUDA, NVDEC decodes and torch resizes
-    on the GPU."""
+    on the GPU. torchcodec turns rotated videos upright itself (its metadata's `rotation`)."""
     from torchcodec.decoders import VideoDecoder
 
     size = sampling.image_size
@@ -397,6 +430,7 @@ def _gpu_resized(data, size: int) -> np.ndarray:
 
 
 def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
+    """decord: gives rotated videos upright itself, as torchcodec does."""
     import decord
 
     size = sampling.image_size
@@ -474,8 +508,8 @@ class _Chunker:
         self.idx.append(i)
         self.ts.append(t)
         # BILINEAR is how decord scales: the backends give (nearly) the same pixels
-        self.frames.append(frame.to_ndarray(width=self.size, height=self.size, format="rgb24",
-                                            interpolation="BILINEAR"))
+        pixels = frame.to_ndarray(width=self.size, height=self.size, format="rgb24", interpolation="BILINEAR")
+        self.frames.append(turned_upright(pixels, frame.rotation))
         return self.flush() if len(self.idx) >= self.chunk_frames else None
 
     def flush(self) -> Optional[FrameChunk]:
