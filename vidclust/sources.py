@@ -290,8 +290,8 @@ def video_dataset(source: str):
 
             ds = ray.data.read_csv(path, filesystem=fs, convert_options=pacsv.ConvertOptions(
                 column_types=MANIFEST_CSV_TYPES))
-        else:
-            ds = ray.data.read_json(path, filesystem=fs, lines=True)
+        else:  # pyarrow's JSON reader reads JSON lines (Ray 2.60's lines=True refuses a filesystem)
+            ds = ray.data.read_json(path, filesystem=fs)
         return ds.map_batches(normalise_manifest, batch_format="pyarrow", num_cpus=0.1,  # light: see embed
                               fn_kwargs={"manifest": path, "to_uri": to_uri})
     return ray.data.from_arrow(list_videos(source))
