@@ -210,11 +210,12 @@ def member_file(path: str) -> Iterator[str]:
     import pyarrow.fs as pafs
 
     from vidclust.decode import DecodeError
+    from vidclust.sources import local_path
 
     shard, member = split_member_path(path)
     try:
         if "://" not in shard or shard.startswith("file://"):
-            fs, inner = pafs.LocalFileSystem(), shard[len("file://"):] if shard.startswith("file://") else shard
+            fs, inner = pafs.LocalFileSystem(), local_path(shard)
         else:
             fs, inner = pafs.FileSystem.from_uri(shard)
         f = fs.open_input_file(inner)

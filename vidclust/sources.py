@@ -1,5 +1,10 @@
 """SOURCE -> the list of videos: one Arrow row per video with `video_id`, `path`, `captions`
-(list of strings, possibly empty) and `category` (string or null).
+(list of strings, possibly empty), `category` (string or null), `explicit_id` (the id is the user's:
+a manifest's video_id column; else it is derived from the file's name) and `listing_error` (why an
+input found while listing cannot be read, such as a truncated shard's rest; null for the others).
+
+A local path whose name the file system gives as bytes that are not UTF-8 is listed as a file URI
+(`file:///videos/caf%E9.mp4`, see `path_text`); `local_path` turns it back into the real name.
 
 SOURCE is a folder (searched recursively), a glob, a manifest (.csv, .parquet, .jsonl with at least
 `path`), WebDataset shards (.tar: one, a comma-separated list, a glob or `{00000..00099}`; see
@@ -8,11 +13,15 @@ test_videodatainfo.json). Local paths or any URI pyarrow's filesystems reach (s3
 """
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import json
+import math
 import os
 import posixpath
 import re
+import urllib.parse
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -82,7 +91,7 @@ def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]
     """(filesystem, path within it, function that turns such a path back into a URI that
     `FileSystem.from_uri` opens the same way: same scheme, user info and query options)."""
     if "://" not in source:
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), lambda p: p
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), path_text
     m = _QUERY.search(source)
     uri, query = (source[:m.start()], source[m.end():]) if m else (source, "")
     scheme, rest = uri.split("://", 1)
@@ -93,7 +102,7 @@ def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]
         raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
     path = static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):]
     if scheme == "file":
-        return fs, path, lambda p: p
+        return fs, path, path_text
     # user info (s3://KEY:SECRET@bucket/...) is not part of the path from_uri returns: keep it
     authority = static.split("/", 1)[0]
     userinfo = authority.rsplit("@", 1)[0] + "@" if "@" in authority else ""
@@ -101,8 +110,32 @@ def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]
     return fs, path, lambda p: f"{scheme}://{userinfo}{p}{suffix}"
 
 
+def path_text(path: str) -> str:
+    """A local path as text (what an Arrow string holds): the path itself, or, where the file
+    system gives a name as bytes that are not UTF-8 (Python holds them as surrogates), the file
+    URI of its bytes (`file:///videos/caf%E9.mp4`). `local_path` is the inverse."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return "file://" + urllib.parse.quote(os.fsencode(path))
+
+
+def local_path(path: str) -> str:
+    """The path the OS opens for a local path or a file URI (`file://` + the path, its %XX
+    escapes decoded to the bytes they stand for, as RFC 8089 and pyarrow read it)."""
+    if not path.startswith("file://"):
+        return path
+    return os.fsdecode(urllib.parse.unquote_to_bytes(path[len("file://"):]))
+
+
+def _id_text(name: str) -> str:
+    """A video id made of a file name, as text: bytes of the name that are not UTF-8 as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _stem(path: str) -> str:
-    return posixpath.splitext(posixpath.basename(path))[0]
+    return _id_text(posixpath.splitext(posixpath.basename(path))[0])
 
 
 def _is_video_name(path: str) -> bool:
@@ -165,7 +198,7 @@ def _relative_ids(paths: list[str], root: str) -> list[str]:
     counts = defaultdict(int)
     for i in ids:
         counts[i] += 1
-    return [r if counts[i] > 1 else i for r, i in zip(rel, ids)]
+    return [_id_text(r if counts[i] > 1 else i) for r, i in zip(rel, ids)]
 
 
 def _from_folder(fs, root: str, to_uri) -> list[dict]:
