@@ -76,11 +76,15 @@ def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Itera
     n = len(batch["video_id"])
     captions = batch.get("captions", [None] * n)
     categories = batch.get("category", [None] * n)
-    for video_id, path, caps, category in zip(batch["video_id"], batch["path"], captions, categories):
+    listing_errors = batch.get("listing_error", [None] * n)
+    for video_id, path, caps, category, listing_error in zip(batch["video_id"], batch["path"], captions,
+                                                             categories, listing_errors):
         video_id, path = str(video_id), str(path)
         result = DecodeResult()
         emitted, index_sum, status, error = 0, 0, "ok", None
         try:
+            if listing_error:  # found unreadable while listing (the rest of a truncated shard)
+                raise DecodeError(str(listing_error))
             with local_file(path) as local:
                 for chunk in sample_frames(local, embed_cfg.sampling, embed_cfg.decode, result):
                     k = len(chunk.frame_index)

@@ -41,6 +41,8 @@ VIDEO_LIST_SCHEMA = pa.schema([
     ("path", pa.string()),
     ("captions", pa.list_(pa.string())),
     ("category", pa.string()),
+    ("explicit_id", pa.bool_()),
+    ("listing_error", pa.string()),
 ])
 
 
@@ -370,7 +372,8 @@ def _to_table(rows: Iterable[dict], source: str) -> pa.Table:
     rows.sort(key=lambda r: r["video_id"])
     return pa.Table.from_pylist(
         [{"video_id": r["video_id"], "path": r["path"], "captions": r.get("captions") or [],
-          "category": r.get("category")} for r in rows], schema=VIDEO_LIST_SCHEMA)
+          "category": r.get("category"), "explicit_id": r.get("explicit_id", False),
+          "listing_error": r.get("listing_error")} for r in rows], schema=VIDEO_LIST_SCHEMA)
 
 
 def check_same_paths(videos: pa.Table, committed: pa.Table) -> None:
