@@ -35,8 +35,10 @@ def test_csv_manifest_with_captions_and_relative_paths(tmp_path):
         '/abs/y.mp4,,music,one caption|two captions\n')
     t = list_videos(str(tmp_path / "m.csv")).to_pylist()
     assert t[0] == {"video_id": "vx", "path": str(tmp_path / "clips/x.mp4"),
-                    "captions": ["a man runs", "a race"], "category": "sports"}
+                    "captions": ["a man runs", "a race"], "category": "sports", "explicit_id": True,
+                    "listing_error": None}
     assert t[1]["video_id"] == "y" and t[1]["captions"] == ["one caption", "two captions"]
+    assert t[1]["explicit_id"] is False  # y is the file's name
 
 
 def test_parquet_and_jsonl_manifests(tmp_path):
@@ -45,7 +47,8 @@ def test_parquet_and_jsonl_manifests(tmp_path):
     (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     for name in ("m.parquet", "m.jsonl"):
         t = list_videos(str(tmp_path / name)).to_pylist()
-        assert t == [{"video_id": "one", "path": "/v/1.mp4", "captions": ["c1", "c2"], "category": None}]
+        assert t == [{"video_id": "one", "path": "/v/1.mp4", "captions": ["c1", "c2"], "category": None,
+                      "explicit_id": True, "listing_error": None}]
 
 
 def test_msrvtt_root(tmp_path):

@@ -624,16 +624,18 @@ def _hand_on_then_raise(out, error: Optional[DecodeError]) -> Iterator[FrameChun
 
 @contextlib.contextmanager
 def local_file(path: str) -> Iterator[str]:
-    """A local path for `path`: itself, or a temporary copy of a remote file (s3://, gs://, ...),
-    or of one member of a tar shard (`<shard>#<member>`, see vidclust.shards)."""
+    """A local path for `path`: itself (a file URI: the path it stands for, see
+    `sources.local_path`), or a temporary copy of a remote file (s3://, gs://, ...), or of one
+    member of a tar shard (`<shard>#<member>`, see vidclust.shards)."""
     from vidclust.shards import is_member_path, member_file
+    from vidclust.sources import local_path
 
     if is_member_path(path):
         with member_file(path) as tmp:
             yield tmp
         return
     if "://" not in path or path.startswith("file://"):
-        yield path[len("file://"):] if path.startswith("file://") else path
+        yield local_path(path)
         return
     import pyarrow.fs as pafs
 

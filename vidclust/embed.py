@@ -76,11 +76,15 @@ def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Itera
     n = len(batch["video_id"])
     captions = batch.get("captions", [None] * n)
     categories = batch.get("category", [None] * n)
-    for video_id, path, caps, category in zip(batch["video_id"], batch["path"], captions, categories):
+    listing_errors = batch.get("listing_error", [None] * n)
+    for video_id, path, caps, category, listing_error in zip(batch["video_id"], batch["path"], captions,
+                                                             categories, listing_errors):
         video_id, path = str(video_id), str(path)
         result = DecodeResult()
         emitted, index_sum, status, error = 0, 0, "ok", None
         try:
+            if listing_error:  # found unreadable while listing (the rest of a truncated shard)
+                raise DecodeError(str(listing_error))
             with local_file(path) as local:
                 for chunk in sample_frames(local, embed_cfg.sampling, embed_cfg.decode, result):
                     k = len(chunk.frame_index)
@@ -110,6 +114,14 @@ def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Itera
 
 def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
     return batch.filter(pc.invert(pc.is_in(batch.column("video_id"), value_set=done)))
+
+
+def keep_held_ids(batch: pa.Table, paths: pa.Array, ids: pa.Array) -> pa.Table:
+    """The rows whose path is in `paths` take the id at the same place of `ids` (the ids OUT
+    holds for those files, see `sources.held_ids`); the others keep theirs."""
+    at = pc.index_in(batch.column("path"), value_set=paths)
+    renamed = pc.coalesce(pc.take(ids, at), batch.column("video_id"))
+    return batch.set_column(batch.column_names.index("video_id"), "video_id", renamed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +222,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     import ray
 
     from vidclust.runtime import apply_stage, cluster_resources, init_ray
-    from vidclust.sources import check_same_paths, check_unique_ids, video_dataset
+    from vidclust.sources import check_paths_given, check_same_paths, check_unique_ids, held_ids, video_dataset
 
     layout = OutputLayout.open(out)
     spec, ecfg = resolve_embed_config(cfg.embed)
@@ -224,23 +236,31 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
             ray.data.DataContext.get_current().enable_progress_bars = show_progress
             videos = video_dataset(source)
             # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
-            parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs())
+            parts = [t for t in ray.get(videos.select_columns(["video_id", "path", "explicit_id"]).to_arrow_refs())
                      if t.num_rows]
         if not parts:
             raise VidclustError(f"SOURCE {source} holds no videos")
         listed = pa.concat_tables(parts)
-        ids = listed.column("video_id").combine_chunks()
-        check_unique_ids(ids, listed.column("path").combine_chunks(), source)
+        check_paths_given(listed.column("path"), source)
+        check_unique_ids(listed.column("video_id").combine_chunks(), listed.column("path").combine_chunks(), source)
         prepare_output(layout, signature)  # after SOURCE: a mistake there leaves no signature
         state = read_state(layout)
-        check_same_paths(listed, state.select(["video_id", "path"]))
+        held = state.select(["video_id", "path"])
+        renames = held_ids(listed, held)  # a file OUT holds keeps its id
+        renamed_paths, held_for_them = (renames.column(c).combine_chunks() for c in ("path", "video_id"))
+        if renames.num_rows:
+            listed = keep_held_ids(listed, renamed_paths, held_for_them)
+        check_same_paths(listed, held)
+        ids = listed.column("video_id").combine_chunks()
+        if renames.num_rows:
+            check_unique_ids(ids, listed.column("path").combine_chunks(), source)
         done_status = state.filter(pc.is_in(state.column("status"),
                                             pa.array(["ok"] if ecfg.retry_failed else ["ok", "failed"])))
         done_ids = done_status.column("video_id").combine_chunks()
         done = pc.filter(done_ids, pc.is_in(done_ids, value_set=ids))  # ids are unique per commit state
         n_todo = len(ids) - len(done)
         log.info("%d videos in SOURCE: %d already done in %s, %d to embed", len(ids), len(done), out, n_todo)
-        del parts, listed, ids, state, done_status, done_ids
+        del parts, listed, ids, state, held, done_status, done_ids
         commits = CommitLog(layout, signature, ecfg.commit_seconds)
         incomplete: list[str] = []
         with timed() as t_embed:
@@ -250,6 +270,10 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                 encode = encoder_stage(ecfg, resources)
                 log.info("encoder pool: %s", encode.describe())
                 # light steps take a sliver of a CPU: on a 1-CPU node the encoder and decoding hold it
+                if renames.num_rows:
+                    videos = apply_stage(videos, Stage("keep held ids", keep_held_ids, batch_format="pyarrow",
+                                                       kwargs={"paths": renamed_paths, "ids": held_for_them},
+                                                       num_cpus=0.1))
                 ds = apply_stage(videos, Stage("skip done", drop_done, batch_format="pyarrow",
                                                kwargs={"done": done}, num_cpus=0.1))
                 # a decode task per few videos, however the list was read: they spread over the CPUs

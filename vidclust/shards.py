@@ -157,35 +157,75 @@ def _captions_of(texts: dict[str, bytes]) -> tuple[list[str], Optional[str]]:
 
 
 def list_shard(fs, path: str, to_uri) -> list[dict]:
-    """The videos of one shard: rows of video_id, path (`<shard URI>#<member>`), captions, category."""
+    """The videos of one shard: rows of video_id, path (`<shard URI>#<member>`), captions, category.
+
+    A shard cut short (a download that broke off) or damaged gives the members the file holds
+    whole, then one row for the rest: video id the shard's file name, path the shard, and in
+    `listing_error` why (decoding fails that row with it), so the other shards go on."""
     samples: dict[str, dict] = {}
     order: list[str] = []
+    uri = to_uri(path)
     try:
         with fs.open_input_file(path) as f, tarfile.open(fileobj=f, mode="r:") as tar:
-            for m in tar:  # headers only: tarfile seeks past each member's data
-                if not m.isfile():
-                    continue
-                key, ext = _sample_key(m.name)
-                s = samples.get(key)
-                if s is None:
-                    s = samples[key] = {"videos": [], "texts": {}}
-                    order.append(key)
-                last = "." + ext.rsplit(".", 1)[-1]
-                if last in _video_extensions() and not posixpath.basename(m.name).startswith("."):
-                    s["videos"].append(m.name)
-                elif ext in ("txt", "json") and m.size <= MAX_TEXT_BYTES:
-                    s["texts"][ext] = tar.extractfile(m).read()
-    except tarfile.TarError as exc:
-        raise VidclustError(f"SOURCE shard {to_uri(path)} is not a readable tar file: {exc}") from None
+            damage = _read_samples(tar, f, uri, samples, order)
+    except tarfile.TarError as exc:  # not even a first header
+        damage = f"shard {uri} is not a readable tar file: {exc}"
     rows = []
     for key in order:
         s = samples[key]
         caps, category = _captions_of(s["texts"])
         for i, member in enumerate(s["videos"]):  # a second video of one sample: key.ext
             vid = key if i == 0 else f"{key}.{_sample_key(member)[1]}"
-            rows.append({"video_id": vid, "path": f"{to_uri(path)}#{member}", "captions": caps,
+            rows.append({"video_id": vid, "path": f"{uri}#{member}", "captions": caps,
                          "category": category})
+    if damage is not None:
+        rows.append({"video_id": posixpath.basename(path), "path": uri, "captions": [], "category": None,
+                     "listing_error": damage})
     return rows
+
+
+def _read_samples(tar: tarfile.TarFile, f, uri: str, samples: dict, order: list) -> Optional[str]:
+    """Add the samples of the members the shard holds whole to `samples` (key -> its video
+    members and small .txt/.json data), their keys to `order`; return why the rest of the shard
+    is unreadable, or None where the shard is whole."""
+    size = f.size()
+    try:
+        for m in tar:  # headers only: tarfile seeks past each member's data
+            if m.offset_data + m.size > size:  # the file ends inside this member
+                return _truncated(uri, m.offset)
+            if not m.isfile():
+                continue
+            key, ext = _sample_key(m.name)
+            s = samples.get(key)
+            if s is None:
+                s = samples[key] = {"videos": [], "texts": {}}
+                order.append(key)
+            last = "." + ext.rsplit(".", 1)[-1]
+            if last in _video_extensions() and not posixpath.basename(m.name).startswith("."):
+                s["videos"].append(m.name)
+            elif ext in ("txt", "json") and m.size <= MAX_TEXT_BYTES:
+                s["texts"][ext] = tar.extractfile(m).read()
+    except tarfile.TarError as exc:  # the padding after a member cut off, a bad extended header
+        return _damage_at_end(f, tar.offset, size, uri) or \
+            f"damaged shard {uri}: {exc} at byte {tar.offset}; members after it unreadable"
+    # tarfile also stops, without a word, at a header the file lacks or that is garbage
+    return _damage_at_end(f, tar.offset, size, uri)
+
+
+def _truncated(uri: str, offset: int) -> str:
+    return f"truncated shard {uri}: members after byte {offset} unreadable"
+
+
+def _damage_at_end(f, offset: int, size: int, uri: str) -> Optional[str]:
+    """Why tarfile's listing stopped at `offset` without an error: None at the end-of-archive
+    marker (a zero block); truncated where the file ends before one; damaged at a block that is
+    neither a header nor the marker."""
+    if size - offset < tarfile.BLOCKSIZE:
+        return _truncated(uri, offset)
+    f.seek(offset)
+    if f.read(tarfile.BLOCKSIZE) == bytes(tarfile.BLOCKSIZE):
+        return None
+    return f"damaged shard {uri}: no tar header at byte {offset}; members after it unreadable"
 
 
 def _video_extensions() -> tuple[str, ...]:
@@ -210,11 +250,12 @@ def member_file(path: str) -> Iterator[str]:
     import pyarrow.fs as pafs
 
     from vidclust.decode import DecodeError
+    from vidclust.sources import local_path
 
     shard, member = split_member_path(path)
     try:
         if "://" not in shard or shard.startswith("file://"):
-            fs, inner = pafs.LocalFileSystem(), shard[len("file://"):] if shard.startswith("file://") else shard
+            fs, inner = pafs.LocalFileSystem(), local_path(shard)
         else:
             fs, inner = pafs.FileSystem.from_uri(shard)
         f = fs.open_input_file(inner)

@@ -1,5 +1,10 @@
 """SOURCE -> the list of videos: one Arrow row per video with `video_id`, `path`, `captions`
-(list of strings, possibly empty) and `category` (string or null).
+(list of strings, possibly empty), `category` (string or null), `explicit_id` (the id is the user's:
+a manifest's video_id column; else it is derived from the file's name) and `listing_error` (why an
+input found while listing cannot be read, such as a truncated shard's rest; null for the others).
+
+A local path whose name the file system gives as bytes that are not UTF-8 is listed as a file URI
+(`file:///videos/caf%E9.mp4`, see `path_text`); `local_path` turns it back into the real name.
 
 SOURCE is a folder (searched recursively), a glob, a manifest (.csv, .parquet, .jsonl with at least
 `path`), WebDataset shards (.tar: one, a comma-separated list, a glob or `{00000..00099}`; see
@@ -8,11 +13,15 @@ test_videodatainfo.json). Local paths or any URI pyarrow's filesystems reach (s3
 """
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import json
+import math
 import os
 import posixpath
 import re
+import urllib.parse
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -32,6 +41,8 @@ VIDEO_LIST_SCHEMA = pa.schema([
     ("path", pa.string()),
     ("captions", pa.list_(pa.string())),
     ("category", pa.string()),
+    ("explicit_id", pa.bool_()),
+    ("listing_error", pa.string()),
 ])
 
 
@@ -64,6 +75,7 @@ def list_videos(source: str) -> pa.Table:
                 rows = _from_folder(fs, path, to_uri)
         elif path.lower().endswith(MANIFEST_EXTENSIONS):
             rows = _from_manifest(fs, path, to_uri)
+            check_paths_given(pa.array([r["path"] for r in rows], pa.string()), source)
         elif path.lower().endswith(VIDEO_EXTENSIONS):
             rows = [{"path": to_uri(path), "video_id": _stem(path)}]
         else:
@@ -82,7 +94,7 @@ def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]
     """(filesystem, path within it, function that turns such a path back into a URI that
     `FileSystem.from_uri` opens the same way: same scheme, user info and query options)."""
     if "://" not in source:
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), lambda p: p
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), path_text
     m = _QUERY.search(source)
     uri, query = (source[:m.start()], source[m.end():]) if m else (source, "")
     scheme, rest = uri.split("://", 1)
@@ -93,7 +105,7 @@ def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]
         raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
     path = static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):]
     if scheme == "file":
-        return fs, path, lambda p: p
+        return fs, path, path_text
     # user info (s3://KEY:SECRET@bucket/...) is not part of the path from_uri returns: keep it
     authority = static.split("/", 1)[0]
     userinfo = authority.rsplit("@", 1)[0] + "@" if "@" in authority else ""
@@ -101,8 +113,32 @@ def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]
     return fs, path, lambda p: f"{scheme}://{userinfo}{p}{suffix}"
 
 
+def path_text(path: str) -> str:
+    """A local path as text (what an Arrow string holds): the path itself, or, where the file
+    system gives a name as bytes that are not UTF-8 (Python holds them as surrogates), the file
+    URI of its bytes (`file:///videos/caf%E9.mp4`). `local_path` is the inverse."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return "file://" + urllib.parse.quote(os.fsencode(path))
+
+
+def local_path(path: str) -> str:
+    """The path the OS opens for a local path or a file URI (`file://` + the path, its %XX
+    escapes decoded to the bytes they stand for, as RFC 8089 and pyarrow read it)."""
+    if not path.startswith("file://"):
+        return path
+    return os.fsdecode(urllib.parse.unquote_to_bytes(path[len("file://"):]))
+
+
+def _id_text(name: str) -> str:
+    """A video id made of a file name, as text: bytes of the name that are not UTF-8 as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _stem(path: str) -> str:
-    return posixpath.splitext(posixpath.basename(path))[0]
+    return _id_text(posixpath.splitext(posixpath.basename(path))[0])
 
 
 def _is_video_name(path: str) -> bool:
@@ -165,7 +201,7 @@ def _relative_ids(paths: list[str], root: str) -> list[str]:
     counts = defaultdict(int)
     for i in ids:
         counts[i] += 1
-    return [r if counts[i] > 1 else i for r, i in zip(rel, ids)]
+    return [_id_text(r if counts[i] > 1 else i) for r, i in zip(rel, ids)]
 
 
 def _from_folder(fs, root: str, to_uri) -> list[dict]:
@@ -243,28 +279,88 @@ def _from_manifest(fs, path: str, to_uri: Callable[[str], str]) -> list[dict]:
     return normalise_manifest(_read_manifest(fs, path), path, to_uri).to_pylist()
 
 
-def normalise_manifest(table: pa.Table, manifest: str, to_uri: Callable[[str], str],
-                       first_row: int = 1) -> pa.Table:
+def normalise_manifest(table: pa.Table, manifest: str, to_uri: Callable[[str], str]) -> pa.Table:
     """Rows of a manifest (any columns, at least `path`) -> VIDEO_LIST_SCHEMA rows: relative paths
     resolved against the manifest's folder, ids from file stems where none is given, captions as
-    lists. Works on a whole manifest or on one batch of it (Ray Data)."""
+    lists. Works on a whole manifest or on one batch of it (Ray Data). A row without a path
+    (empty, blank, null, NaN) keeps an empty one: the driver names such rows (`check_paths_given`),
+    which a batch cannot do, not knowing where in the file it starts."""
     if "path" not in table.column_names:
         raise VidclustError(f"manifest {manifest} has no `path` column (columns: {', '.join(table.column_names)})")
     base = posixpath.dirname(manifest)
     rows = []
     cols = [c for c in ("video_id", "path", "captions", "category") if c in table.column_names]
-    for i, r in enumerate(table.select(cols).to_pylist()):
-        p = r.get("path")
-        if not p:
-            raise VidclustError(f"manifest {manifest}: row {first_row + i} has an empty path")
-        p = str(p)
-        stem = _stem(_QUERY.split(p, 1)[0])
-        if "://" not in p and not posixpath.isabs(p):  # relative to the manifest, with its options
+    for r in table.select(cols).to_pylist():
+        p = "" if _blank(r.get("path")) else str(r["path"])
+        stem = _stem(_QUERY.split(p, 1)[0]) if p else ""
+        if p and "://" not in p and not posixpath.isabs(p):  # relative to the manifest, with its options
             p = to_uri(posixpath.normpath(posixpath.join(base, p)))
-        rows.append({"path": p, "video_id": str(r["video_id"]) if r.get("video_id") not in (None, "") else stem,
-                     "captions": _captions(r.get("captions")),
-                     "category": None if r.get("category") in (None, "") else str(r["category"])})
+        given = not _blank(r.get("video_id"))
+        rows.append({"path": p, "video_id": str(r["video_id"]) if given else stem, "explicit_id": given,
+                     "captions": [] if _blank(r.get("captions")) else _captions(r.get("captions")),
+                     "category": None if _blank(r.get("category")) else str(r["category"])})
     return pa.Table.from_pylist(rows, schema=VIDEO_LIST_SCHEMA)
+
+
+def _blank(value) -> bool:
+    """No value: null, NaN (a missing value as pandas writes it) or text that is empty or blank."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and not value.strip()
+
+
+def check_paths_given(paths: pa.Array, source: str) -> None:
+    """Refuse, in one line, a manifest whose rows lack a path (`normalise_manifest` leaves them
+    empty), naming them as the user finds them in the file: the lines of a CSV or JSONL manifest,
+    the rows (from 1) of a Parquet one. Only then is the manifest's path column read again, here,
+    in file order (Ray Data's blocks need not come in that order)."""
+    if not pc.any(pc.equal(pc.fill_null(paths, ""), "")).as_py():
+        return
+    fs, path, _ = _filesystem(source)
+    unit, numbers = _rows_without_path(fs, path)
+    if not numbers:  # the file changed since it was read
+        where = f"{pc.sum(pc.equal(pc.fill_null(paths, ''), '')).as_py()} rows have"
+    else:
+        shown = [str(n) for n in numbers[:5]]
+        more = f" and {len(numbers) - 5} more" if len(numbers) > 5 else ""
+        listed = shown[0] if len(shown) == 1 else (
+            f"{', '.join(shown)}{more}" if more else f"{', '.join(shown[:-1])} and {shown[-1]}")
+        where = f"{unit} {listed} has" if len(numbers) == 1 else f"{unit}s {listed} have"
+    raise VidclustError(f"manifest {path}: {where} no path (empty or NaN): give every row the path of "
+                        "its video, or remove the row")
+
+
+def _rows_without_path(fs, path: str) -> tuple[str, list[int]]:
+    """("line", line numbers) of a CSV or JSONL manifest's rows without a path, ("row", row
+    numbers from 1) of a Parquet manifest's."""
+    import pyarrow.parquet as pq
+
+    if path.lower().endswith(".parquet"):
+        values = pq.read_table(path, columns=["path"], filesystem=fs).column("path").to_pylist()
+        return "row", [i + 1 for i, v in enumerate(values) if _blank(v)]
+    lines = []
+    with fs.open_input_stream(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        if path.lower().endswith(".csv"):
+            reader = csv.reader(text)
+            column, start = None, 1
+            for record in reader:
+                if record and column is None:
+                    if "path" not in record:
+                        break
+                    column = record.index("path")
+                elif record and (column >= len(record) or _blank(record[column])):
+                    lines.append(start)
+                start = reader.line_num + 1  # a record spans lines where a value holds a line break
+        else:
+            for number, line in enumerate(text, 1):
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict) or _blank(row.get("path")):
+                        lines.append(number)
+    return "line", lines
 
 
 def video_dataset(source: str):
@@ -290,8 +386,8 @@ def video_dataset(source: str):
 
             ds = ray.data.read_csv(path, filesystem=fs, convert_options=pacsv.ConvertOptions(
                 column_types=MANIFEST_CSV_TYPES))
-        else:
-            ds = ray.data.read_json(path, filesystem=fs, lines=True)
+        else:  # pyarrow's JSON reader reads JSON lines (Ray 2.60's lines=True refuses a filesystem)
+            ds = ray.data.read_json(path, filesystem=fs)
         return ds.map_batches(normalise_manifest, batch_format="pyarrow", num_cpus=0.1,  # light: see embed
                               fn_kwargs={"manifest": path, "to_uri": to_uri})
     return ray.data.from_arrow(list_videos(source))
@@ -337,7 +433,8 @@ def _to_table(rows: Iterable[dict], source: str) -> pa.Table:
     rows.sort(key=lambda r: r["video_id"])
     return pa.Table.from_pylist(
         [{"video_id": r["video_id"], "path": r["path"], "captions": r.get("captions") or [],
-          "category": r.get("category")} for r in rows], schema=VIDEO_LIST_SCHEMA)
+          "category": r.get("category"), "explicit_id": r.get("explicit_id", False),
+          "listing_error": r.get("listing_error")} for r in rows], schema=VIDEO_LIST_SCHEMA)
 
 
 def check_same_paths(videos: pa.Table, committed: pa.Table) -> None:
@@ -358,6 +455,39 @@ def check_same_paths(videos: pa.Table, committed: pa.Table) -> None:
         more = f" (and {len(clashes) - 1} more ids)" if len(clashes) > 1 else ""
         raise VidclustError(f"video id {vid} in SOURCE is already in OUT for another file ({old} vs {new}){more}: "
                             "give the new videos other names or ids (a manifest's video_id column)")
+
+
+def held_ids(videos: pa.Table, committed: pa.Table) -> pa.Table:
+    """The ids OUT already holds for listed files that SOURCE names otherwise, as a table of
+    (path, video_id): a file keeps its first id. `videos` has video_id, path and explicit_id;
+    `committed` the (video_id, path) pairs OUT holds. An id derived from a name (folder, glob,
+    shards, MSR-VTT, a manifest row without video_id) gives way to the held one: `a.mp4` stays `a`
+    when `a.mkv` joins it, `n1` of `videos/new/` stays `new/n1` of an earlier `videos/`. An explicit
+    id (a manifest's video_id) that differs is refused in one line: the same file under two ids
+    would be embedded twice. The same file is the same path string."""
+    empty = pa.table({"path": pa.array([], pa.string()), "video_id": pa.array([], pa.string())})
+    held_paths = committed.column("path").combine_chunks()
+    at = pc.index_in(videos.column("path"), value_set=held_paths)
+    held = committed.column("video_id").combine_chunks().take(at)
+    moved = pc.fill_null(pc.not_equal(videos.column("video_id"), held), False)
+    if not pc.any(moved).as_py():  # the usual case: no per-video loop
+        return empty
+    rows, held = videos.filter(moved), held.filter(moved)
+    # a file OUT holds under several ids (embedded twice before ids were kept): any of them stays
+    mine = committed.filter(pc.is_in(committed.column("path"), value_set=rows.column("path").combine_chunks()))
+    pairs = set(zip(mine.column("video_id").to_pylist(), mine.column("path").to_pylist()))
+    keep = [(v, p) not in pairs for v, p in zip(rows.column("video_id").to_pylist(), rows.column("path").to_pylist())]
+    rows, held = rows.filter(pa.array(keep)), held.filter(pa.array(keep))
+    given = pc.fill_null(rows.column("explicit_id"), False)
+    if pc.any(given).as_py():
+        clashes = rows.filter(given)
+        vid, path = clashes.column("video_id")[0].as_py(), clashes.column("path")[0].as_py()
+        old = held.filter(given)[0].as_py()
+        more = f" (and {clashes.num_rows - 1} more ids)" if clashes.num_rows > 1 else ""
+        raise VidclustError(f"video id {vid} in SOURCE is a file OUT already holds as {old} ({path}){more}: "
+                            f"give it its id {old} in the manifest's video_id column (or leave it empty), "
+                            "or use another OUT")
+    return pa.table({"path": rows.column("path").combine_chunks(), "video_id": held})
 
 
 def _same_file(a: str, b: str) -> bool:
