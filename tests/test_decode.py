@@ -80,3 +80,29 @@ def test_same_frame_same_embedding_from_decord_and_pyav(videos, tiny_clip):
     assert cos.min() > 0.999, cos
     # and different frames are told apart by the same measure
     assert (ea[0] * ea[-1]).sum() < cos.min()
+
+
+def test_torchcodec_without_ffmpeg_is_skipped_by_auto(videos, tmp_path):
+    """torchcodec imports without the system's FFmpeg and fails at its first VideoDecoder: `auto`
+    must see that up front and decode with PyAV, saying why in the log. FFmpeg is hidden from a
+    child process only (a private mount namespace, one library bound to /dev/null)."""
+    import shutil
+    import subprocess
+    import sys
+
+    lib = "/usr/lib/x86_64-linux-gnu/libavformat.so.59"
+    if not (shutil.which("unshare") and __import__("os").path.exists(lib) and __import__("os").geteuid() == 0):
+        pytest.skip("needs root, unshare and Debian's libavformat59 (installed by scripts/test.sh)")
+    code = ("import sys; from vidclust.decode import backend_unavailable; from test_decode import decode; "
+            "why = backend_unavailable('torchcodec'); idx, _, _, r = decode(sys.argv[1]); "
+            "print(repr(why)); print(r.backend, r.warning, idx.tolist())")
+    script = f"mount --bind /dev/null {lib} && exec {sys.executable} -c \"$0\" \"$1\""
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script, code, str(videos["h264.mp4"])],
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": __import__("os").pathsep.join(sys.path)})
+    if "mount:" in proc.stderr:
+        pytest.skip(f"cannot mount here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    why, decoded = proc.stdout.splitlines()[-2:]
+    assert why.startswith("'torchcodec cannot be loaded: Could not load libtorchcodec")
+    assert decoded == "pyav None [0, 10, 20, 30, 40, 50]"

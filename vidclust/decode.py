@@ -255,11 +255,24 @@ def backend_unavailable(name: str) -> Optional[str]:
         module = {"torchcodec": "torchcodec.decoders", "pyav": "av", "decord": "decord"}[name]
         try:
             importlib.import_module(module)
+            if name == "torchcodec":  # newer torchcodec imports without FFmpeg and loads it later
+                _load_torchcodec_ffmpeg()
             _UNAVAILABLE[name] = None
         except Exception as exc:  # torchcodec raises RuntimeError when it finds no FFmpeg
             _UNAVAILABLE[name] = f"{name} cannot be loaded: {first_line(exc)}"
             log.info("decode backend %s", _UNAVAILABLE[name])
     return _UNAVAILABLE[name]
+
+
+def _load_torchcodec_ffmpeg() -> None:
+    """Load torchcodec's FFmpeg-dependent libraries now: since torchcodec 0.1x `import
+    torchcodec.decoders` succeeds without FFmpeg and the first VideoDecoder fails ("Could not load
+    libtorchcodec"), which made `auto` try it on every video instead of skipping it."""
+    try:
+        from torchcodec._internally_replaced_utils import load_core_libraries
+    except ImportError:  # older torchcodec: the import above already loaded FFmpeg
+        return
+    load_core_libraries()
 
 
 _CUDA: Optional[bool] = None
