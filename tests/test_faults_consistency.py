@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from test_faults import cli, error_lines, model_args
+from test_faults import S3_ENV, cli, error_lines, model_args, s3  # noqa: F401 (s3: the fixture)
 
 DESCRIBE = ["--set", "describe.summarizer=extractive", "--set", "describe.summary_num_actors=1",
             "--set", "describe.kw_k_nearest=4", "--set", "describe.zero_shot=never"]
@@ -163,6 +163,33 @@ def test_a_cluster_killed_mid_way_is_refused_until_cluster_runs_again(out):
     r = cli("report", str(out), "-q")
     assert r.returncode == 0, r.stderr
     assert sorted(page_words(out)) == [0, 1, 2, 3]
+
+
+def test_a_cluster_killed_mid_way_on_an_object_store_is_refused_until_cluster_runs_again(embedded, s3,
+                                                                                      monkeypatch):
+    import pyarrow.fs as pafs
+
+    for key, value in S3_ENV.items():
+        monkeypatch.setenv(key, value)
+    opts, _ = s3
+    out = f"s3://vids/killed/?{opts}"
+    fs, root = pafs.FileSystem.from_uri(out)
+    pafs.copy_files(str(embedded), root, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+    r = cli("cluster", out, "-q", "--set", "cluster.k=3", env={**S3_ENV, **kill("after", "clusters/centers.parquet")})
+    assert r.returncode == -9, r.stderr
+    assert fs.get_file_info(f"{root}/clusters/centers.parquet").is_file  # two files written, then killed
+    r = cli("describe", out, "-q", *DESCRIBE, env=S3_ENV)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [f"vidclust: error: clusters/ is incomplete (a `vidclust cluster` run was "
+                                     f"stopped): run vidclust cluster {out} again"], r.stderr
+
+    assert cli("cluster", out, "-q", "--set", "cluster.k=3", env=S3_ENV).returncode == 0
+    with fs.open_input_stream(f"{root}/clusters/metrics.json") as f:
+        m = json.loads(f.read())
+    assert m["k"] == 3 and pq.read_table(f"{root}/clusters/centers.parquet", filesystem=fs).num_rows == 3
+    r = cli("report", out, "-q", env=S3_ENV)
+    assert r.returncode == 0 and warning_lines(r.stderr) == [], r.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Plain functions over NumPy arrays do the work (`fit_clusters`, `score_clustering`, `sweep_k`,
 `external_scores`, `distances_to_centers`, `assign_to_centers`, `near_duplicate_groups`); the
 stage functions `run_cluster` and `run_assign_new` read OUT, aggregate the frames on Ray Data
-(vidclust.aggregate), call them and write the `clusters/` files of the contract (vidclust.contract).
+(vidclust.aggregate), call them and write the `clusters/` files of the contract (vidclust.contract),
+committed together as one set (`contract.CLUSTERS`: a stopped run leaves a set no reader takes).
 """
 from __future__ import annotations
 

@@ -8,9 +8,11 @@ clusters: class-based TF-IDF times KeyBERT's relevance, top labels distinct
 (`keywords.distinctive_keywords`). Clusters left without key phrases (no captions, typically) are
 described by zero-shot CLIP labels instead, or as well (`describe.zero_shot`).
 
-Reads OUT/clusters/{assignments,centers}.parquet and OUT/videos.parquet (captions); writes
-OUT/clusters/cluster_descriptions.json ({cluster_id: [keyword, ...]}, the notebook's file) and
-OUT/clusters/descriptions.parquet (one row per cluster, with the reason where words are missing).
+Reads OUT/clusters/{assignments,centers}.parquet (only when clusters/ is committed whole) and
+OUT/videos.parquet (captions); writes OUT/clusters/cluster_descriptions.json ({cluster_id:
+[keyword, ...]}, the notebook's file) and OUT/clusters/descriptions.parquet (one row per cluster,
+with the reason where words are missing), committed together as one set that records the id of
+the clustering it describes (vidclust.contract.DESCRIPTIONS).
 """
 from __future__ import annotations
 
