@@ -176,18 +176,19 @@ def test_a_cluster_killed_mid_way_on_an_object_store_is_refused_until_cluster_ru
     fs, root = pafs.FileSystem.from_uri(out)
     pafs.copy_files(str(embedded), root, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
-    r = cli("cluster", out, "-q", "--set", "cluster.k=3", env={**S3_ENV, **kill("after", "clusters/centers.parquet")})
+    assert cli("cluster", out, "-q", "--set", "cluster.k=3", env=S3_ENV).returncode == 0
+    r = cli("cluster", out, "-q", "--set", "cluster.k=4", env={**S3_ENV, **kill("after", "clusters/centers.parquet")})
     assert r.returncode == -9, r.stderr
-    assert fs.get_file_info(f"{root}/clusters/centers.parquet").is_file  # two files written, then killed
+    assert pq.read_table(f"{root}/clusters/centers.parquet", filesystem=fs).num_rows == 4  # beside k=3 metrics
     r = cli("describe", out, "-q", *DESCRIBE, env=S3_ENV)
     assert r.returncode == 2, r.stderr
     assert error_lines(r.stderr) == [f"vidclust: error: clusters/ is incomplete (a `vidclust cluster` run was "
                                      f"stopped): run vidclust cluster {out} again"], r.stderr
 
-    assert cli("cluster", out, "-q", "--set", "cluster.k=3", env=S3_ENV).returncode == 0
+    assert cli("cluster", out, "-q", "--set", "cluster.k=4", env=S3_ENV).returncode == 0
     with fs.open_input_stream(f"{root}/clusters/metrics.json") as f:
         m = json.loads(f.read())
-    assert m["k"] == 3 and pq.read_table(f"{root}/clusters/centers.parquet", filesystem=fs).num_rows == 3
+    assert m["k"] == 4 and pq.read_table(f"{root}/clusters/centers.parquet", filesystem=fs).num_rows == 4
     r = cli("report", out, "-q", env=S3_ENV)
     assert r.returncode == 0 and warning_lines(r.stderr) == [], r.stderr
 
