@@ -14,8 +14,8 @@ assign: clusters/ but the descriptions; describe: the descriptions; report: repo
 `cluster` and those of `describe` are each one set (`OutputSet`) that appears whole or not at all,
 also on an object store, which has no rename of a folder: a run withdraws the set's manifest
 before its first write (`begin_outputs`), stamps its run id into every file that can carry one,
-and writes the manifest (its files, their sizes and run ids, and the clustering's id) after the
-last (`commit_outputs`). Readers take a set only through `committed_outputs`, which refuses a set
+and writes the manifest (its files and the run id each carries, and the clustering's id) after
+the last (`commit_outputs`). Readers take a set only through `committed_outputs`, which refuses a set
 without its commit and descriptions of another clustering than the one there now, in one line
 that names the stage to run again.
 """
@@ -162,10 +162,10 @@ CONTRACT: tuple[OutputFile, ...] = (
     OutputFile("_vidclust/embedding.json", "embed",
                "the model, weights, sampling and preprocessing the frames were embedded with"),
     OutputFile("_vidclust/clusters.json", "cluster",
-               "the commit of clusters/ (but the descriptions): its files with their sizes and run ids, the "
+               "the commit of clusters/ (but the descriptions): its files with the run id each carries, the "
                "clustering's id; written after the last of them (also by assign), withdrawn before the first"),
     OutputFile("_vidclust/descriptions.json", "describe",
-               "the commit of the descriptions: their files with sizes and run ids, and the id of the "
+               "the commit of the descriptions: their files with the run id each carries, and the id of the "
                "clustering they describe"),
     OutputFile("clusters/video_vectors.parquet", "cluster", "one row per clustered video",
                video_vectors_schema, {"vector": "the video's frames pooled (cluster.aggregation), unit length; "
