@@ -3,7 +3,8 @@
 Plain functions over NumPy arrays do the work (`fit_clusters`, `score_clustering`, `sweep_k`,
 `external_scores`, `distances_to_centers`, `assign_to_centers`, `near_duplicate_groups`); the
 stage functions `run_cluster` and `run_assign_new` read OUT, aggregate the frames on Ray Data
-(vidclust.aggregate), call them and write the `clusters/` files of the contract (vidclust.contract).
+(vidclust.aggregate), call them and write the `clusters/` files of the contract (vidclust.contract),
+committed together as one set (`contract.CLUSTERS`: a stopped run leaves a set no reader takes).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import io
 import logging
 import math
 import time
+import warnings
+from contextlib import contextmanager
 from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -20,9 +23,10 @@ import pyarrow.compute as pc
 
 from vidclust.aggregate import aggregate_with_ray, vectors_table
 from vidclust.config import Config
-from vidclust.contract import (ASSIGNMENTS_SCHEMA, NEAR_DUPLICATES_SCHEMA, centers_schema, embedding_matrix,
-                               metadata_of, read_json, read_metadata, read_parquet, with_metadata, write_bytes,
-                               write_json, write_parquet)
+from vidclust.contract import (ASSIGNMENTS_SCHEMA, CLUSTERS, NEAR_DUPLICATES_SCHEMA, begin_outputs, centers_schema,
+                               clear_staging, commit_outputs, committed_outputs, embedding_matrix, metadata_of,
+                               read_json, read_metadata, read_parquet, with_metadata, write_bytes, write_json,
+                               write_parquet)
 from vidclust.clusterer import EXACT_UP_TO, METHODS, VideoClusterer  # noqa: F401 (METHODS: re-exported)
 from vidclust.clusterer import choose_method as _choose_method
 from vidclust.clusterer import distances_to_centers as _distances_to_centers
@@ -500,6 +504,9 @@ def _check_k_fits(cfg: Config, n: int) -> None:
     c = cfg.cluster
     if c.method == "hdbscan" and not c.k_sweep:
         _check_size(n, None)
+        if c.hdbscan_min_cluster_size > n:
+            raise VidclustError(f"cluster.hdbscan_min_cluster_size={c.hdbscan_min_cluster_size} is larger than the "
+                                f"number of videos ({n}); lower it")
     else:
         _check_size(n, max(c.k_sweep) if c.k_sweep else c.k)
 
@@ -587,6 +594,7 @@ def _metrics(cfg: Config, fit: ClusterFit, sizes: np.ndarray, scores: dict, exte
         "sweep_metric": c.sweep_metric if sweep_table else None,
         **counts,
         "n_left_out": int((fit.labels < 0).sum()),  # HDBSCAN noise: cluster_id -1
+        "n_empty_clusters": int((sizes == 0).sum()),  # no video is nearest their centre
         "cluster_sizes": sizes.tolist(),
         "external": external,
         "near_duplicates": near_dups,
@@ -594,6 +602,23 @@ def _metrics(cfg: Config, fit: ClusterFit, sizes: np.ndarray, scores: dict, exte
         "vector_dim": dim,
         "n_assigned_after_fit": 0,
     }
+
+
+@contextmanager
+def _empty_clusters_said_by_vidclust():
+    """Without scikit-learn's "Number of distinct clusters (13) found smaller than n_clusters (14)"
+    warning: the stage says it in a line of its own, after the fit (`_warn_empty_clusters`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Number of distinct clusters \(\d+\) found smaller than n_clusters")
+        yield
+
+
+def _warn_empty_clusters(k: int, sizes: np.ndarray) -> None:
+    """One line when clusters are left empty: k above the distinct videos (copies of each other)."""
+    empty = int((sizes == 0).sum())
+    if empty:
+        log.warning("k=%d leaves %d of its clusters empty: fewer distinct videos than clusters (copies of each "
+                    "other: see clusters/near_duplicates.parquet); lower cluster.k", k, empty)
 
 
 def _log_clustered(info: dict) -> None:
@@ -617,6 +642,7 @@ def run_cluster(cfg: Config, out: str) -> dict:
 
     c = cfg.cluster
     layout = OutputLayout.open(out)
+    clear_staging(layout, "cluster")
     with timed() as t_total:
         with timed() as t_agg:
             ids, vectors, embed_meta, videos = _aggregate_ok_videos(cfg, layout, c.aggregation, precheck=True)
@@ -633,7 +659,7 @@ def run_cluster(cfg: Config, out: str) -> dict:
         if c.dedup_first:  # near-duplicates first: each group is fitted as one video
             with timed() as t_dup:
                 found = _near_duplicate_search(cfg, vectors, None)
-        with timed() as t_fit:
+        with timed() as t_fit, _empty_clusters_said_by_vidclust():
             if found is not None:
                 fit, sweep_table, fitted = _fit_deduplicated(cfg, vectors, found)
             else:
@@ -641,8 +667,11 @@ def run_cluster(cfg: Config, out: str) -> dict:
         with timed() as t_score:  # with dedup_first: scored on the videos fitted
             scores, external = (_scores(cfg, vectors, fit.labels, ids, videos) if fitted is None else
                                 _scores(cfg, vectors[fitted], fit.labels[fitted], [ids[i] for i in fitted], videos))
+        # from here to the commit, clusters/ is one set being rewritten: readers refuse it meanwhile
+        run_id = begin_outputs(layout, CLUSTERS)
         meta = {"aggregation": c.aggregation, "vector_dim": int(vectors.shape[1]), "embedding": embed_meta,
-                "method": fit.method, "k": len(fit.centers), "seed": cfg.seed}
+                "method": fit.method, "k": len(fit.centers), "seed": cfg.seed, "clustering_id": run_id,
+                "run_id": run_id}
         sizes = _write_fit(layout, ids, vectors, fit, meta)
         if found is None:
             with timed() as t_dup:
@@ -650,15 +679,19 @@ def run_cluster(cfg: Config, out: str) -> dict:
         near_dups = _write_near_duplicates(cfg, layout, ids, vectors, found, meta)
         counts["dedup_first"] = bool(c.dedup_first)
         counts["n_fitted"] = n if fitted is None else int(len(fitted))
-        write_json(layout, _metrics(cfg, fit, sizes, scores, external, sweep_table, near_dups, counts, embed_meta,
-                                    int(vectors.shape[1])), layout.cluster_file("metrics.json"))
+        write_json(layout, {**_metrics(cfg, fit, sizes, scores, external, sweep_table, near_dups, counts,
+                                       embed_meta, int(vectors.shape[1])), "clustering_id": run_id, "run_id": run_id},
+                   layout.cluster_file("metrics.json"))
+        commit_outputs(layout, CLUSTERS, run_id, CLUSTERS.files, clustering_id=run_id)
+        _warn_empty_clusters(len(fit.centers), sizes)
 
     info = {
         "k": len(fit.centers), "method": fit.method, "aggregation": c.aggregation, "n_videos": n,
         "n_failed": counts["n_failed"], "silhouette": scores["silhouette"],
         "silhouette_sampled": scores["silhouette_sampled"], "davies_bouldin": scores["davies_bouldin"],
         "calinski_harabasz": scores["calinski_harabasz"], "external": external,
-        "near_duplicate_groups": near_dups.get("n_groups"),
+        "near_duplicate_groups": near_dups.get("n_groups"), "n_empty_clusters": int((sizes == 0).sum()),
+        "clustering_id": run_id,
         "seconds": {"total": t_total["seconds"], "aggregate": t_agg["seconds"], "fit": t_fit["seconds"],
                     "score": t_score["seconds"], "near_duplicates": t_dup["seconds"]},
     }
@@ -677,6 +710,8 @@ def run_assign_new(cfg: Config, out: str) -> dict:
     from vidclust.runinfo import record_stage, timed
 
     layout = OutputLayout.open(out)
+    clear_staging(layout, "cluster")
+    clusters = committed_outputs(layout, CLUSTERS)  # a half-written clusters/ is refused
     metrics_path = layout.cluster_file("metrics.json")
     for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
         if not layout.exists(layout.cluster_file(name)):
@@ -712,19 +747,22 @@ def run_assign_new(cfg: Config, out: str) -> dict:
             ids, vectors = [], np.zeros((0, centers.shape[1]), dtype=np.float32)
         if ids:
             labels, dist = assign_to_centers(vectors, centers)
-            meta = metadata_of(assignments.schema)
+            # the same clustering (its centres and ids), rewritten by this run: one set again at the commit
+            run_id = begin_outputs(layout, CLUSTERS, stage="assign")
+            meta = {**metadata_of(assignments.schema), "run_id": run_id}
             fresh = assignments_table(ids, labels, dist)
             # same columns as the saved table (a user may have added some): null where unknown
             added = pa.table({f.name: (fresh.column(f.name).cast(f.type) if f.name in fresh.column_names
                                        else pa.nulls(len(ids), type=f.type)) for f in assignments.schema},
                              schema=assignments.schema)
-            combined = pa.concat_tables([assignments, added])
+            combined = with_metadata(pa.concat_tables([assignments, added]), meta)
             write_parquet(layout, combined, layout.cluster_file("assignments.parquet"))
             write_bytes(layout, mapping_csv(combined), layout.cluster_file("video_cluster_mapping.csv"))
             vec_path = layout.cluster_file("video_vectors.parquet")
             saved = read_parquet(layout, vec_path)
             saved = saved.filter(pc.invert(pc.is_in(saved.column("video_id"), value_set=pa.array(ids))))
             all_vectors = pa.concat_tables([saved, vectors_table(ids, vectors).cast(saved.schema)])
+            all_vectors = with_metadata(all_vectors, {**metadata_of(saved.schema), "run_id": run_id})
             write_parquet(layout, all_vectors, vec_path)
             every_vector = embedding_matrix(all_vectors.column("vector"))
             metrics["near_duplicates"] = _write_near_duplicates(
@@ -732,7 +770,10 @@ def run_assign_new(cfg: Config, out: str) -> dict:
                 _near_duplicate_search(cfg, every_vector, centers), meta)
             metrics["n_assigned_after_fit"] = int(metrics.get("n_assigned_after_fit", 0)) + len(ids)
             metrics["n_failed"] = int((status == "failed").sum())
+            metrics["run_id"] = run_id
             write_json(layout, metrics, metrics_path)
+            commit_outputs(layout, CLUSTERS, run_id, [f for f in CLUSTERS.files if f != "clusters/centers.parquet"],
+                           stage="assign", clustering_id=clusters.get("clustering_id"))
             counts = np.bincount(labels, minlength=len(centers)).tolist()
         else:
             counts = [0] * len(centers)

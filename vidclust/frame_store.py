@@ -30,6 +30,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vidclust.contract import META_KEY, STATE_SCHEMA, write_parquet
+from vidclust.contract import clear_staging as clear_staging_of
 from vidclust.layout import OutputLayout
 
 log = logging.getLogger("vidclust")
@@ -284,7 +285,6 @@ def _drop_repeated_frames(table: pa.Table) -> pa.Table:
 
 
 def clear_staging(layout: OutputLayout) -> None:
-    """Delete what a killed run left half-written (call it holding the writer lock)."""
-    for info in layout.fs.get_file_info(pafs.FileSelector(layout.staging_dir, allow_not_found=True)):
-        if info.type == pafs.FileType.File:
-            layout.fs.delete_file(info.path)
+    """Delete what a killed embed left half-written (call it holding the writer lock: every embed
+    temporary file is a stopped run's); other stages' files are theirs to clear."""
+    clear_staging_of(layout, "embed", every_writer=True)

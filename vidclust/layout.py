@@ -15,6 +15,7 @@ from vidclust.errors import VidclustError
 class OutputLayout:
     root: str  # path within `fs`
     fs: pafs.FileSystem
+    uri: str = ""  # OUT as the user gave it (with a URI's scheme and options): what messages name
 
     @classmethod
     def open(cls, out: str) -> "OutputLayout":
@@ -22,7 +23,7 @@ class OutputLayout:
             fs, root = pafs.FileSystem.from_uri(out) if "://" in out else (pafs.LocalFileSystem(), _abs(out))
         except Exception as exc:  # pyarrow raises several types for bad URIs
             raise VidclustError(f"cannot open output location {out!r}: {exc}") from None
-        return cls(root=root.rstrip("/"), fs=fs)
+        return cls(root=root.rstrip("/"), fs=fs, uri=out)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
@@ -52,6 +53,10 @@ class OutputLayout:
     @property
     def lock_file(self) -> str:  # held by the one run writing OUT
         return self.path("_vidclust", "lock.json")
+
+    def relative(self, path: str) -> str:
+        """`path` relative to OUT (as the contract names its files)."""
+        return path[len(self.root):].lstrip("/") if path.startswith(self.root + "/") else path
 
     @property
     def is_local(self) -> bool:

@@ -38,10 +38,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from vidclust.contract import (PROJECTION_SCHEMA, embedding_matrix, read_json, read_parquet, write_bytes,
-                               write_parquet)
+from vidclust.contract import (CLUSTERS, DESCRIPTIONS, PROJECTION_SCHEMA, clear_staging, committed_outputs,
+                               embedding_matrix, read_json, read_parquet, write_bytes, write_parquet)
 from vidclust.decode import local_file
-from vidclust.errors import VidclustError
+from vidclust.errors import StaleOutputs, VidclustError
 from vidclust.explorer import EXPLORE_SCRIPT, POINTS_SCRIPT, explore_script, explorer_data, points_script
 from vidclust.formatting import fmt, number
 from vidclust.layout import OutputLayout
@@ -596,6 +596,7 @@ def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
     keywords {cluster_id: [str]}, summaries {cluster_id: [str]}, videos (videos.parquet or None),
     video_info {video_id: {path, captions}}, local_report_dir (report/ when OUT is on local disk)."""
     out = layout.root
+    clusters = committed_outputs(layout, CLUSTERS)  # a half-written clusters/ is refused
     assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"),
                                missing=f"run `vidclust cluster {out}` first")
     for col in ("video_id", "cluster_id"):
@@ -615,15 +616,29 @@ def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
     vectors, has_vector = _vectors_of(read_parquet(layout, layout.cluster_file("video_vectors.parquet")), video_ids)
     metrics = read_json(layout, layout.cluster_file("metrics.json"))
     videos = read_parquet(layout, layout.videos)
+    keywords, summaries = _words_of(layout, clusters or {})
     return {
         "out": out, "video_ids": video_ids, "labels": labels, "distance": distance,
         "center_ids": center_ids, "centers": centers, "vectors": vectors, "has_vector": has_vector,
         "metrics": metrics if isinstance(metrics, dict) else {},
-        "keywords": _keywords_by_cluster(read_json(layout, layout.cluster_file("cluster_descriptions.json"))),
-        "summaries": _summaries_by_cluster(read_parquet(layout, layout.cluster_file("descriptions.parquet"))),
+        "keywords": keywords, "summaries": summaries,
         "videos": videos, "video_info": _video_info(videos),
         "local_report_dir": layout.report_dir if layout.is_local else None,
     }
+
+
+def _words_of(layout: OutputLayout, clusters: dict) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """({cluster_id: key phrases}, {cluster_id: summaries}) of the descriptions of the clustering
+    there now; none, with a warning, for descriptions of another clustering or a stopped
+    describe (left out rather than refused: the rest of the report holds, and words shown over
+    another cluster's videos would be wrong without a word)."""
+    try:
+        committed_outputs(layout, DESCRIPTIONS, derived_from=clusters)
+    except StaleOutputs as exc:
+        log.warning("%s (this report shows no words)", exc)
+        return {}, {}
+    return (_keywords_by_cluster(read_json(layout, layout.cluster_file("cluster_descriptions.json"))),
+            _summaries_by_cluster(read_parquet(layout, layout.cluster_file("descriptions.parquet"))))
 
 
 def _video_info(videos: Optional[pa.Table]) -> dict[str, dict]:
@@ -932,6 +947,7 @@ def run_report(cfg, out: str) -> dict:
     from vidclust.runinfo import record_stage
 
     layout = OutputLayout.open(out)
+    clear_staging(layout, "report")
     t0 = time.perf_counter()
     inputs = gather_report_inputs(layout, cfg)
     computed = compute_report(inputs, cfg)
