@@ -27,6 +27,8 @@ from vidclust.clusterer import EXACT_UP_TO, METHODS, VideoClusterer  # noqa: F40
 from vidclust.clusterer import choose_method as _choose_method
 from vidclust.clusterer import distances_to_centers as _distances_to_centers
 from vidclust.errors import VidclustError
+from vidclust.errors import first_line
+from vidclust.contract import is_corrupt_parquet
 from vidclust.formatting import fmt
 from vidclust.layout import OutputLayout
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
@@ -368,7 +370,14 @@ def frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
     meta: Optional[dict] = None
     first = None
     for path in files:
-        this = read_metadata(layout, path)
+        try:
+            this = read_metadata(layout, path)
+        except Exception as exc:
+            if not is_corrupt_parquet(exc):
+                raise
+            raise VidclustError(f"{path} is not a readable Parquet file ({first_line(exc)}): run `vidclust embed` "
+                                "again (it moves unreadable frames files aside and embeds their videos again), "
+                                "or remove the file") from None
         if meta is None:
             meta, first = this, path
         elif this != meta:

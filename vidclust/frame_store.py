@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from vidclust.contract import META_KEY, STATE_SCHEMA, write_parquet
+from vidclust.contract import META_KEY, STATE_SCHEMA, is_corrupt_parquet, write_parquet
+from vidclust.errors import first_line
 from vidclust.layout import OutputLayout
 
 log = logging.getLogger("vidclust")
@@ -210,7 +211,8 @@ def reconcile(layout: OutputLayout) -> dict:
     videos' rows, or deleted when they hold none; the commits are updated to the new files first,
     so a kill at any moment leaves a state the next reconcile finishes. A committed video whose
     frames are no longer all there (a file deleted by hand) is marked `lost`: the next run embeds
-    it again, and its remaining rows go."""
+    it again, and its remaining rows go. A file that is not readable Parquet (planted, or damaged
+    since) is moved to _vidclust/unreadable/ with a warning; a committed one's videos are lost."""
     for _ in range(3):
         state = read_state(layout)
         ok = state.filter(pc.equal(state.column("status"), "ok"))
@@ -220,12 +222,15 @@ def reconcile(layout: OutputLayout) -> dict:
             for f, n in zip(files or [], rows or []):
                 expected[f][vid] = n
         on_disk = {p.rsplit("/", 1)[-1]: p for p in layout.frame_files()}
+        n_rows = {name: _row_count(layout, path) for name, path in on_disk.items()}
+        for name in sorted(name for name, n in n_rows.items() if isinstance(n, Exception)):
+            _set_aside(layout, on_disk.pop(name), n_rows.pop(name), committed=name in expected)
+        # a committed file set aside is missing now: its videos are lost, and embedded again
         lost = {v for f, vids in expected.items() if f not in on_disk for v in vids}
         if lost:
             _mark_lost(layout, ok, lost)
             continue
-        dirty = [name for name, path in on_disk.items()
-                 if pq.read_metadata(path, filesystem=layout.fs).num_rows != sum(expected.get(name, {}).values())]
+        dirty = [name for name in on_disk if n_rows[name] != sum(expected.get(name, {}).values())]
         rewritten: dict[str, str] = {}
         for name in dirty:
             keep = expected.get(name, {})
@@ -258,6 +263,31 @@ def reconcile(layout: OutputLayout) -> dict:
         return {"files_checked": len(on_disk), "rewritten": len(rewritten),
                 "removed": len(dirty) - len(rewritten)}
     raise RuntimeError(f"frames/ of {layout.root} could not be reconciled with its commits")
+
+
+def _row_count(layout: OutputLayout, path: str) -> int | Exception:
+    """The rows of a frames/ file from its footer, or the error that says it is not Parquet."""
+    try:
+        return pq.read_metadata(path, filesystem=layout.fs).num_rows
+    except Exception as exc:
+        if is_corrupt_parquet(exc):
+            return exc
+        raise
+
+
+def _set_aside(layout: OutputLayout, path: str, error: Exception, committed: bool) -> None:
+    """Move a frames/ file that is not readable Parquet to _vidclust/unreadable/ (out of the way
+    of every reader of frames/, kept for whoever wants to look at it), saying so in one line."""
+    name = path.rsplit("/", 1)[-1]
+    layout.makedirs(layout.unreadable_dir)
+    target = layout.path("_vidclust", "unreadable", name)
+    if layout.exists(target):
+        target = layout.path("_vidclust", "unreadable", f"{uuid.uuid4().hex[:8]}-{name}")
+    layout.fs.move(path, target)
+    whose = ", which a commit accounts for," if committed else ""
+    unknown = "" if committed else " and no vidclust run wrote it"
+    log.warning("frames/%s%s is not a readable Parquet file (%s)%s: moved to %s",
+                name, whose, first_line(error), unknown, target)
 
 
 def _mark_lost(layout: OutputLayout, ok: pa.Table, lost: set[str]) -> None:
