@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
+from vidclust.encoder import check_checkpoint_fits
 from vidclust.errors import VidclustError, storage_error
 from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
 from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
@@ -54,6 +55,7 @@ def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
     enc = cfg.encoder
     spec = encoder_spec(enc.model, enc.pretrained, cfg.preprocess.mean, cfg.preprocess.std)
     check_weights_reachable(spec, enc.pretrained)
+    check_checkpoint_fits(enc.model, enc.pretrained)
     if cfg.sampling.image_size not in (None, spec.image_size):
         raise VidclustError(f"model {spec.model} takes {spec.image_size}x{spec.image_size} images but "
                             f"embed.sampling.image_size is {cfg.sampling.image_size}")
@@ -302,7 +304,9 @@ def prepare_output(layout: OutputLayout, signature: dict) -> None:
     run left half-written, and make frames/ match the commits (call it holding the lock)."""
     layout.makedirs(layout.frames_dir)
     layout.makedirs(layout.commits_dir)
-    if layout.exists(layout.signature_file):
+    # a signature binds OUT once a video was embedded with it: a run that embedded nothing (its
+    # weights did not load, it was stopped at once) leaves none that refuses the next settings
+    if layout.exists(layout.signature_file) and holds_embeddings(layout):
         held = json.loads(layout.read_bytes(layout.signature_file))
         if held != signature:
             diff = [k for k in signature if held.get(k) != signature.get(k)]
@@ -314,6 +318,12 @@ def prepare_output(layout: OutputLayout, signature: dict) -> None:
         write_json(layout, signature, layout.signature_file)
     clear_staging(layout)
     reconcile(layout)
+
+
+def holds_embeddings(layout: OutputLayout) -> bool:
+    """Whether a commit of OUT has a video embedded (status ok)."""
+    status = read_state(layout).column("status")
+    return pc.any(pc.equal(status, "ok")).as_py() is True
 
 
 def write_videos_table(layout: OutputLayout) -> pa.Table:

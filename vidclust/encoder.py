@@ -8,13 +8,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, first_line
 from vidclust.model_hub import hub_reachable
 from vidclust.runtime import current_node_id
 
@@ -248,6 +249,61 @@ def check_weights_reachable(spec: EncoderSpec, pretrained: str) -> None:
             "no model hub is reachable. Give a local checkpoint with --pretrained PATH "
             "(e.g. open_clip_pytorch_model.bin), or --pretrained none for random weights "
             "(plumbing checks only).")
+
+
+def check_checkpoint_fits(model: str, pretrained: str) -> None:
+    """A checkpoint file (--pretrained PATH, or the weights of a local-dir: model) must load into
+    the model: checked on the driver in about a second, rather than by every encoder actor after
+    Ray has started. The model is built on the meta device (no memory, no initialisation) and the
+    checkpoint read there too (its tensors' shapes, not their data), through open_clip's own
+    loader, so what passes here loads in the actors."""
+    import torch
+
+    import open_clip
+    from open_clip.factory import _find_checkpoint_in_dir, load_checkpoint
+
+    if model.startswith(LOCAL_DIR):
+        name, found = model, _find_checkpoint_in_dir(Path(model[len(LOCAL_DIR):]).expanduser())
+        if found is None:
+            return
+        checkpoint, what = Path(found), f"--model {model}: its weights {found}"
+    elif model.startswith(HF_HUB) or pretrained.lower() == "none" or not Path(pretrained).expanduser().is_file():
+        return  # a weights tag's checkpoint is the model's own
+    else:
+        name, checkpoint, what = resolve_model_name(model), Path(pretrained).expanduser(), f"--pretrained {pretrained}"
+    if checkpoint.suffix in (".npz", ".npy"):  # big_vision weights: open_clip converts them while loading
+        return
+    try:
+        with torch.device("meta"), _root_warnings_muted():
+            clip = open_clip.create_model(name, pretrained=None, load_weights=False, device="meta")
+    except Exception:
+        return  # a model that cannot be built without its weights here: the actors build it
+    try:
+        load_checkpoint(clip, str(checkpoint), device="meta")
+    except NotImplementedError:
+        return  # an operation the meta device lacks: the actors load it for real
+    except Exception as exc:
+        if "Error(s) in loading state_dict" in str(exc):
+            raise VidclustError(f"{what} does not fit model {name}: {_misfit(str(exc))}: give the checkpoint "
+                                "of this model, or the --model it was made with") from None
+        raise VidclustError(f"{what} cannot be loaded into model {name}: {first_line(exc)}") from None
+
+
+def _misfit(message: str) -> str:
+    """The first difference that torch's load_state_dict error lists, and how many more."""
+    found = []
+    for key, theirs, ours in re.findall(r"size mismatch for ([^:\s]+): copying a param with shape "
+                                        r"torch\.Size\(\[([^\]]*)\]\) from checkpoint, the shape in "
+                                        r"current model is torch\.Size\(\[([^\]]*)\]\)", message):
+        found.append(f"{key} is [{theirs}] in the checkpoint, [{ours}] in the model")
+    for label, keys in re.findall(r"(Missing|Unexpected) key\(s\) in state_dict: ([^\n]*)", message):
+        names = re.findall(r'"([^"]+)"', keys)
+        where = "the model has but the checkpoint lacks" if label == "Missing" else "the checkpoint has but the model lacks"
+        found += [f"{key} {where}" for key in names]
+    if not found:
+        return first_line(Exception(message.split(":", 1)[-1]))
+    more = len(found) - 1
+    return found[0] + (f" (and {more} more difference{'s' if more > 1 else ''})" if more else "")
 
 
 def _tag_cached(cfg: dict) -> bool:
