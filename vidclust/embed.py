@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
+from vidclust.config import Config, DecodeConfig, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
 from vidclust.encoder import check_checkpoint_fits
@@ -167,7 +167,20 @@ def decode_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     # decode.device=cuda: a share of a GPU, without which Ray hides the GPUs from the task (NVDEC)
     return Stage("decode", decode_videos, batch_size=1, kwargs={"embed_cfg": cfg},
                  num_cpus=min(cfg.decode.cpus_per_task, float(resources.get("CPU", 1)) / 2),
-                 num_gpus=0.25 if cfg.decode.device == "cuda" else 0.0, memory_mb=cfg.decode.memory_mb)
+                 num_gpus=0.25 if decode_on_gpus(cfg.decode, resources) else 0.0, memory_mb=cfg.decode.memory_mb)
+
+
+def decode_on_gpus(decode: DecodeConfig, resources: dict) -> bool:
+    """Whether the decode tasks ask for a share of a GPU: decode.device=cuda on a cluster that
+    has one. Without a GPU such tasks would wait for one for ever; they decode on the CPUs, as
+    each task does where it sees no GPU, and as device=auto does."""
+    if decode.device != "cuda":
+        return False
+    if resources.get("GPU", 0) > 0:
+        return True
+    log.warning("embed.decode.device=cuda, but the Ray cluster has no GPU: decoding on the CPUs (as device=auto "
+                "does; embed.encoder.device=gpu waits for GPU nodes to join)")
+    return False
 
 
 def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
