@@ -143,6 +143,10 @@ def dispatch(args: argparse.Namespace) -> None:
         from vidclust.runinfo import embedding_config_of
 
         cfg = embedding_config_of(args.OUT, cfg)  # the model and sampling OUT was embedded with
+        from vidclust.cluster import check_clusters_saved
+        from vidclust.layout import OutputLayout
+
+        check_clusters_saved(OutputLayout.open(args.OUT))  # before the new videos are embedded
         _stage("embed")(cfg, args.NEW_SOURCE, args.OUT, show_progress=progress)
         _stage("assign")(cfg, args.OUT)
     elif args.command == "stats":

@@ -676,6 +676,13 @@ def run_cluster(cfg: Config, out: str) -> dict:
     return info
 
 
+def check_clusters_saved(layout: OutputLayout) -> None:
+    """The clustering that `assign` adds videos to is in OUT (checked before it embeds them)."""
+    for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
+        if not layout.exists(layout.cluster_file(name)):
+            raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
+
+
 def run_assign_new(cfg: Config, out: str) -> dict:
     """Assign the videos of OUT that are ok but not yet clustered to the saved centres (which do
     not move), and append them to assignments.parquet, video_cluster_mapping.csv and
@@ -687,9 +694,7 @@ def run_assign_new(cfg: Config, out: str) -> dict:
 
     layout = OutputLayout.open(out)
     metrics_path = layout.cluster_file("metrics.json")
-    for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
-        if not layout.exists(layout.cluster_file(name)):
-            raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
+    check_clusters_saved(layout)
     metrics = read_json(layout, metrics_path)
     strategy = metrics["aggregation"]
     if strategy != cfg.cluster.aggregation:
