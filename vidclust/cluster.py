@@ -29,6 +29,7 @@ from vidclust.clusterer import distances_to_centers as _distances_to_centers
 from vidclust.errors import VidclustError
 from vidclust.errors import first_line
 from vidclust.contract import is_corrupt_parquet
+from vidclust.writer_lock import refuse_while_written
 from vidclust.formatting import fmt
 from vidclust.layout import OutputLayout
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
@@ -626,6 +627,8 @@ def run_cluster(cfg: Config, out: str) -> dict:
 
     c = cfg.cluster
     layout = OutputLayout.open(out)
+    if not layout.exists(layout.videos):  # no embed has finished: one may be running
+        refuse_while_written(layout, then="run `vidclust cluster`")
     with timed() as t_total:
         with timed() as t_agg:
             ids, vectors, embed_meta, videos = _aggregate_ok_videos(cfg, layout, c.aggregation, precheck=True)
