@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -91,6 +92,7 @@ def test_corrupt_frames_files_are_named_by_cluster_and_moved_aside_by_embed(embe
     assert hit and hit != set(IDS), videos_in
     (out / "frames" / committed).write_bytes(b"not parquet at all" * 10)
     (out / "frames" / "part-bad.parquet").write_bytes(b"\x00garbage\xff" * 50)  # planted: no commit wrote it
+    pq.write_table(pa.table({"x": [1, 2]}), out / "frames" / "part-user.parquet")  # readable, the user's
 
     unreadable = "Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file."
     proc = cli("cluster", str(out), "-q", "--set", "cluster.k=2")
@@ -107,13 +109,16 @@ def test_corrupt_frames_files_are_named_by_cluster_and_moved_aside_by_embed(embe
     moved = {committed: f"frames/{committed}, which a commit accounts for, is not a readable Parquet file "
                         f"({unreadable}): moved to {aside / committed}",
              "part-bad.parquet": f"frames/part-bad.parquet is not a readable Parquet file ({unreadable}) and "
-                                 f"no vidclust run wrote it: moved to {aside / 'part-bad.parquet'}"}
+                                 f"no vidclust run wrote it: moved to {aside / 'part-bad.parquet'}",
+             "part-user.parquet": "frames/part-user.parquet holds no vidclust frames (its schema has no vidclust "
+                                  f"metadata): moved to {aside / 'part-user.parquet'}"}
     assert [w.split(" vidclust WARNING: ")[1] for w in warning_lines(proc.stderr)] == [
         *(moved[name] for name in sorted(moved)),
         f"{len(hit)} committed videos no longer have all their frames in frames/ (a file was removed or "
         "altered): they will be embedded again"], proc.stderr[-3000:]
-    assert sorted(p.name for p in aside.iterdir()) == sorted([committed, "part-bad.parquet"])
-    assert not (out / "frames" / committed).exists() and not (out / "frames" / "part-bad.parquet").exists()
+    assert sorted(p.name for p in aside.iterdir()) == sorted(moved)
+    assert not any((out / "frames" / name).exists() for name in moved)
+    assert pq.read_table(aside / "part-user.parquet").column("x").to_pylist() == [1, 2]  # kept, not deleted
     # only the videos of the committed file are embedded again, each video's frames once
     assert proc.stdout.splitlines()[0] == (
         f"embed: {len(hit)} videos embedded ({2 * len(hit)} frames), 0 failed, {4 - len(hit)} already done; "

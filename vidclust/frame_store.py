@@ -212,7 +212,8 @@ def reconcile(layout: OutputLayout) -> dict:
     so a kill at any moment leaves a state the next reconcile finishes. A committed video whose
     frames are no longer all there (a file deleted by hand) is marked `lost`: the next run embeds
     it again, and its remaining rows go. A file that is not readable Parquet (planted, or damaged
-    since) is moved to _vidclust/unreadable/ with a warning; a committed one's videos are lost."""
+    since), or that no commit names and that holds no vidclust frames, is moved to
+    _vidclust/unreadable/ with a warning; a committed one's videos are then lost."""
     for _ in range(3):
         state = read_state(layout)
         ok = state.filter(pc.equal(state.column("status"), "ok"))
@@ -223,8 +224,11 @@ def reconcile(layout: OutputLayout) -> dict:
                 expected[f][vid] = n
         on_disk = {p.rsplit("/", 1)[-1]: p for p in layout.frame_files()}
         n_rows = {name: _row_count(layout, path) for name, path in on_disk.items()}
-        for name in sorted(name for name, n in n_rows.items() if isinstance(n, Exception)):
-            _set_aside(layout, on_disk.pop(name), n_rows.pop(name), committed=name in expected)
+        for name in sorted(on_disk):
+            why = _not_a_frames_file(layout, on_disk[name], n_rows[name], committed=name in expected)
+            if why:
+                _set_aside(layout, on_disk.pop(name), why)
+                del n_rows[name]
         # a committed file set aside is missing now: its videos are lost, and embedded again
         lost = {v for f, vids in expected.items() if f not in on_disk for v in vids}
         if lost:
@@ -275,19 +279,28 @@ def _row_count(layout: OutputLayout, path: str) -> int | Exception:
         raise
 
 
-def _set_aside(layout: OutputLayout, path: str, error: Exception, committed: bool) -> None:
-    """Move a frames/ file that is not readable Parquet to _vidclust/unreadable/ (out of the way
-    of every reader of frames/, kept for whoever wants to look at it), saying so in one line."""
+def _not_a_frames_file(layout: OutputLayout, path: str, n_rows: int | Exception, committed: bool) -> str:
+    """Why a frames/ file must go out of the way ('' when it is a frames file): it is not
+    readable Parquet, or no commit names it and it holds no vidclust frames (a file of the
+    user's: moved, never deleted, as a killed run's leftovers are)."""
+    if isinstance(n_rows, Exception):
+        return (f"{', which a commit accounts for,' if committed else ''} is not a readable Parquet file "
+                f"({first_line(n_rows)}){'' if committed else ' and no vidclust run wrote it'}")
+    if not committed and META_KEY not in (pq.read_schema(path, filesystem=layout.fs).metadata or {}):
+        return " holds no vidclust frames (its schema has no vidclust metadata)"
+    return ""
+
+
+def _set_aside(layout: OutputLayout, path: str, why: str) -> None:
+    """Move a file out of frames/ to _vidclust/unreadable/ (out of the way of every reader of
+    frames/, kept for whoever wants to look at it), saying why in one line."""
     name = path.rsplit("/", 1)[-1]
     layout.makedirs(layout.unreadable_dir)
     target = layout.path("_vidclust", "unreadable", name)
     if layout.exists(target):
         target = layout.path("_vidclust", "unreadable", f"{uuid.uuid4().hex[:8]}-{name}")
     layout.fs.move(path, target)
-    whose = ", which a commit accounts for," if committed else ""
-    unknown = "" if committed else " and no vidclust run wrote it"
-    log.warning("frames/%s%s is not a readable Parquet file (%s)%s: moved to %s",
-                name, whose, first_line(error), unknown, target)
+    log.warning("frames/%s%s: moved to %s", name, why, target)
 
 
 def _mark_lost(layout: OutputLayout, ok: pa.Table, lost: set[str]) -> None:
