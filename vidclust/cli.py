@@ -141,12 +141,11 @@ def dispatch(args: argparse.Namespace) -> None:
             _stage(name)(cfg, args.OUT)
         print(f"done: open {os.path.join(args.OUT, 'report', 'index.html')}")
     elif args.command == "assign":
+        from vidclust.cluster import check_clusters_saved
+        from vidclust.layout import OutputLayout
         from vidclust.runinfo import embedding_config_of
 
         cfg = embedding_config_of(args.OUT, cfg)  # the model and sampling OUT was embedded with
-        from vidclust.cluster import check_clusters_saved
-        from vidclust.layout import OutputLayout
-
         check_clusters_saved(OutputLayout.open(args.OUT))  # before the new videos are embedded
         _stage("embed")(cfg, args.NEW_SOURCE, args.OUT, show_progress=progress)
         _stage("assign")(cfg, args.OUT)

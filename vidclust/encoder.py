@@ -255,9 +255,9 @@ def check_weights_reachable(spec: EncoderSpec, pretrained: str) -> None:
 def check_checkpoint_fits(model: str, pretrained: str) -> None:
     """A checkpoint file (--pretrained PATH, or the weights of a local-dir: model) must load into
     the model: checked on the driver in about a second, rather than by every encoder actor after
-    Ray has started. The model is built on the meta device (no memory, no initialisation) and the
-    checkpoint read there too (its tensors' shapes, not their data), through open_clip's own
-    loader, so what passes here loads in the actors."""
+    Ray has started. The model is built on the meta device (no memory, no initialisation) and a
+    PyTorch checkpoint read there too (its tensors' shapes, not their data; safetensors are read
+    memory-mapped), through open_clip's own loader, so what passes here loads in the actors."""
     from open_clip.factory import load_checkpoint
 
     found = _checkpoint_file(model, pretrained)
