@@ -338,7 +338,8 @@ def _misfit(exc: Exception, clip: Any, shapes: dict) -> str:
         r"size mismatch for ([^:\s]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from "
         r"checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)", text)]
     for label, keys in re.findall(r"(Missing|Unexpected) key\(s\) in state_dict: ([^\n]*)", text):
-        where = "the model has but the checkpoint lacks" if label == "Missing" else "the checkpoint has but the model lacks"
+        where = {"Missing": "the model has but the checkpoint lacks",
+                 "Unexpected": "the checkpoint has but the model lacks"}[label]
         found += [f"{key} {where}" for key in re.findall(r'"([^"]+)"', keys)]
     if not found and "Error(s) in loading state_dict" not in text:
         found = _shape_differences({key: tuple(t.shape) for key, t in clip.state_dict().items()}, shapes)
