@@ -338,9 +338,7 @@ def _misfit(exc: Exception, clip: Any, shapes: dict) -> str:
         r"size mismatch for ([^:\s]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from "
         r"checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)", text)]
     for label, keys in re.findall(r"(Missing|Unexpected) key\(s\) in state_dict: ([^\n]*)", text):
-        where = {"Missing": "the model has but the checkpoint lacks",
-                 "Unexpected": "the checkpoint has but the model lacks"}[label]
-        found += [f"{key} {where}" for key in re.findall(r'"([^"]+)"', keys)]
+        found += [_missing(key) if label == "Missing" else _unexpected(key) for key in re.findall(r'"([^"]+)"', keys)]
     if not found and "Error(s) in loading state_dict" not in text:
         found = _shape_differences({key: tuple(t.shape) for key, t in clip.state_dict().items()}, shapes)
     if not found:
@@ -355,8 +353,16 @@ def _shape_differences(ours: dict[str, tuple], theirs: dict[str, tuple]) -> list
 
     found = [f"{key} is [{dims(shape)}] in the checkpoint, [{dims(ours[key])}] in the model"
              for key, shape in theirs.items() if key in ours and shape != ours[key]]
-    found += [f"{key} the model has but the checkpoint lacks" for key in ours if key not in theirs]
-    return found + [f"{key} the checkpoint has but the model lacks" for key in theirs if key not in ours]
+    found += [_missing(key) for key in ours if key not in theirs]
+    return found + [_unexpected(key) for key in theirs if key not in ours]
+
+
+def _missing(key: str) -> str:
+    return f"the checkpoint lacks {key}"
+
+
+def _unexpected(key: str) -> str:
+    return f"the checkpoint has {key}, which the model lacks"
 
 
 def _tag_cached(cfg: dict) -> bool:
