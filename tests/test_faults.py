@@ -379,6 +379,8 @@ def test_new_videos_named_like_done_ones_are_refused(tmp_path, tiny_clip):
     out = tmp_path / "out"
     proc = cli("embed", str(a), str(out), *model_args(tiny_clip))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = cli("cluster", str(out), "-q", "--set", "cluster.k=2")  # assign refuses an OUT without clusters first
+    assert proc.returncode == 0, proc.stderr[-3000:]
     before = (out / "videos.parquet").read_bytes()
     line = (f"vidclust: error: video id b in SOURCE is already in OUT for another file ({a / 'b.mp4'} vs "
             f"{b / 'b.mp4'}): give the new videos other names or ids (a manifest's video_id column)")

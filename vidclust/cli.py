@@ -5,6 +5,7 @@ import argparse
 import errno
 import logging
 import os
+import signal
 import sys
 import tempfile
 from typing import Callable, Optional
@@ -140,9 +141,12 @@ def dispatch(args: argparse.Namespace) -> None:
             _stage(name)(cfg, args.OUT)
         print(f"done: open {os.path.join(args.OUT, 'report', 'index.html')}")
     elif args.command == "assign":
+        from vidclust.cluster import check_clusters_saved
+        from vidclust.layout import OutputLayout
         from vidclust.runinfo import embedding_config_of
 
         cfg = embedding_config_of(args.OUT, cfg)  # the model and sampling OUT was embedded with
+        check_clusters_saved(OutputLayout.open(args.OUT))  # before the new videos are embedded
         _stage("embed")(cfg, args.NEW_SOURCE, args.OUT, show_progress=progress)
         _stage("assign")(cfg, args.OUT)
     elif args.command == "stats":
@@ -151,8 +155,19 @@ def dispatch(args: argparse.Namespace) -> None:
         _stage(args.command)(cfg, args.OUT)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, systemd, Kubernetes): the run stops as Ctrl-C stops it (the writer lock
+    released, the finished videos kept), by the same paths, since it is a KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_terminated)  # vidclust.runtime.init_ray keeps it past ray.init
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     # read when Ray Data is first imported: before any stage runs. By default Ray Data's warnings
     # only (no plan dumps, no progress logged as INFO lines); -q errors only; -v all of it
@@ -170,10 +185,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except VidclustError as exc:
         print(f"vidclust: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("vidclust: interrupted; run the same command again to continue where it stopped",
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"vidclust: {what}; run the same command again to continue where it stopped",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
         cause = storage_error(exc)
         if cause is None:

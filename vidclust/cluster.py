@@ -31,6 +31,9 @@ from vidclust.clusterer import EXACT_UP_TO, METHODS, VideoClusterer  # noqa: F40
 from vidclust.clusterer import choose_method as _choose_method
 from vidclust.clusterer import distances_to_centers as _distances_to_centers
 from vidclust.errors import VidclustError
+from vidclust.errors import first_line
+from vidclust.contract import is_corrupt_parquet
+from vidclust.writer_lock import refuse_while_written
 from vidclust.formatting import fmt
 from vidclust.layout import OutputLayout
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
@@ -372,7 +375,14 @@ def frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
     meta: Optional[dict] = None
     first = None
     for path in files:
-        this = read_metadata(layout, path)
+        try:
+            this = read_metadata(layout, path)
+        except Exception as exc:
+            if not is_corrupt_parquet(exc):
+                raise
+            raise VidclustError(f"{path} is not a readable Parquet file ({first_line(exc)}): run `vidclust embed` "
+                                "again (it moves unreadable frames files aside and embeds their videos again), "
+                                "or remove the file") from None
         if meta is None:
             meta, first = this, path
         elif this != meta:
@@ -642,6 +652,8 @@ def run_cluster(cfg: Config, out: str) -> dict:
 
     c = cfg.cluster
     layout = OutputLayout.open(out)
+    if not layout.exists(layout.videos):  # no embed has finished: one may be running
+        refuse_while_written(layout, then="run `vidclust cluster`")
     clear_staging(layout, "cluster")
     with timed() as t_total:
         with timed() as t_agg:
@@ -700,6 +712,15 @@ def run_cluster(cfg: Config, out: str) -> dict:
     return info
 
 
+def check_clusters_saved(layout: OutputLayout) -> None:
+    """The clustering that `assign` adds videos to is in OUT, whole (checked before it embeds
+    them): a half-written clusters/ is refused as the other readers refuse it."""
+    for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
+        if not layout.exists(layout.cluster_file(name)):
+            raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
+    committed_outputs(layout, CLUSTERS)
+
+
 def run_assign_new(cfg: Config, out: str) -> dict:
     """Assign the videos of OUT that are ok but not yet clustered to the saved centres (which do
     not move), and append them to assignments.parquet, video_cluster_mapping.csv and
@@ -711,11 +732,9 @@ def run_assign_new(cfg: Config, out: str) -> dict:
 
     layout = OutputLayout.open(out)
     clear_staging(layout, "cluster")
-    clusters = committed_outputs(layout, CLUSTERS)  # a half-written clusters/ is refused
+    check_clusters_saved(layout)
+    clusters = committed_outputs(layout, CLUSTERS)
     metrics_path = layout.cluster_file("metrics.json")
-    for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
-        if not layout.exists(layout.cluster_file(name)):
-            raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
     metrics = read_json(layout, metrics_path)
     strategy = metrics["aggregation"]
     if strategy != cfg.cluster.aggregation:

@@ -264,6 +264,12 @@ def read_metadata(layout: OutputLayout, path: str) -> dict:
     return metadata_of(pq.read_schema(path, filesystem=layout.fs))
 
 
+def is_corrupt_parquet(exc: BaseException) -> bool:
+    """Whether reading a Parquet file failed because the file is not valid Parquet (garbage, cut
+    short, a damaged footer), rather than because the storage failed."""
+    return isinstance(exc, pa.ArrowInvalid) or (isinstance(exc, OSError) and "deserialize thrift" in str(exc))
+
+
 # ---------------------------------------------------------------------------------------------
 # writing: the one atomic write
 

@@ -19,9 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vidclust.config import Config, EmbedConfig, EncoderConfig, to_dict
+from vidclust.config import Config, DecodeConfig, EmbedConfig, EncoderConfig, to_dict
 from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
+from vidclust.encoder import check_checkpoint_fits
 from vidclust.errors import VidclustError, storage_error
 from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
 from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
@@ -54,6 +55,7 @@ def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
     enc = cfg.encoder
     spec = encoder_spec(enc.model, enc.pretrained, cfg.preprocess.mean, cfg.preprocess.std)
     check_weights_reachable(spec, enc.pretrained)
+    check_checkpoint_fits(enc.model, enc.pretrained)
     if cfg.sampling.image_size not in (None, spec.image_size):
         raise VidclustError(f"model {spec.model} takes {spec.image_size}x{spec.image_size} images but "
                             f"embed.sampling.image_size is {cfg.sampling.image_size}")
@@ -177,7 +179,20 @@ def decode_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     # decode.device=cuda: a share of a GPU, without which Ray hides the GPUs from the task (NVDEC)
     return Stage("decode", decode_videos, batch_size=1, kwargs={"embed_cfg": cfg},
                  num_cpus=min(cfg.decode.cpus_per_task, float(resources.get("CPU", 1)) / 2),
-                 num_gpus=0.25 if cfg.decode.device == "cuda" else 0.0, memory_mb=cfg.decode.memory_mb)
+                 num_gpus=0.25 if decode_on_gpus(cfg.decode, resources) else 0.0, memory_mb=cfg.decode.memory_mb)
+
+
+def decode_on_gpus(decode: DecodeConfig, resources: dict) -> bool:
+    """Whether the decode tasks ask for a share of a GPU: decode.device=cuda on a cluster that
+    has one. Without a GPU such tasks would wait for one for ever; they decode on the CPUs, as
+    each task does where it sees no GPU, and as device=auto does."""
+    if decode.device != "cuda":
+        return False
+    if resources.get("GPU", 0) > 0:
+        return True
+    log.warning("embed.decode.device=cuda, but the Ray cluster has no GPU: decoding on the CPUs (as device=auto "
+                "does; embed.encoder.device=gpu waits for GPU nodes to join)")
+    return False
 
 
 def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
@@ -326,7 +341,9 @@ def prepare_output(layout: OutputLayout, signature: dict) -> None:
     run left half-written, and make frames/ match the commits (call it holding the lock)."""
     layout.makedirs(layout.frames_dir)
     layout.makedirs(layout.commits_dir)
-    if layout.exists(layout.signature_file):
+    # a signature binds OUT once a video was embedded with it: a run that embedded nothing (its
+    # weights did not load, it was stopped at once) leaves none that refuses the next settings
+    if layout.exists(layout.signature_file) and holds_embeddings(layout):
         held = json.loads(layout.read_bytes(layout.signature_file))
         if held != signature:
             diff = [k for k in signature if held.get(k) != signature.get(k)]
@@ -338,6 +355,12 @@ def prepare_output(layout: OutputLayout, signature: dict) -> None:
         write_json(layout, signature, layout.signature_file)
     clear_staging(layout)
     reconcile(layout)
+
+
+def holds_embeddings(layout: OutputLayout) -> bool:
+    """Whether a commit of OUT has a video embedded (status ok)."""
+    status = read_state(layout).column("status")
+    return pc.any(pc.equal(status, "ok")).as_py() is True
 
 
 def write_videos_table(layout: OutputLayout) -> pa.Table:

@@ -8,13 +8,15 @@ import hashlib
 import json
 import logging
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, first_line
 from vidclust.model_hub import hub_reachable
 from vidclust.runtime import current_node_id
 
@@ -248,6 +250,119 @@ def check_weights_reachable(spec: EncoderSpec, pretrained: str) -> None:
             "no model hub is reachable. Give a local checkpoint with --pretrained PATH "
             "(e.g. open_clip_pytorch_model.bin), or --pretrained none for random weights "
             "(plumbing checks only).")
+
+
+def check_checkpoint_fits(model: str, pretrained: str) -> None:
+    """A checkpoint file (--pretrained PATH, or the weights of a local-dir: model) must load into
+    the model: checked on the driver in about a second, rather than by every encoder actor after
+    Ray has started. The model is built on the meta device (no memory, no initialisation) and a
+    PyTorch checkpoint read there too (its tensors' shapes, not their data; safetensors are read
+    memory-mapped), through open_clip's own loader, so what passes here loads in the actors."""
+    from open_clip.factory import load_checkpoint
+
+    found = _checkpoint_file(model, pretrained)
+    if found is None:
+        return
+    name, checkpoint, what = found
+    shapes = _checkpoint_shapes(checkpoint, what)
+    clip = _meta_model(name)
+    if clip is None:
+        return
+    try:  # safetensors cannot load onto the meta device: its tensors are read (memory-mapped)
+        with warnings.catch_warnings():  # torch: "copying from a non-meta parameter ... is a no-op"
+            warnings.filterwarnings("ignore", message=".*non-meta parameter")
+            load_checkpoint(clip, str(checkpoint), device="cpu" if checkpoint.suffix == ".safetensors" else "meta")
+    except NotImplementedError:
+        return  # an operation the meta device lacks: the actors load it for real
+    except Exception as exc:
+        raise VidclustError(f"{what} does not fit model {name}: {_misfit(exc, clip, shapes)}: give the "
+                            "checkpoint of this model, or the --model it was made with") from None
+
+
+def _checkpoint_shapes(checkpoint: Path, what: str) -> dict[str, tuple]:
+    """The shapes of a checkpoint's tensors, reading none of their data; one line when the file
+    is not a checkpoint."""
+    from open_clip.factory import load_state_dict
+
+    try:
+        if checkpoint.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(checkpoint), "pt") as f:
+                return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+        state = load_state_dict(str(checkpoint), device="meta")
+        return {key: tuple(t.shape) for key, t in state.items() if hasattr(t, "shape")}
+    except Exception as exc:
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))
+        raise VidclustError(f"{what} is not a checkpoint that torch.load(weights_only=True) or safetensors reads "
+                            f"({detail.group(1) if detail else first_line(exc).split('. ')[0]})") from None
+
+
+def _checkpoint_file(model: str, pretrained: str) -> tuple[str, Path, str] | None:
+    """(open_clip model name, checkpoint file, how the user named it) of a model whose weights
+    are a file; None for a weights tag (its checkpoint is the model's own), a hub model, none."""
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    if model.startswith(LOCAL_DIR):
+        found = _find_checkpoint_in_dir(Path(model[len(LOCAL_DIR):]).expanduser())
+        checkpoint = Path(found) if found else None
+        name, what = model, f"--model {model}: its weights {found}"
+    elif model.startswith(HF_HUB) or pretrained.lower() == "none" or not Path(pretrained).expanduser().is_file():
+        return None
+    else:
+        name, checkpoint, what = resolve_model_name(model), Path(pretrained).expanduser(), f"--pretrained {pretrained}"
+    if checkpoint is None or checkpoint.suffix in (".npz", ".npy"):  # big_vision: converted while loaded
+        return None
+    return name, checkpoint, what
+
+
+def _meta_model(name: str) -> Any:
+    """The open_clip model `name` on the meta device (None where it cannot be built so: the
+    actors build it for real), no tower's weights fetched."""
+    import open_clip
+    import torch
+
+    try:
+        with torch.device("meta"), _root_warnings_muted():
+            return open_clip.create_model(name, pretrained=None, load_weights=False, pretrained_image=False,
+                                          pretrained_text=False, device="meta")
+    except Exception:
+        return None
+
+
+def _misfit(exc: Exception, clip: Any, shapes: dict) -> str:
+    """The first difference between a checkpoint and the model, and how many more: as torch's
+    load_state_dict listed them, else (open_clip's conversions failed first) from the shapes."""
+    text = str(exc)
+    found = [f"{key} is [{theirs}] in the checkpoint, [{ours}] in the model" for key, theirs, ours in re.findall(
+        r"size mismatch for ([^:\s]+): copying a param with shape torch\.Size\(\[([^\]]*)\]\) from "
+        r"checkpoint, the shape in current model is torch\.Size\(\[([^\]]*)\]\)", text)]
+    for label, keys in re.findall(r"(Missing|Unexpected) key\(s\) in state_dict: ([^\n]*)", text):
+        found += [_missing(key) if label == "Missing" else _unexpected(key) for key in re.findall(r'"([^"]+)"', keys)]
+    if not found and "Error(s) in loading state_dict" not in text:
+        found = _shape_differences({key: tuple(t.shape) for key, t in clip.state_dict().items()}, shapes)
+    if not found:
+        return first_line(exc)
+    more = len(found) - 1
+    return found[0] + (f" (and {more} more difference{'s' if more > 1 else ''})" if more else "")
+
+
+def _shape_differences(ours: dict[str, tuple], theirs: dict[str, tuple]) -> list[str]:
+    def dims(shape: tuple) -> str:
+        return ", ".join(str(d) for d in shape)
+
+    found = [f"{key} is [{dims(shape)}] in the checkpoint, [{dims(ours[key])}] in the model"
+             for key, shape in theirs.items() if key in ours and shape != ours[key]]
+    found += [_missing(key) for key in ours if key not in theirs]
+    return found + [_unexpected(key) for key in theirs if key not in ours]
+
+
+def _missing(key: str) -> str:
+    return f"the checkpoint lacks {key}"
+
+
+def _unexpected(key: str) -> str:
+    return f"the checkpoint has {key}, which the model lacks"
 
 
 def _tag_cached(cfg: dict) -> bool:

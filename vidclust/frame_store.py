@@ -29,8 +29,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from vidclust.contract import META_KEY, STATE_SCHEMA, write_parquet
+from vidclust.contract import META_KEY, STATE_SCHEMA, is_corrupt_parquet, write_parquet
 from vidclust.contract import clear_staging as clear_staging_of
+from vidclust.errors import first_line
 from vidclust.layout import OutputLayout
 
 log = logging.getLogger("vidclust")
@@ -211,7 +212,9 @@ def reconcile(layout: OutputLayout) -> dict:
     videos' rows, or deleted when they hold none; the commits are updated to the new files first,
     so a kill at any moment leaves a state the next reconcile finishes. A committed video whose
     frames are no longer all there (a file deleted by hand) is marked `lost`: the next run embeds
-    it again, and its remaining rows go."""
+    it again, and its remaining rows go. A file that is not readable Parquet (planted, or damaged
+    since), or that no commit names and that holds no vidclust frames, is moved to
+    _vidclust/unreadable/ with a warning; a committed one's videos are then lost."""
     for _ in range(3):
         state = read_state(layout)
         ok = state.filter(pc.equal(state.column("status"), "ok"))
@@ -221,12 +224,18 @@ def reconcile(layout: OutputLayout) -> dict:
             for f, n in zip(files or [], rows or []):
                 expected[f][vid] = n
         on_disk = {p.rsplit("/", 1)[-1]: p for p in layout.frame_files()}
+        n_rows = {name: _row_count(layout, path) for name, path in on_disk.items()}
+        for name in sorted(on_disk):
+            why = _not_a_frames_file(layout, on_disk[name], n_rows[name], committed=name in expected)
+            if why:
+                _set_aside(layout, on_disk.pop(name), why)
+                del n_rows[name]
+        # a committed file set aside is missing now: its videos are lost, and embedded again
         lost = {v for f, vids in expected.items() if f not in on_disk for v in vids}
         if lost:
             _mark_lost(layout, ok, lost)
             continue
-        dirty = [name for name, path in on_disk.items()
-                 if pq.read_metadata(path, filesystem=layout.fs).num_rows != sum(expected.get(name, {}).values())]
+        dirty = [name for name in on_disk if n_rows[name] != sum(expected.get(name, {}).values())]
         rewritten: dict[str, str] = {}
         for name in dirty:
             keep = expected.get(name, {})
@@ -259,6 +268,40 @@ def reconcile(layout: OutputLayout) -> dict:
         return {"files_checked": len(on_disk), "rewritten": len(rewritten),
                 "removed": len(dirty) - len(rewritten)}
     raise RuntimeError(f"frames/ of {layout.root} could not be reconciled with its commits")
+
+
+def _row_count(layout: OutputLayout, path: str) -> int | Exception:
+    """The rows of a frames/ file from its footer, or the error that says it is not Parquet."""
+    try:
+        return pq.read_metadata(path, filesystem=layout.fs).num_rows
+    except Exception as exc:
+        if is_corrupt_parquet(exc):
+            return exc
+        raise
+
+
+def _not_a_frames_file(layout: OutputLayout, path: str, n_rows: int | Exception, committed: bool) -> str:
+    """Why a frames/ file must go out of the way ('' when it is a frames file): it is not
+    readable Parquet, or no commit names it and it holds no vidclust frames (a file of the
+    user's: moved, never deleted, as a killed run's leftovers are)."""
+    if isinstance(n_rows, Exception):
+        return (f"{', which a commit accounts for,' if committed else ''} is not a readable Parquet file "
+                f"({first_line(n_rows)}){'' if committed else ' and no vidclust run wrote it'}")
+    if not committed and META_KEY not in (pq.read_schema(path, filesystem=layout.fs).metadata or {}):
+        return " holds no vidclust frames (its schema has no vidclust metadata)"
+    return ""
+
+
+def _set_aside(layout: OutputLayout, path: str, why: str) -> None:
+    """Move a file out of frames/ to _vidclust/unreadable/ (out of the way of every reader of
+    frames/, kept for whoever wants to look at it), saying why in one line."""
+    name = path.rsplit("/", 1)[-1]
+    layout.makedirs(layout.unreadable_dir)
+    target = layout.path("_vidclust", "unreadable", name)
+    if layout.exists(target):
+        target = layout.path("_vidclust", "unreadable", f"{uuid.uuid4().hex[:8]}-{name}")
+    layout.fs.move(path, target)
+    log.warning("frames/%s%s: moved to %s", name, why, target)
 
 
 def _mark_lost(layout: OutputLayout, ok: pa.Table, lost: set[str]) -> None:

@@ -47,6 +47,10 @@ class OutputLayout:
         return self.path("_vidclust", "staging")
 
     @property
+    def unreadable_dir(self) -> str:  # frames/ files that are not readable Parquet, moved out of the way
+        return self.path("_vidclust", "unreadable")
+
+    @property
     def signature_file(self) -> str:  # the model and sampling the frames were embedded with
         return self.path("_vidclust", "embedding.json")
 

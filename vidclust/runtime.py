@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import warnings
 from typing import Any
 
@@ -46,6 +48,7 @@ def init_ray(cfg: Config) -> None:
     elif not verbose:
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         mute_ray_notices()
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     if not address or address == "local":
         log.info("starting a local Ray")
         ray.init(address="local", **kwargs)
@@ -58,7 +61,16 @@ def init_ray(cfg: Config) -> None:
         except (ConnectionError, RuntimeError, ValueError) as exc:  # auth, version, address errors
             raise VidclustError(f"cannot join the Ray cluster at {address} ({origin}): "
                                 f"{first_line(exc)}") from None
+    keep_sigterm_handler(on_sigterm)
     ray.data.DataContext.get_current().enable_progress_bars = True
+
+
+def keep_sigterm_handler(handler: Any) -> None:
+    """Put back the program's own SIGTERM handler (the command line's: stop as Ctrl-C does), which
+    ray.init replaces with sys.exit, and Ray's core worker then with a crash-dump handler that
+    ends the process in an abort (exit -6). A program without a handler of its own keeps Ray's."""
+    if callable(handler) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _not_the_cpu_gpu_notice(record: logging.LogRecord) -> bool:

@@ -88,12 +88,14 @@ class WriterLock:
                 self._start_heartbeat()
                 return self
             if not self._is_stale(held):
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held.get("started", 0))))
-                raise VidclustError(
-                    f"{self.layout.root} is being written by another vidclust run (pid {held.get('pid')} "
-                    f"on {held.get('host')}, since {since}): wait for it to finish, or use another OUT")
+                raise VidclustError(f"{being_written(self.layout, held)}: wait for it to finish, or use another OUT")
             self._remove_stale(held)  # a killed run's lock: take it over
         raise VidclustError(f"could not take the lock of {self.layout.root}: another run keeps taking it")
+
+    def live_holder(self) -> Optional[dict]:
+        """The record of the live run that holds the lock; None when it is free, stale or unreadable."""
+        held = self._read()
+        return None if held is None or self._is_stale(held) else held
 
     def _try_create(self) -> bool:
         path = self.layout.lock_file
@@ -171,6 +173,21 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def being_written(layout: OutputLayout, held: dict) -> str:
+    """'OUT is being written by another vidclust run (pid, host, since when)', of a lock's record."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held.get("started", 0))))
+    return (f"{layout.root} is being written by another vidclust run (pid {held.get('pid')} on "
+            f"{held.get('host')}, since {since})")
+
+
+def refuse_while_written(layout: OutputLayout, then: str) -> None:
+    """One line naming the live run that writes OUT, if one does: a reader of its outputs waits
+    for it, then does `then`."""
+    held = WriterLock(layout).live_holder()
+    if held is not None:
+        raise VidclustError(f"{being_written(layout, held)}: wait for it to finish, then {then}")
 
 
 def _read_json(path: str) -> Optional[dict]:
