@@ -10,6 +10,35 @@ import pyarrow.fs as pafs
 
 from vidclust.errors import VidclustError
 
+# The files of clusters/ and report/, relative to OUT: named here and nowhere else (vidclust.contract
+# says what each holds and is the one code that reads and writes them; tests/test_output_owners.py
+# keeps it so). Users read these files: their names and places stay.
+VIDEO_VECTORS_FILE = "clusters/video_vectors.parquet"
+CENTERS_FILE = "clusters/centers.parquet"
+ASSIGNMENTS_FILE = "clusters/assignments.parquet"
+MAPPING_FILE = "clusters/video_cluster_mapping.csv"
+NEAR_DUPLICATES_FILE = "clusters/near_duplicates.parquet"
+METRICS_FILE = "clusters/metrics.json"
+DESCRIPTIONS_FILE = "clusters/descriptions.parquet"
+CLUSTER_DESCRIPTIONS_FILE = "clusters/cluster_descriptions.json"
+PROJECTION_FILE = "report/projection.parquet"
+REPORT_PAGE_FILE = "report/index.html"
+
+# the report page's files beside it, relative to report/ (as the page links them)
+POINTS_SCRIPT = "points.js"  # the page's data (vidclust.explorer)
+EXPLORE_SCRIPT = "explore.js"  # the page's script (vidclust/data/explore.js)
+TSNE_PLOT = "tsne.png"
+SWEEP_PLOT = "k_sweep.png"
+# the data set's plots: in report/, and beside stats.parquet for `vidclust stats --out DIR`
+STATS_PLOTS = DURATION_PLOT, FPS_PLOT, RESOLUTION_PLOT, CODEC_PLOT = (
+    "stats_duration.png", "stats_fps.png", "stats_resolution.png", "stats_codec.png")
+THUMBNAILS_DIR = "frames"  # in report/: the frames of the videos nearest each centre
+
+
+def thumbnail_file(cluster_id: int, index: int) -> str:
+    """The `index`-th thumbnail strip of a cluster, relative to report/."""
+    return f"{THUMBNAILS_DIR}/c{cluster_id}_{index}.jpg"
+
 
 @dataclass(frozen=True)
 class OutputLayout:
@@ -78,14 +107,52 @@ class OutputLayout:
     def clusters_dir(self) -> str:
         return self.path("clusters")
 
-    def cluster_file(self, name: str) -> str:
-        return self.path("clusters", name)
+    @property
+    def video_vectors(self) -> str:
+        return self.path(VIDEO_VECTORS_FILE)
+
+    @property
+    def centers(self) -> str:
+        return self.path(CENTERS_FILE)
+
+    @property
+    def assignments(self) -> str:
+        return self.path(ASSIGNMENTS_FILE)
+
+    @property
+    def video_cluster_mapping(self) -> str:
+        return self.path(MAPPING_FILE)
+
+    @property
+    def near_duplicates(self) -> str:
+        return self.path(NEAR_DUPLICATES_FILE)
+
+    @property
+    def metrics(self) -> str:
+        return self.path(METRICS_FILE)
+
+    @property
+    def descriptions(self) -> str:
+        return self.path(DESCRIPTIONS_FILE)
+
+    @property
+    def cluster_descriptions(self) -> str:
+        return self.path(CLUSTER_DESCRIPTIONS_FILE)
 
     @property
     def report_dir(self) -> str:
         return self.path("report")
 
+    @property
+    def report_page(self) -> str:
+        return self.path(REPORT_PAGE_FILE)
+
+    @property
+    def projection(self) -> str:
+        return self.path(PROJECTION_FILE)
+
     def report_file(self, name: str) -> str:
+        """A file beside the report page (`name` relative to report/)."""
         return self.path("report", name)
 
     def frame_files(self) -> list[str]:
