@@ -40,6 +40,11 @@ def thumbnail_file(cluster_id: int, index: int) -> str:
     return f"{THUMBNAILS_DIR}/c{cluster_id}_{index}.jpg"
 
 
+def _file(rel: str) -> property:
+    """An attribute of OutputLayout: the path of the file `rel` of OUT."""
+    return property(lambda layout: layout.path(rel), doc=f"the path of OUT/{rel}")
+
+
 @dataclass(frozen=True)
 class OutputLayout:
     root: str  # path within `fs`
@@ -107,49 +112,21 @@ class OutputLayout:
     def clusters_dir(self) -> str:
         return self.path("clusters")
 
-    @property
-    def video_vectors(self) -> str:
-        return self.path(VIDEO_VECTORS_FILE)
-
-    @property
-    def centers(self) -> str:
-        return self.path(CENTERS_FILE)
-
-    @property
-    def assignments(self) -> str:
-        return self.path(ASSIGNMENTS_FILE)
-
-    @property
-    def video_cluster_mapping(self) -> str:
-        return self.path(MAPPING_FILE)
-
-    @property
-    def near_duplicates(self) -> str:
-        return self.path(NEAR_DUPLICATES_FILE)
-
-    @property
-    def metrics(self) -> str:
-        return self.path(METRICS_FILE)
-
-    @property
-    def descriptions(self) -> str:
-        return self.path(DESCRIPTIONS_FILE)
-
-    @property
-    def cluster_descriptions(self) -> str:
-        return self.path(CLUSTER_DESCRIPTIONS_FILE)
+    video_vectors = _file(VIDEO_VECTORS_FILE)
+    centers = _file(CENTERS_FILE)
+    assignments = _file(ASSIGNMENTS_FILE)
+    video_cluster_mapping = _file(MAPPING_FILE)
+    near_duplicates = _file(NEAR_DUPLICATES_FILE)
+    metrics = _file(METRICS_FILE)
+    descriptions = _file(DESCRIPTIONS_FILE)
+    cluster_descriptions = _file(CLUSTER_DESCRIPTIONS_FILE)
 
     @property
     def report_dir(self) -> str:
         return self.path("report")
 
-    @property
-    def report_page(self) -> str:
-        return self.path(REPORT_PAGE_FILE)
-
-    @property
-    def projection(self) -> str:
-        return self.path(PROJECTION_FILE)
+    report_page = _file(REPORT_PAGE_FILE)
+    projection = _file(PROJECTION_FILE)
 
     def report_file(self, name: str) -> str:
         """A file beside the report page (`name` relative to report/)."""
