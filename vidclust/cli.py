@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidclust", description="Group a corpus of videos into clusters of similar content and "
         "describe each cluster in words.")
     from vidclust import __version__
+    from vidclust.layout import DESCRIPTIONS_FILE, REPORT_PAGE_FILE
 
     parser.add_argument("--version", action="version", version=f"vidclust {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     out = ("OUT", "output folder (local path or URI)")
     add("embed", "decode, sample and embed every video of SOURCE into OUT/frames", src, out, model=True)
     add("cluster", "aggregate per video, cluster, score: OUT/clusters", out)
-    add("describe", "describe every cluster in words: OUT/clusters/descriptions.parquet", out)
-    add("report", "plots and OUT/report/index.html", out)
+    add("describe", f"describe every cluster in words: OUT/{DESCRIPTIONS_FILE}", out)
+    add("report", f"plots and OUT/{REPORT_PAGE_FILE}", out)
     add("run", "every stage: embed, cluster, describe, report", src, out, model=True)
     add("assign", "embed new videos and assign them to the saved cluster centres", out,
         ("NEW_SOURCE", "the new videos (same forms as SOURCE)"))
@@ -139,7 +140,9 @@ def dispatch(args: argparse.Namespace) -> None:
         _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
         for name in ("cluster", "describe", "report"):
             _stage(name)(cfg, args.OUT)
-        print(f"done: open {os.path.join(args.OUT, 'report', 'index.html')}")
+        from vidclust.layout import REPORT_PAGE_FILE
+
+        print(f"done: open {os.path.join(args.OUT, REPORT_PAGE_FILE)}")
     elif args.command == "assign":
         from vidclust.cluster import check_clusters_saved
         from vidclust.layout import OutputLayout

@@ -8,8 +8,6 @@ committed together as one set (`contract.CLUSTERS`: a stopped run leaves a set n
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import time
@@ -24,9 +22,11 @@ import pyarrow.compute as pc
 from vidclust.aggregate import aggregate_with_ray, vectors_table
 from vidclust.config import Config
 from vidclust.contract import (ASSIGNMENTS_SCHEMA, CLUSTERS, NEAR_DUPLICATES_SCHEMA, begin_outputs, centers_schema,
-                               clear_staging, commit_outputs, committed_outputs, embedding_matrix, metadata_of,
-                               read_json, read_metadata, read_parquet, with_metadata, write_bytes, write_json,
-                               write_parquet)
+                               clear_staging, commit_outputs, committed_file, committed_outputs, embedding_matrix,
+                               metadata_of, read_assignments, read_centers, read_metadata, read_metrics,
+                               read_video_vectors, read_videos, with_metadata, write_assignments, write_centers,
+                               write_metrics, write_near_duplicates, write_video_cluster_mapping,
+                               write_video_vectors)
 from vidclust.clusterer import EXACT_UP_TO, METHODS, VideoClusterer  # noqa: F401 (METHODS: re-exported)
 from vidclust.clusterer import choose_method as _choose_method
 from vidclust.clusterer import distances_to_centers as _distances_to_centers
@@ -35,7 +35,8 @@ from vidclust.errors import first_line
 from vidclust.contract import is_corrupt_parquet
 from vidclust.writer_lock import refuse_while_written
 from vidclust.formatting import fmt
-from vidclust.layout import OutputLayout
+from vidclust.layout import (ASSIGNMENTS_FILE, CENTERS_FILE, METRICS_FILE, NEAR_DUPLICATES_FILE, VIDEO_VECTORS_FILE,
+                             OutputLayout)
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
 
 log = logging.getLogger("vidclust")
@@ -398,24 +399,15 @@ def _differences(a: dict, b: dict) -> dict:
     return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-_RUN_EMBED = "run `vidclust embed` first"
-_RUN_CLUSTER = "run `vidclust cluster` first"
-
-
-def read_videos(layout: OutputLayout) -> pa.Table:
-    return read_parquet(layout, layout.videos, missing=_RUN_EMBED)
-
-
 def read_vectors(layout: OutputLayout) -> tuple[list[str], np.ndarray]:
     """The aggregated per-video vectors that `cluster` saved: (video_ids, float32 [n, D])."""
-    t = read_parquet(layout, layout.cluster_file("video_vectors.parquet"), missing=_RUN_CLUSTER)
+    t = read_video_vectors(layout, ("video_id", "vector"))
     return t.column("video_id").to_pylist(), embedding_matrix(t.column("vector"))
 
 
-def read_centers(layout: OutputLayout) -> tuple[np.ndarray, np.ndarray]:
-    """(cluster_ids int32 [k], centres float32 [k, D]) from clusters/centers.parquet."""
-    t = read_parquet(layout, layout.cluster_file("centers.parquet"), missing=_RUN_CLUSTER)
-    return t.column("cluster_id").to_numpy().astype(np.int32), embedding_matrix(t.column("center"))
+def saved_centers(layout: OutputLayout) -> np.ndarray:
+    """The centres that `cluster` saved, float32 [k, D] (row i: cluster i)."""
+    return embedding_matrix(read_centers(layout, ("cluster_id", "center")).column("center"))
 
 
 def _status_column(videos: pa.Table) -> np.ndarray:
@@ -443,15 +435,6 @@ def centers_table(centers: np.ndarray, sizes: np.ndarray) -> pa.Table:
     }, schema=centers_schema(t.schema.field("center").type.list_size))
 
 
-def mapping_csv(table: pa.Table) -> bytes:
-    """The notebook's video_cluster_mapping.csv: `video_id,cluster_id`."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["video_id", "cluster_id"])
-    w.writerows(zip(table.column("video_id").to_pylist(), table.column("cluster_id").to_pylist()))
-    return buf.getvalue().encode()
-
-
 # --------------------------------------------------------------------------------------------
 # stages
 
@@ -472,9 +455,8 @@ def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str]
     """near_duplicates.parquet from a search's result. Returns the metrics.json entry."""
     c = cfg.cluster
     dups = near_duplicate_groups(ids, vectors, c.near_duplicate_threshold, found=found)
-    write_parquet(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold,
-                                               "search": found.search}),
-                  layout.cluster_file("near_duplicates.parquet"))
+    write_near_duplicates(layout, with_metadata(dups, {**meta, "threshold": c.near_duplicate_threshold,
+                                                       "search": found.search}))
     out = {"threshold": c.near_duplicate_threshold, "search": found.search,
            "n_groups": len(set(dups.column("group_id").to_pylist())), "n_videos": dups.num_rows}
     if found.search != "exact":
@@ -580,10 +562,10 @@ def _write_fit(layout: OutputLayout, ids: Sequence[str], vectors: np.ndarray, fi
     sizes = np.bincount(labels[labels >= 0], minlength=len(centers))
     assignments = assignments_table(ids, labels, distances_to_own_center(vectors, centers, labels))
     layout.makedirs(layout.clusters_dir)
-    write_parquet(layout, with_metadata(vectors_table(ids, vectors), meta), layout.cluster_file("video_vectors.parquet"))
-    write_parquet(layout, with_metadata(centers_table(centers, sizes), meta), layout.cluster_file("centers.parquet"))
-    write_parquet(layout, with_metadata(assignments, meta), layout.cluster_file("assignments.parquet"))
-    write_bytes(layout, mapping_csv(assignments), layout.cluster_file("video_cluster_mapping.csv"))
+    write_video_vectors(layout, with_metadata(vectors_table(ids, vectors), meta))
+    write_centers(layout, with_metadata(centers_table(centers, sizes), meta))
+    write_assignments(layout, with_metadata(assignments, meta))
+    write_video_cluster_mapping(layout, assignments)
     return sizes
 
 
@@ -628,7 +610,7 @@ def _warn_empty_clusters(k: int, sizes: np.ndarray) -> None:
     empty = int((sizes == 0).sum())
     if empty:
         log.warning("k=%d leaves %d of its clusters empty: fewer distinct videos than clusters (copies of each "
-                    "other: see clusters/near_duplicates.parquet); lower cluster.k", k, empty)
+                    "other: see %s); lower cluster.k", k, empty, NEAR_DUPLICATES_FILE)
 
 
 def _log_clustered(info: dict) -> None:
@@ -691,9 +673,8 @@ def run_cluster(cfg: Config, out: str) -> dict:
         near_dups = _write_near_duplicates(cfg, layout, ids, vectors, found, meta)
         counts["dedup_first"] = bool(c.dedup_first)
         counts["n_fitted"] = n if fitted is None else int(len(fitted))
-        write_json(layout, {**_metrics(cfg, fit, sizes, scores, external, sweep_table, near_dups, counts,
-                                       embed_meta, int(vectors.shape[1])), "clustering_id": run_id, "run_id": run_id},
-                   layout.cluster_file("metrics.json"))
+        write_metrics(layout, {**_metrics(cfg, fit, sizes, scores, external, sweep_table, near_dups, counts,
+                                          embed_meta, int(vectors.shape[1])), "clustering_id": run_id, "run_id": run_id})
         commit_outputs(layout, CLUSTERS, run_id, CLUSTERS.files, clustering_id=run_id)
         _warn_empty_clusters(len(fit.centers), sizes)
 
@@ -715,10 +696,8 @@ def run_cluster(cfg: Config, out: str) -> dict:
 def check_clusters_saved(layout: OutputLayout) -> None:
     """The clustering that `assign` adds videos to is in OUT, whole (checked before it embeds
     them): a half-written clusters/ is refused as the other readers refuse it."""
-    for name in ("metrics.json", "centers.parquet", "assignments.parquet", "video_vectors.parquet"):
-        if not layout.exists(layout.cluster_file(name)):
-            raise VidclustError(f"{layout.root} has no clusters/{name}: run `vidclust cluster` first")
-    committed_outputs(layout, CLUSTERS)
+    for rel in (METRICS_FILE, CENTERS_FILE, ASSIGNMENTS_FILE, VIDEO_VECTORS_FILE):
+        committed_file(layout, rel)
 
 
 def run_assign_new(cfg: Config, out: str) -> dict:
@@ -734,18 +713,17 @@ def run_assign_new(cfg: Config, out: str) -> dict:
     clear_staging(layout, "cluster")
     check_clusters_saved(layout)
     clusters = committed_outputs(layout, CLUSTERS)
-    metrics_path = layout.cluster_file("metrics.json")
-    metrics = read_json(layout, metrics_path)
+    metrics = read_metrics(layout)
     strategy = metrics["aggregation"]
     if strategy != cfg.cluster.aggregation:
         log.info("assigning with aggregation %r, the one the centres were fitted with", strategy)
-    assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"))
+    assignments = read_assignments(layout)
     done = set(assignments.column("video_id").to_pylist())
     videos = read_videos(layout)
     status = _status_column(videos)
     ok_ids = np.asarray(videos.column("video_id").to_pylist(), dtype=object)[status == "ok"]
     new = sorted(set(ok_ids.tolist()) - done)
-    _, centers = read_centers(layout)
+    centers = saved_centers(layout)
     with timed() as t_total:
         if new:
             files = layout.frame_files()
@@ -766,6 +744,7 @@ def run_assign_new(cfg: Config, out: str) -> dict:
             ids, vectors = [], np.zeros((0, centers.shape[1]), dtype=np.float32)
         if ids:
             labels, dist = assign_to_centers(vectors, centers)
+            saved = read_video_vectors(layout)  # before the set is withdrawn: readers refuse it from then
             # the same clustering (its centres and ids), rewritten by this run: one set again at the commit
             run_id = begin_outputs(layout, CLUSTERS, stage="assign")
             meta = {**metadata_of(assignments.schema), "run_id": run_id}
@@ -775,14 +754,12 @@ def run_assign_new(cfg: Config, out: str) -> dict:
                                        else pa.nulls(len(ids), type=f.type)) for f in assignments.schema},
                              schema=assignments.schema)
             combined = with_metadata(pa.concat_tables([assignments, added]), meta)
-            write_parquet(layout, combined, layout.cluster_file("assignments.parquet"))
-            write_bytes(layout, mapping_csv(combined), layout.cluster_file("video_cluster_mapping.csv"))
-            vec_path = layout.cluster_file("video_vectors.parquet")
-            saved = read_parquet(layout, vec_path)
+            write_assignments(layout, combined)
+            write_video_cluster_mapping(layout, combined)
             saved = saved.filter(pc.invert(pc.is_in(saved.column("video_id"), value_set=pa.array(ids))))
             all_vectors = pa.concat_tables([saved, vectors_table(ids, vectors).cast(saved.schema)])
             all_vectors = with_metadata(all_vectors, {**metadata_of(saved.schema), "run_id": run_id})
-            write_parquet(layout, all_vectors, vec_path)
+            write_video_vectors(layout, all_vectors)
             every_vector = embedding_matrix(all_vectors.column("vector"))
             metrics["near_duplicates"] = _write_near_duplicates(
                 cfg, layout, all_vectors.column("video_id").to_pylist(), every_vector,
@@ -790,8 +767,8 @@ def run_assign_new(cfg: Config, out: str) -> dict:
             metrics["n_assigned_after_fit"] = int(metrics.get("n_assigned_after_fit", 0)) + len(ids)
             metrics["n_failed"] = int((status == "failed").sum())
             metrics["run_id"] = run_id
-            write_json(layout, metrics, metrics_path)
-            commit_outputs(layout, CLUSTERS, run_id, [f for f in CLUSTERS.files if f != "clusters/centers.parquet"],
+            write_metrics(layout, metrics)
+            commit_outputs(layout, CLUSTERS, run_id, [f for f in CLUSTERS.files if f != CENTERS_FILE],
                            stage="assign", clustering_id=clusters.get("clustering_id"))
             counts = np.bincount(labels, minlength=len(centers)).tolist()
         else:

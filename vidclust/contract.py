@@ -2,12 +2,16 @@
 
 Every schema of a Parquet file vidclust writes lives here, with the stage that writes it and what
 one row stands for (`CONTRACT`; `contract_markdown()` renders it, docs/output-contract.md is that
-text). Every stage writes through `write_parquet`, `write_json` and `write_bytes`, so a reader
-never sees a half-written file: on a local disk a file is written into OUT/_vidclust/staging/ and
-renamed into place; on an object store an upload only becomes visible when whole. A temporary
-file is named after the stage and the process writing it (`describe.PID.HOST.ID.tmp`), and each
-stage, when it starts, removes those its own stopped runs left (`clear_staging`), never a file a
-running process is writing.
+text). The files of clusters/ and report/ are reached only through their readers and writers
+here (`read_assignments`, `write_centers`, ...; vidclust.layout names them and gives their paths):
+a reader checks what it reads (the set it belongs to committed, the file there, the columns its
+caller needs) and says, for a missing file, which stage to run first (`missing_file`, the one
+place for "run `vidclust cluster` first"). Every write goes through `write_parquet`, `write_json`
+and `write_bytes`, so a reader never sees a half-written file: on a local disk a file is written
+into OUT/_vidclust/staging/ and renamed into place; on an object store an upload only becomes
+visible when whole. A temporary file is named after the stage and the process writing it
+(`describe.PID.HOST.ID.tmp`), and each stage, when it starts, removes those its own stopped runs
+left (`clear_staging`), never a file a running process is writing.
 
 Each stage writes only its own files (embed: frames/, videos.parquet, _vidclust/; cluster and
 assign: clusters/ but the descriptions; describe: the descriptions; report: report/). The files of
@@ -21,7 +25,9 @@ that names the stage to run again.
 """
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import json
 import os
 import signal
@@ -37,7 +43,9 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vidclust.errors import StaleOutputs, VidclustError
-from vidclust.layout import OutputLayout
+from vidclust.layout import (ASSIGNMENTS_FILE, CENTERS_FILE, CLUSTER_DESCRIPTIONS_FILE, DESCRIPTIONS_FILE,
+                             EXPLORE_SCRIPT, MAPPING_FILE, METRICS_FILE, NEAR_DUPLICATES_FILE, POINTS_SCRIPT,
+                             PROJECTION_FILE, REPORT_PAGE_FILE, THUMBNAILS_DIR, VIDEO_VECTORS_FILE, OutputLayout)
 
 META_KEY = b"vidclust"  # the schema metadata key: JSON of how the file's data were made
 
@@ -167,22 +175,22 @@ CONTRACT: tuple[OutputFile, ...] = (
     OutputFile("_vidclust/descriptions.json", "describe",
                "the commit of the descriptions: their files with the run id each carries, and the id of the "
                "clustering they describe"),
-    OutputFile("clusters/video_vectors.parquet", "cluster", "one row per clustered video",
+    OutputFile(VIDEO_VECTORS_FILE, "cluster", "one row per clustered video",
                video_vectors_schema, {"vector": "the video's frames pooled (cluster.aggregation), unit length; "
                                                 "D is twice the model's size for mean+max"}),
-    OutputFile("clusters/centers.parquet", "cluster", "one row per cluster", centers_schema,
+    OutputFile(CENTERS_FILE, "cluster", "one row per cluster", centers_schema,
                {"size": "videos assigned to it"}),
-    OutputFile("clusters/assignments.parquet", "cluster", "one row per clustered video",
+    OutputFile(ASSIGNMENTS_FILE, "cluster", "one row per clustered video",
                _fixed(ASSIGNMENTS_SCHEMA), {"cluster_id": "-1: left out (HDBSCAN noise)",
                                             "distance": "Euclidean distance to its cluster's centre"}),
-    OutputFile("clusters/video_cluster_mapping.csv", "cluster", "`video_id,cluster_id`, one line per video"),
-    OutputFile("clusters/near_duplicates.parquet", "cluster",
+    OutputFile(MAPPING_FILE, "cluster", "`video_id,cluster_id`, one line per video"),
+    OutputFile(NEAR_DUPLICATES_FILE, "cluster",
                "one row per video that has a near-duplicate (cosine >= cluster.near_duplicate_threshold)",
                _fixed(NEAR_DUPLICATES_SCHEMA), {"max_similarity": "its highest similarity to another video "
                                                                   "of its group"}),
-    OutputFile("clusters/metrics.json", "cluster", "k, method, scores, the k sweep, counts (`n_empty_clusters`: "
+    OutputFile(METRICS_FILE, "cluster", "k, method, scores, the k sweep, counts (`n_empty_clusters`: "
                "clusters no video is nearest to), `clustering_id` and `run_id` (the run that wrote it)"),
-    OutputFile("clusters/descriptions.parquet", "describe", "one row per cluster",
+    OutputFile(DESCRIPTIONS_FILE, "describe", "one row per cluster",
                _fixed(DESCRIPTIONS_SCHEMA),
                {"n_captioned": "of its videos, those with a usable caption",
                 "nearest_video_ids": "nearest to the centre, captioned ones first",
@@ -190,20 +198,20 @@ CONTRACT: tuple[OutputFile, ...] = (
                 "keywords": "key phrases that tell the cluster from the others, best first (score: c-TF-IDF, scaled to the cluster's best, times KeyBERT relevance); no two clusters share the first unless their captions are the same",
                 "zero_shot_labels": "CLIP labels, best first (null: not computed)",
                 "note": "why words are missing or thin"}),
-    OutputFile("clusters/cluster_descriptions.json", "describe", "{cluster_id: [keyword, ...]}"),
-    OutputFile("report/projection.parquet", "report",
+    OutputFile(CLUSTER_DESCRIPTIONS_FILE, "describe", "{cluster_id: [keyword, ...]}"),
+    OutputFile(PROJECTION_FILE, "report",
                "one row per clustered video (kind video) and per cluster centre (kind center)",
                _fixed(PROJECTION_SCHEMA), {"kind": "video or center",
                                            "video_id": "the video (null for a centre)",
                                            "cluster_id": "the centre's cluster (null for a video: see "
                                                          "assignments)",
                                            "x": "t-SNE map position (NaN: a video without a vector)"}),
-    OutputFile("report/index.html", "report", "the report page; its PNG and JPEG files beside it; it opens "
+    OutputFile(REPORT_PAGE_FILE, "report", "the report page; its PNG and JPEG files beside it; it opens "
                                               "from disk, no server or network"),
-    OutputFile("report/points.js", "report", "the page's data: every clustered video's map position, first "
+    OutputFile(f"report/{POINTS_SCRIPT}", "report", "the page's data: every clustered video's map position, first "
                                              "caption, file and cluster, as one script-safe JSON object "
                                              "(vidclust/explorer.py describes it)"),
-    OutputFile("report/explore.js", "report", "the page's script: the map, search, each cluster's member list"),
+    OutputFile(f"report/{EXPLORE_SCRIPT}", "report", "the page's script: the map, search, each cluster's member list"),
     OutputFile("run.json", "every stage", "the resolved configuration, versions, and per stage its "
                                           "timings and counts"),
     OutputFile("stats.parquet", "stats", "(`vidclust stats SOURCE --out DIR`) one row per video of SOURCE",
@@ -383,17 +391,11 @@ def _json_default(v: Any) -> Any:
 # reading
 
 
-def read_parquet(layout: OutputLayout, path: str, columns: Optional[Sequence[str]] = None, *,
-                 missing: Optional[str] = None) -> Optional[pa.Table]:
-    """A Parquet file of OUT, or None when it does not exist; with `missing` (what to do about
-    it), a missing file is an error naming it. A file that cannot be read is an error too."""
-    if not layout.exists(path):
-        if missing is None:
-            return None
-        rel = path[len(layout.root):].lstrip("/") if path.startswith(layout.root) else path
-        raise VidclustError(f"{layout.root} has no {rel}: {missing}")
+def read_parquet(layout: OutputLayout, path: str) -> pa.Table:
+    """A Parquet file of OUT (its file's reader checks that it is there); one that cannot be read
+    is an error naming it."""
     try:
-        return pq.read_table(path, filesystem=layout.fs, columns=list(columns) if columns else None)
+        return pq.read_table(path, filesystem=layout.fs)
     except Exception as exc:
         raise VidclustError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
 
@@ -422,11 +424,10 @@ class OutputSet:
 
 
 CLUSTERS = OutputSet("clusters/", "cluster", (
-    "clusters/video_vectors.parquet", "clusters/centers.parquet", "clusters/assignments.parquet",
-    "clusters/video_cluster_mapping.csv", "clusters/near_duplicates.parquet", "clusters/metrics.json",
+    VIDEO_VECTORS_FILE, CENTERS_FILE, ASSIGNMENTS_FILE, MAPPING_FILE, NEAR_DUPLICATES_FILE, METRICS_FILE,
 ), "_vidclust/clusters.json")
-DESCRIPTIONS = OutputSet("clusters/descriptions.parquet", "describe", (
-    "clusters/descriptions.parquet", "clusters/cluster_descriptions.json",
+DESCRIPTIONS = OutputSet(DESCRIPTIONS_FILE, "describe", (
+    DESCRIPTIONS_FILE, CLUSTER_DESCRIPTIONS_FILE,
 ), "_vidclust/descriptions.json", derives="describes")
 
 
@@ -520,6 +521,142 @@ def _read_manifest(layout: OutputLayout, outputs: OutputSet) -> Optional[dict]:
     if not isinstance(manifest, dict) or not (manifest.get("pending") or isinstance(manifest.get("files"), dict)):
         return {"pending": True}
     return manifest
+
+
+# ---------------------------------------------------------------------------------------------
+# each file's reader and writer: the only code that opens a file of clusters/ or report/
+# (vidclust.layout names them). A reader checks what it reads: the set it belongs to committed
+# whole (`committed_outputs`), the file there (else one line naming the stage to run first), the
+# columns its caller needs; with required=False a missing file is None, for what a stage can do
+# without.
+
+
+def missing_file(layout: OutputLayout, rel: str) -> str:
+    """The one line for a file of OUT that is not there: which stage to run first."""
+    return f"{layout.root} has no {rel}: run `vidclust {stage_writing(rel)}` first"
+
+
+def committed_file(layout: OutputLayout, rel: str, *, required: bool = True) -> Optional[str]:
+    """The path of the file `rel` of OUT, after a reader's checks: the set it belongs to is
+    committed whole (StaleOutputs otherwise; descriptions also of the clustering there now), and
+    the file is there (else, when `required`, the line of `missing_file`; None when not)."""
+    for outputs in (CLUSTERS, DESCRIPTIONS):
+        if rel in outputs.files:
+            clustering = (committed_outputs(layout, CLUSTERS) or {}) if outputs.derives else None
+            committed_outputs(layout, outputs, derived_from=clustering)
+    path = layout.path(rel)
+    if layout.exists(path):
+        return path
+    if required:
+        raise VidclustError(missing_file(layout, rel))
+    return None
+
+
+def _read_table(layout: OutputLayout, rel: str, needs: Sequence[str], required: bool) -> Optional[pa.Table]:
+    path = committed_file(layout, rel, required=required)
+    if path is None:
+        return None
+    table = read_parquet(layout, path)
+    for col in needs:
+        if col not in table.column_names:
+            raise VidclustError(f"{rel} in {layout.root} has no {col} column")
+    return table
+
+
+def _read_object(layout: OutputLayout, rel: str, required: bool) -> Optional[Any]:
+    path = committed_file(layout, rel, required=required)
+    return None if path is None else read_json(layout, path)
+
+
+def read_videos(layout: OutputLayout, needs: Sequence[str] = (), *, required: bool = True) -> Optional[pa.Table]:
+    """videos.parquet: every video embed listed, its latest status and captions."""
+    return _read_table(layout, layout.relative(layout.videos), needs, required)
+
+
+def read_video_vectors(layout: OutputLayout, needs: Sequence[str] = (), *,
+                       required: bool = True) -> Optional[pa.Table]:
+    return _read_table(layout, VIDEO_VECTORS_FILE, needs, required)
+
+
+def read_centers(layout: OutputLayout, needs: Sequence[str] = (), *, required: bool = True) -> Optional[pa.Table]:
+    return _read_table(layout, CENTERS_FILE, needs, required)
+
+
+def read_assignments(layout: OutputLayout, needs: Sequence[str] = (), *,
+                     required: bool = True) -> Optional[pa.Table]:
+    return _read_table(layout, ASSIGNMENTS_FILE, needs, required)
+
+
+def read_metrics(layout: OutputLayout, *, required: bool = True) -> Optional[Any]:
+    return _read_object(layout, METRICS_FILE, required)
+
+
+def read_descriptions(layout: OutputLayout, *, required: bool = True) -> Optional[pa.Table]:
+    return _read_table(layout, DESCRIPTIONS_FILE, (), required)
+
+
+def read_cluster_descriptions(layout: OutputLayout, *, required: bool = True) -> Optional[Any]:
+    return _read_object(layout, CLUSTER_DESCRIPTIONS_FILE, required)
+
+
+def write_video_vectors(layout: OutputLayout, table: pa.Table) -> None:
+    write_parquet(layout, table, layout.video_vectors)
+
+
+def write_centers(layout: OutputLayout, table: pa.Table) -> None:
+    write_parquet(layout, table, layout.centers)
+
+
+def write_assignments(layout: OutputLayout, table: pa.Table) -> None:
+    write_parquet(layout, table, layout.assignments)
+
+
+def write_video_cluster_mapping(layout: OutputLayout, assignments: pa.Table) -> None:
+    """The notebook's video_cluster_mapping.csv of an assignments table: `video_id,cluster_id`."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video_id", "cluster_id"])
+    w.writerows(zip(assignments.column("video_id").to_pylist(), assignments.column("cluster_id").to_pylist()))
+    write_bytes(layout, buf.getvalue().encode(), layout.video_cluster_mapping)
+
+
+def write_near_duplicates(layout: OutputLayout, table: pa.Table) -> None:
+    write_parquet(layout, table, layout.near_duplicates)
+
+
+def write_metrics(layout: OutputLayout, metrics: dict) -> None:
+    write_json(layout, metrics, layout.metrics)
+
+
+def write_descriptions(layout: OutputLayout, table: pa.Table) -> None:
+    write_parquet(layout, table, layout.descriptions)
+
+
+def write_cluster_descriptions(layout: OutputLayout, words: dict) -> None:
+    write_json(layout, words, layout.cluster_descriptions)
+
+
+def clear_report(layout: OutputLayout) -> None:
+    """report/ emptied of the previous report's files (the page lists only this report's), with
+    the folder of its thumbnails."""
+    if layout.exists(layout.report_dir):
+        layout.fs.delete_dir_contents(layout.report_dir, missing_dir_ok=True)
+    layout.makedirs(layout.report_file(THUMBNAILS_DIR))
+
+
+def write_report_file(layout: OutputLayout, name: str, data: bytes) -> None:
+    """A file beside the report page: `name` relative to report/ (vidclust.layout names them)."""
+    write_bytes(layout, data, layout.report_file(name))
+
+
+def write_projection(layout: OutputLayout, table: pa.Table) -> None:
+    write_parquet(layout, table, layout.projection)
+
+
+def write_report_page(layout: OutputLayout, page: str) -> str:
+    """report/index.html; returns its path."""
+    write_bytes(layout, page.encode("utf-8"), layout.report_page)
+    return layout.report_page
 
 
 def embedding_matrix(column: Any) -> np.ndarray:

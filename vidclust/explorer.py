@@ -30,10 +30,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from vidclust.layout import EXPLORE_SCRIPT, POINTS_SCRIPT
 from vidclust.storage import is_member_path, split_member_path
 
-POINTS_SCRIPT = "points.js"
-EXPLORE_SCRIPT = "explore.js"
 DATA_GLOBAL = "VIDCLUST_REPORT_DATA"
 COORD_STEPS = 9999  # map positions are rounded to this many steps across (4 digits each)
 CAPTION_CHARS = 200
@@ -156,7 +155,7 @@ def read_points_script(data: bytes) -> Any:
     text = data.decode("utf-8").strip()
     prefix = f"window.{DATA_GLOBAL} = "
     if not (text.startswith(prefix) and text.endswith(";")):
-        raise ValueError("not a vidclust points.js")
+        raise ValueError(f"not a vidclust {POINTS_SCRIPT}")
     return json.loads(text[len(prefix):-1])
 
 

@@ -10,6 +10,40 @@ import pyarrow.fs as pafs
 
 from vidclust.errors import VidclustError
 
+# The files of clusters/ and report/, relative to OUT: named here and nowhere else (vidclust.contract
+# says what each holds and is the one code that reads and writes them; tests/test_output_owners.py
+# keeps it so). Users read these files: their names and places stay.
+VIDEO_VECTORS_FILE = "clusters/video_vectors.parquet"
+CENTERS_FILE = "clusters/centers.parquet"
+ASSIGNMENTS_FILE = "clusters/assignments.parquet"
+MAPPING_FILE = "clusters/video_cluster_mapping.csv"
+NEAR_DUPLICATES_FILE = "clusters/near_duplicates.parquet"
+METRICS_FILE = "clusters/metrics.json"
+DESCRIPTIONS_FILE = "clusters/descriptions.parquet"
+CLUSTER_DESCRIPTIONS_FILE = "clusters/cluster_descriptions.json"
+PROJECTION_FILE = "report/projection.parquet"
+REPORT_PAGE_FILE = "report/index.html"
+
+# the report page's files beside it, relative to report/ (as the page links them)
+POINTS_SCRIPT = "points.js"  # the page's data (vidclust.explorer)
+EXPLORE_SCRIPT = "explore.js"  # the page's script (vidclust/data/explore.js)
+TSNE_PLOT = "tsne.png"
+SWEEP_PLOT = "k_sweep.png"
+# the data set's plots: in report/, and beside stats.parquet for `vidclust stats --out DIR`
+STATS_PLOTS = DURATION_PLOT, FPS_PLOT, RESOLUTION_PLOT, CODEC_PLOT = (
+    "stats_duration.png", "stats_fps.png", "stats_resolution.png", "stats_codec.png")
+THUMBNAILS_DIR = "frames"  # in report/: the frames of the videos nearest each centre
+
+
+def thumbnail_file(cluster_id: int, index: int) -> str:
+    """The `index`-th thumbnail strip of a cluster, relative to report/."""
+    return f"{THUMBNAILS_DIR}/c{cluster_id}_{index}.jpg"
+
+
+def _file(rel: str) -> property:
+    """An attribute of OutputLayout: the path of the file `rel` of OUT."""
+    return property(lambda layout: layout.path(rel), doc=f"the path of OUT/{rel}")
+
 
 @dataclass(frozen=True)
 class OutputLayout:
@@ -78,14 +112,24 @@ class OutputLayout:
     def clusters_dir(self) -> str:
         return self.path("clusters")
 
-    def cluster_file(self, name: str) -> str:
-        return self.path("clusters", name)
+    video_vectors = _file(VIDEO_VECTORS_FILE)
+    centers = _file(CENTERS_FILE)
+    assignments = _file(ASSIGNMENTS_FILE)
+    video_cluster_mapping = _file(MAPPING_FILE)
+    near_duplicates = _file(NEAR_DUPLICATES_FILE)
+    metrics = _file(METRICS_FILE)
+    descriptions = _file(DESCRIPTIONS_FILE)
+    cluster_descriptions = _file(CLUSTER_DESCRIPTIONS_FILE)
 
     @property
     def report_dir(self) -> str:
         return self.path("report")
 
+    report_page = _file(REPORT_PAGE_FILE)
+    projection = _file(PROJECTION_FILE)
+
     def report_file(self, name: str) -> str:
+        """A file beside the report page (`name` relative to report/)."""
         return self.path("report", name)
 
     def frame_files(self) -> list[str]:

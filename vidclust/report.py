@@ -38,12 +38,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from vidclust.contract import (CLUSTERS, DESCRIPTIONS, PROJECTION_SCHEMA, clear_staging, committed_outputs,
-                               embedding_matrix, read_json, read_parquet, write_bytes, write_parquet)
-from vidclust.errors import StaleOutputs, VidclustError
-from vidclust.explorer import EXPLORE_SCRIPT, POINTS_SCRIPT, explore_script, explorer_data, points_script
+from vidclust.contract import (PROJECTION_SCHEMA, clear_report, clear_staging, embedding_matrix, read_assignments,
+                               read_centers, read_cluster_descriptions, read_descriptions, read_metrics,
+                               read_video_vectors, read_videos, write_projection, write_report_file,
+                               write_report_page)
+from vidclust.errors import StaleOutputs
+from vidclust.explorer import explore_script, explorer_data, points_script
 from vidclust.formatting import fmt, number
-from vidclust.layout import OutputLayout
+from vidclust.layout import (EXPLORE_SCRIPT, POINTS_SCRIPT, REPORT_PAGE_FILE, STATS_PLOTS, SWEEP_PLOT, TSNE_PLOT,
+                             VIDEO_VECTORS_FILE, OutputLayout, thumbnail_file)
 from vidclust.plots import figure, png
 from vidclust.storage import local_file
 
@@ -596,27 +599,22 @@ def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
     keywords {cluster_id: [str]}, summaries {cluster_id: [str]}, videos (videos.parquet or None),
     video_info {video_id: {path, captions}}, local_report_dir (report/ when OUT is on local disk)."""
     out = layout.root
-    clusters = committed_outputs(layout, CLUSTERS)  # a half-written clusters/ is refused
-    assignments = read_parquet(layout, layout.cluster_file("assignments.parquet"),
-                               missing=f"run `vidclust cluster {out}` first")
-    for col in ("video_id", "cluster_id"):
-        if col not in assignments.column_names:
-            raise VidclustError(f"clusters/assignments.parquet in {out} has no {col} column")
+    assignments = read_assignments(layout, ("video_id", "cluster_id"))  # a half-written clusters/ is refused
     video_ids = assignments.column("video_id").to_pylist()
     labels = np.array([NOISE_ID if c is None else int(c) for c in assignments.column("cluster_id").to_pylist()],
                       np.int64)
     distance = (np.array([np.nan if d is None else float(d) for d in assignments.column("distance").to_pylist()])
                 if "distance" in assignments.column_names else np.full(len(labels), np.nan))
-    centers_t = read_parquet(layout, layout.cluster_file("centers.parquet"))
+    centers_t = read_centers(layout, required=False)
     center_ids, centers = [], None
     if centers_t is not None and "cluster_id" in centers_t.column_names:
         center_ids = [int(c) for c in centers_t.column("cluster_id").to_pylist()]
         if "center" in centers_t.column_names:
             centers = embedding_matrix(centers_t.column("center"))
-    vectors, has_vector = _vectors_of(read_parquet(layout, layout.cluster_file("video_vectors.parquet")), video_ids)
-    metrics = read_json(layout, layout.cluster_file("metrics.json"))
-    videos = read_parquet(layout, layout.videos)
-    keywords, summaries = _words_of(layout, clusters or {})
+    vectors, has_vector = _vectors_of(read_video_vectors(layout, required=False), video_ids)
+    metrics = read_metrics(layout, required=False)
+    videos = read_videos(layout, required=False)
+    keywords, summaries = _words_of(layout)
     return {
         "out": out, "video_ids": video_ids, "labels": labels, "distance": distance,
         "center_ids": center_ids, "centers": centers, "vectors": vectors, "has_vector": has_vector,
@@ -627,18 +625,17 @@ def gather_report_inputs(layout: OutputLayout, cfg) -> dict:
     }
 
 
-def _words_of(layout: OutputLayout, clusters: dict) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+def _words_of(layout: OutputLayout) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     """({cluster_id: key phrases}, {cluster_id: summaries}) of the descriptions of the clustering
     there now; none, with a warning, for descriptions of another clustering or a stopped
     describe (left out rather than refused: the rest of the report holds, and words shown over
     another cluster's videos would be wrong without a word)."""
     try:
-        committed_outputs(layout, DESCRIPTIONS, derived_from=clusters)
+        return (_keywords_by_cluster(read_cluster_descriptions(layout, required=False)),
+                _summaries_by_cluster(read_descriptions(layout, required=False)))
     except StaleOutputs as exc:
         log.warning("%s (this report shows no words)", exc)
         return {}, {}
-    return (_keywords_by_cluster(read_json(layout, layout.cluster_file("cluster_descriptions.json"))),
-            _summaries_by_cluster(read_parquet(layout, layout.cluster_file("descriptions.parquet"))))
 
 
 def _video_info(videos: Optional[pa.Table]) -> dict[str, dict]:
@@ -721,12 +718,12 @@ def _tsne_map(inputs: dict, cfg, computed: dict) -> dict:
     video_ids, labels, have = inputs["video_ids"], inputs["labels"], inputs["has_vector"]
     vec, centers, center_ids = inputs["vectors"], inputs["centers"], inputs["center_ids"]
     if vec is None or not len(video_ids):
-        computed["notes"].append("No clusters/video_vectors.parquet: the t-SNE map is left out.")
+        computed["notes"].append(f"No {VIDEO_VECTORS_FILE}: the t-SNE map is left out.")
         return {"tsne": None, "tsne_info": {}, "projection": None,
                 "xy": np.full((len(video_ids), 2), np.nan, np.float32), "centers_xy": {}}
     if not have.all():
-        computed["notes"].append(f"{int((~have).sum())} clustered videos have no vector in video_vectors.parquet "
-                                 "and are not on the map.")
+        computed["notes"].append(f"{int((~have).sum())} clustered videos have no vector in "
+                                 f"{posixpath.basename(VIDEO_VECTORS_FILE)} and are not on the map.")
     rc = cfg.report
     use_centers = centers if centers is not None and len(centers) and centers.shape[1] == vec.shape[1] else None
     shown_ids = center_ids if use_centers is not None else []
@@ -737,11 +734,11 @@ def _tsne_map(inputs: dict, cfg, computed: dict) -> dict:
     xy = np.full((len(video_ids), 2), np.nan, np.float32)
     xy[have] = xy_have
     ts = time.perf_counter()
-    computed["files"]["tsne.png"] = plot_tsne(
+    computed["files"][TSNE_PLOT] = plot_tsne(
         xy_have, labels[have], cxy, shown_ids, inputs["keywords"],
         note="sample fitted, rest placed by transform" if info.get("sampled") else "")
     computed["timings"]["tsne_plot_s"] = round(time.perf_counter() - ts, 3)
-    return {"tsne": {"image": "tsne.png", "note": _tsne_note(info, cfg.seed)}, "tsne_info": info,
+    return {"tsne": {"image": TSNE_PLOT, "note": _tsne_note(info, cfg.seed)}, "tsne_info": info,
             "projection": projection_table(video_ids, xy, shown_ids, cxy), "xy": xy,
             "centers_xy": {int(c): (float(p[0]), float(p[1])) for c, p in zip(shown_ids, cxy)}}
 
@@ -768,8 +765,8 @@ def _sweep_plot(inputs: dict, computed: dict) -> dict:
     if not (isinstance(sweep, list) and sweep and all(isinstance(r, dict) for r in sweep)):
         return {"sweep": None}
     chosen = metrics.get("k") if isinstance(metrics.get("k"), int) else None
-    computed["files"]["k_sweep.png"] = plot_sweep(sweep, chosen)
-    return {"sweep": {"image": "k_sweep.png", "rows": sweep, "chosen_k": chosen}}
+    computed["files"][SWEEP_PLOT] = plot_sweep(sweep, chosen)
+    return {"sweep": {"image": SWEEP_PLOT, "rows": sweep, "chosen_k": chosen}}
 
 
 def _thumbnails(inputs: dict, rc, computed: dict) -> dict:
@@ -795,7 +792,7 @@ def _thumbnails(inputs: dict, rc, computed: dict) -> dict:
                 "caption": caps[0] if caps else "", "image": None, "error": err,
                 "distance": None if np.isnan(distance[r]) else float(distance[r])}
         if data is not None:
-            card["image"] = f"frames/c{c}_{len(cards[c])}.jpg"
+            card["image"] = thumbnail_file(c, len(cards[c]))
             computed["files"][card["image"]] = data
             n_thumbs += 1
         else:
@@ -817,7 +814,7 @@ def _explorer_files(inputs: dict, rc, computed: dict) -> dict[str, bytes]:
 
 def _data_set(videos: Optional[pa.Table], rc, computed: dict) -> dict:
     """The data-set statistics table and plots, and the failed videos, from videos.parquet."""
-    from vidclust.video_stats import STATS_PLOTS, plot_stats, summarise_stats
+    from vidclust.video_stats import plot_stats, summarise_stats
 
     if videos is None:
         computed["notes"].append("No videos.parquet: no data set statistics, captions or frames.")
@@ -924,17 +921,12 @@ def _overview_and_scores(out: str, metrics: dict, n_videos: int, n_clusters: int
 def write_report(layout: OutputLayout, page: str, computed: dict) -> str:
     """report/: the previous report's files go, then the images, the projection, and last the page
     (a complete page or none). Returns the page's path."""
-    report_dir = layout.report_dir
-    if layout.exists(report_dir):  # the page lists only this report's files
-        layout.fs.delete_dir_contents(report_dir, missing_dir_ok=True)
-    layout.makedirs(f"{report_dir}/frames")
+    clear_report(layout)  # the page lists only this report's files
     for name, data in computed["files"].items():
-        write_bytes(layout, data, f"{report_dir}/{name}")
+        write_report_file(layout, name, data)
     if computed["projection"] is not None:
-        write_parquet(layout, computed["projection"], layout.report_file("projection.parquet"))
-    index = layout.report_file("index.html")
-    write_bytes(layout, page.encode("utf-8"), index)
-    return index
+        write_projection(layout, computed["projection"])
+    return write_report_page(layout, page)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -959,7 +951,7 @@ def run_report(cfg, out: str) -> dict:
     info = {"seconds": round(time.perf_counter() - t0, 3), **timings, "n_videos": len(inputs["video_ids"]),
             "n_clusters": n_clusters, "n_images": n_images, **computed["counts"], "tsne": dict(computed["tsne_info"])}
     record_stage(layout, cfg, "report", info)
-    where = index if "://" not in out else out.rstrip("/") + "/report/index.html"
+    where = index if "://" not in out else f"{out.rstrip('/')}/{REPORT_PAGE_FILE}"
     print(f"report: {where} ({n_clusters} clusters, {len(inputs['video_ids'])} videos; {info['seconds']:.1f}s, "
           f"t-SNE {timings.get('tsne_s', 0):.1f}s)")
     return {"report": where, **info}

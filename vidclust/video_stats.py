@@ -12,11 +12,8 @@ import numpy as np
 import pyarrow as pa
 
 from vidclust.contract import write_bytes
-from vidclust.layout import OutputLayout
+from vidclust.layout import CODEC_PLOT, DURATION_PLOT, FPS_PLOT, RESOLUTION_PLOT, OutputLayout
 from vidclust.plots import figure, png
-
-STATS_PLOTS = ("stats_duration.png", "stats_fps.png", "stats_resolution.png", "stats_codec.png")
-
 
 def summarise_stats(table: pa.Table, max_failures: Optional[int] = None) -> dict:
     """Counts and distributions of a video table (probe output or OUT/videos.parquet).
@@ -79,20 +76,20 @@ def plot_stats(table: pa.Table, out_dir: Optional[str] = None) -> dict[str, byte
         d = _floats(table, "duration_s")[ok]
         d = d[np.isfinite(d)]
         if len(d):
-            pngs["stats_duration.png"] = _histogram(d, "duration (s)", "Video duration", log_x=_spread(d))
+            pngs[DURATION_PLOT] = _histogram(d, "duration (s)", "Video duration", log_x=_spread(d))
     if "fps" in cols:
         f = _floats(table, "fps")[ok]
         f = f[np.isfinite(f)]
         if len(f):
-            pngs["stats_fps.png"] = _bars(_top_counts((f"{_round_fps(v):g}" for v in f), limit=30),
-                                          "frame rate (fps)", "Frame rate")
+            pngs[FPS_PLOT] = _bars(_top_counts((f"{_round_fps(v):g}" for v in f), limit=30),
+                                 "frame rate (fps)", "Frame rate")
     if summary["resolution_counts"]:
         res = summary["resolution_counts"]
-        pngs["stats_resolution.png"] = _bars(
+        pngs[RESOLUTION_PLOT] = _bars(
             dict(list(res.items())[:30]), "resolution (width x height)",
             "Resolution" + (f" (30 most common of {len(res)})" if len(res) > 30 else ""))
     if summary["codec_counts"]:
-        pngs["stats_codec.png"] = _bars(summary["codec_counts"], "codec", "Codec")
+        pngs[CODEC_PLOT] = _bars(summary["codec_counts"], "codec", "Codec")
     if out_dir is not None:
         write_files(OutputLayout.open(out_dir), pngs)
     return pngs
