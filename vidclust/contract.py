@@ -37,6 +37,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vidclust.errors import StaleOutputs, VidclustError
+from vidclust.errors import first_line
 from vidclust.layout import OutputLayout
 
 META_KEY = b"vidclust"  # the schema metadata key: JSON of how the file's data were made
@@ -395,7 +396,7 @@ def read_parquet(layout: OutputLayout, path: str, columns: Optional[Sequence[str
     try:
         return pq.read_table(path, filesystem=layout.fs, columns=list(columns) if columns else None)
     except Exception as exc:
-        raise VidclustError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise VidclustError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def read_json(layout: OutputLayout, path: str) -> Optional[Any]:
@@ -499,7 +500,7 @@ def committed_outputs(layout: OutputLayout, outputs: OutputSet,
             carried = run_id_of(layout, rel)
         except Exception as exc:
             raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is unreadable: "
-                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): {again}") from None
+                               f"{first_line(exc)}): {again}") from None
         if carried is not None and carried != committed:
             raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is another run's than the one "
                                f"`vidclust {stage}` committed): {again}")

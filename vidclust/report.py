@@ -42,6 +42,7 @@ from vidclust.contract import (CLUSTERS, DESCRIPTIONS, PROJECTION_SCHEMA, clear_
                                embedding_matrix, read_json, read_parquet, write_bytes, write_parquet)
 from vidclust.decode import local_file
 from vidclust.errors import StaleOutputs, VidclustError
+from vidclust.errors import first_line
 from vidclust.explorer import EXPLORE_SCRIPT, POINTS_SCRIPT, explore_script, explorer_data, points_script
 from vidclust.formatting import fmt, number
 from vidclust.layout import OutputLayout
@@ -328,8 +329,7 @@ def _strip_or_error(args) -> tuple[Optional[bytes], Optional[str]]:
     try:
         return thumbnail_strip(path, n, width), None
     except Exception as exc:  # any one file's trouble only costs its thumbnail
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, msg[:200]
+        return None, first_line(exc)[:200]
 
 
 # ----------------------------------------------------------------------------------------------

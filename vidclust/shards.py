@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, Optional
 
 from vidclust.errors import VidclustError
+from vidclust.errors import first_line
 
 MAX_TEXT_BYTES = 1 << 20  # a .txt/.json member larger than this is not read for captions
 # `<...>.tar[?options]#member`: the first `.tar` followed by `#` (or by options, then `#`)
@@ -262,7 +263,7 @@ def member_file(path: str) -> Iterator[str]:
     except FileNotFoundError:
         raise DecodeError(f"file not found: shard {shard}") from None
     except Exception as exc:
-        raise DecodeError(f"cannot open shard {shard}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise DecodeError(f"cannot open shard {shard}: {first_line(exc)}") from None
     tmp = None
     try:
         with f, tarfile.open(fileobj=f, mode="r:") as tar:

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from vidclust.errors import VidclustError
+from vidclust.errors import first_line
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts",
                     ".m2ts", ".mts", ".wmv", ".flv", ".3gp", ".ogv", ".ogg", ".vob", ".mxf")
@@ -268,7 +269,7 @@ def _read_manifest(fs, path: str) -> pa.Table:
                 return pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(column_types=MANIFEST_CSV_TYPES))
             return pajson.read_json(f)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise VidclustError(f"cannot read manifest {path}: {str(exc).splitlines()[0]}") from None
+        raise VidclustError(f"cannot read manifest {path}: {first_line(exc)}") from None
 
 
 MANIFEST_CSV_TYPES = {"video_id": pa.string(), "path": pa.string(), "category": pa.string(),
