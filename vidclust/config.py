@@ -270,7 +270,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             raise VidclustError(f"config file {p} is not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise VidclustError(f"config file {p} must hold a mapping at the top level")
-        _apply_mapping(cfg, data, prefix="")
+        apply_mapping(cfg, data, prefix="")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -344,13 +344,16 @@ def set_field(cfg: Any, dotted: str, value: Any) -> None:
     if dataclasses.is_dataclass(current):
         if not isinstance(value, dict):
             raise VidclustError(f"config key {dotted} is a section; set its fields instead")
-        _apply_mapping(current, value, prefix=dotted + ".")
+        apply_mapping(current, value, prefix=dotted + ".")
         return
     hint = typing.get_type_hints(type(obj))[name]
     setattr(obj, name, _coerce(value, hint, dotted))
 
 
-def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
+def apply_mapping(obj: Any, data: dict, prefix: str) -> None:
+    """Set the fields of the section `obj` (a Config or one of its parts) from a nested mapping,
+    as a YAML file gives them; `prefix` is the section's dotted name in what errors say
+    ("embed." for cfg.embed). Unknown keys and values of the wrong type are errors."""
     for key, value in data.items():
         key = _canonical(obj, str(key))
         if not _has_field(obj, str(key)):
@@ -359,7 +362,7 @@ def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise VidclustError(f"config key {prefix}{key} must be a mapping")
-            _apply_mapping(current, value, prefix=f"{prefix}{key}.")
+            apply_mapping(current, value, prefix=f"{prefix}{key}.")
         else:  # named in full in what it says (embed.preprocess.std, not std)
             setattr(obj, key, _coerce(value, typing.get_type_hints(type(obj))[key], prefix + key))
 
