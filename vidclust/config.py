@@ -321,7 +321,11 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 # other names of a field, the same setting: {section class name: {alias: field}}
-ALIASES = {"ClusterConfig": {"n_clusters": "k"}}  # scikit-learn's name of the number of clusters
+ALIASES = {
+    "ClusterConfig": {"n_clusters": "k"},  # scikit-learn's name of the number of clusters
+    # the key keeps transformers' spelling (the README's, run.json's); the code's is summarise
+    "DescribeConfig": {"summariser": "summarizer"},
+}
 
 
 def _canonical(obj: Any, name: str) -> str:
