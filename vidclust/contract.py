@@ -188,7 +188,9 @@ CONTRACT: tuple[OutputFile, ...] = (
                {"n_captioned": "of its videos, those with a usable caption",
                 "nearest_video_ids": "nearest to the centre, captioned ones first",
                 "summaries": "one per nearest video (null: no captions)",
-                "keywords": "key phrases that tell the cluster from the others, best first (score: c-TF-IDF, scaled to the cluster's best, times KeyBERT relevance); no two clusters share the first unless their captions are the same",
+                "keywords": "key phrases that tell the cluster from the others, best first (score: c-TF-IDF, "
+                            "scaled to the cluster's best, times KeyBERT relevance); no two clusters share the "
+                            "first unless their captions are the same",
                 "zero_shot_labels": "CLIP labels, best first (null: not computed)",
                 "note": "why words are missing or thin"}),
     OutputFile("clusters/cluster_descriptions.json", "describe", "{cluster_id: [keyword, ...]}"),

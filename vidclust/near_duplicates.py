@@ -235,8 +235,9 @@ def _cells(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
     blockwise) with each other and with the vectors that visit the cell (each vector visits the
     `nprobe - 1` cells nearest to it after its own, as an IVF query probes lists); the pairs
     within the distance the threshold allows are then checked on the full vectors. A
-    near-duplicate pair is missed only when neither vector's probed cells hold the other. Cost ~ n * (nlist + nprobe * n / nlist) * sketch_dim, least at
-    nlist ~ sqrt(nprobe * n); holds the sketch (n x sketch_dim floats), no copy of the vectors."""
+    near-duplicate pair is missed only when neither vector's probed cells hold the other.
+    Cost ~ n * (nlist + nprobe * n / nlist) * sketch_dim, least at nlist ~ sqrt(nprobe * n); holds
+    the sketch (n x sketch_dim floats), no copy of the vectors."""
     import faiss
 
     n, d = vectors.shape

@@ -180,8 +180,8 @@ def _place_labels(fig, ax, texts: list, anchors: np.ndarray, points: np.ndarray)
     sat[1:, 1:] = grid.cumsum(0).cumsum(1)
 
     def covered(cx: float, cy: float, w: float, h: float) -> float:
-        a = int(max(0, (cx - w / 2 - x0) / cell)); b = int(min(gw, (cx + w / 2 - x0) / cell + 1))
-        c = int(max(0, (cy - h / 2 - y0) / cell)); d = int(min(gh, (cy + h / 2 - y0) / cell + 1))
+        a, b = int(max(0, (cx - w / 2 - x0) / cell)), int(min(gw, (cx + w / 2 - x0) / cell + 1))
+        c, d = int(max(0, (cy - h / 2 - y0) / cell)), int(min(gh, (cy + h / 2 - y0) / cell + 1))
         if a >= b or c >= d:
             return 0.0
         return float(sat[d, b] - sat[c, b] - sat[d, a] + sat[c, a])
