@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from vidclust.config import DecodeConfig, SamplingConfig
-from vidclust.decode import DecodeError, DecodeResult, probe_video, sample_frames, sampled_indices
+from vidclust.decode import DecodeResult, probe_video, sample_frames, sampled_indices
+from vidclust.errors import DecodeError
 from vidclust.encoder import FrameEncoder
 
 from videos import write_broken, write_mixed

@@ -8,9 +8,9 @@ import pytest
 
 from vidclust import decode as decode_mod
 from vidclust.config import Config, DecodeConfig, SamplingConfig
-from vidclust.decode import (AUTO_ORDER, DecodeError, DecodeResult, backend_unavailable, decode_cost,
-                             decode_device, sample_frames, scan_packets)
-from vidclust.errors import VidclustError
+from vidclust.decode import (AUTO_ORDER, DecodeResult, backend_unavailable, decode_cost, decode_device,
+                             sample_frames, scan_packets)
+from vidclust.errors import DecodeError, VidclustError
 
 from videos import write_broken, write_truncated
 

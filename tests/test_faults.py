@@ -10,7 +10,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from vidclust.decode import DecodeError, probe_video
+from vidclust.decode import probe_video
+from vidclust.errors import DecodeError
 from vidclust.example import write_video
 from vidclust.sources import list_videos
 
@@ -147,7 +148,7 @@ def s3(tmp_path_factory):
 
 
 def test_s3_source_keeps_its_options_for_every_form(s3, monkeypatch):
-    from vidclust.decode import local_file
+    from vidclust.storage import local_file
 
     for k, v in S3_ENV.items():
         monkeypatch.setenv(k, v)

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import DecodeConfig, SamplingConfig
-from vidclust.decode import DecodeError, DecodeResult, backend_unavailable, sample_frames
+from vidclust.decode import DecodeResult, backend_unavailable, sample_frames
+from vidclust.errors import DecodeError
 from vidclust.layout import OutputLayout
 
 from test_faults import cli, model_args, videos_of

@@ -10,11 +10,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from vidclust.decode import DecodeError, local_file
-from vidclust.errors import VidclustError
+from vidclust.errors import DecodeError, VidclustError
 from vidclust.example import write_video
-from vidclust.shards import expand_braces, shard_items, split_member_path
+from vidclust.shards import expand_braces, shard_items
 from vidclust.sources import list_videos
+from vidclust.storage import local_file, split_member_path
 
 
 def _add(tar, name, data: bytes):

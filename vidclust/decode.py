@@ -14,26 +14,19 @@ stays bounded whatever a video's length.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import errno
 import importlib
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
 import numpy as np
 
 from vidclust.config import DecodeConfig, SamplingConfig
-from vidclust.errors import first_line
+from vidclust.errors import DecodeError, first_line
 
 log = logging.getLogger("vidclust")
-
-
-class DecodeError(Exception):
-    """A video that cannot be decoded; its message becomes the `error` of its failed row."""
 
 
 @dataclass
@@ -633,38 +626,3 @@ def _hand_on_then_raise(out, error: Optional[DecodeError]) -> Iterator[FrameChun
         yield chunk
     if error is not None:
         raise error
-
-
-@contextlib.contextmanager
-def local_file(path: str) -> Iterator[str]:
-    """A local path for `path`: itself (a file URI: the path it stands for, see
-    `sources.local_path`), or a temporary copy of a remote file (s3://, gs://, ...), or of one
-    member of a tar shard (`<shard>#<member>`, see vidclust.shards)."""
-    from vidclust.shards import is_member_path, member_file
-    from vidclust.sources import local_path
-
-    if is_member_path(path):
-        with member_file(path) as tmp:
-            yield tmp
-        return
-    if "://" not in path or path.startswith("file://"):
-        yield local_path(path)
-        return
-    import pyarrow.fs as pafs
-
-    try:
-        fs, inner = pafs.FileSystem.from_uri(path)
-    except Exception as exc:
-        raise DecodeError(f"cannot open {path}: {first_line(exc)}") from None
-    suffix = os.path.splitext(inner)[1]
-    fd, tmp = tempfile.mkstemp(prefix="vidclust-", suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as out, fs.open_input_stream(inner) as src:
-            shutil.copyfileobj(src, out, 1 << 22)
-        yield tmp
-    except FileNotFoundError:
-        raise DecodeError("file not found") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-

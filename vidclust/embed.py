@@ -20,16 +20,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidclust.config import Config, DecodeConfig, EmbedConfig, EncoderConfig, to_dict
-from vidclust.decode import DecodeError, DecodeResult, local_file, sample_frames
+from vidclust.decode import DecodeResult, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
 from vidclust.encoder import check_checkpoint_fits
-from vidclust.errors import VidclustError, storage_error
+from vidclust.errors import DecodeError, VidclustError, storage_error
 from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
 from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import record_stage, timed
 from vidclust.runtime import current_node_id
 from vidclust.stage import Stage
+from vidclust.storage import local_file
 from vidclust.writer_lock import WriterLock
 
 log = logging.getLogger("vidclust")

@@ -15,6 +15,10 @@ class StaleOutputs(VidclustError):
     to run again."""
 
 
+class DecodeError(Exception):
+    """A video that cannot be read or decoded; its message becomes the `error` of its failed row."""
+
+
 # errno of a storage that cannot take more (checked by number, and by text for pyarrow's
 # OSErrors, whose errno is unset and whose message holds the system's)
 _STORAGE_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded",

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from vidclust.shards import is_member_path, split_member_path
+from vidclust.storage import is_member_path, split_member_path
 
 POINTS_SCRIPT = "points.js"
 EXPLORE_SCRIPT = "explore.js"

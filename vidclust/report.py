@@ -40,13 +40,13 @@ import pyarrow as pa
 
 from vidclust.contract import (CLUSTERS, DESCRIPTIONS, PROJECTION_SCHEMA, clear_staging, committed_outputs,
                                embedding_matrix, read_json, read_parquet, write_bytes, write_parquet)
-from vidclust.decode import local_file
 from vidclust.errors import StaleOutputs, VidclustError
 from vidclust.errors import first_line
 from vidclust.explorer import EXPLORE_SCRIPT, POINTS_SCRIPT, explore_script, explorer_data, points_script
 from vidclust.formatting import fmt, number
 from vidclust.layout import OutputLayout
 from vidclust.plots import figure, png
+from vidclust.storage import local_file
 
 log = logging.getLogger("vidclust")
 

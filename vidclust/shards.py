@@ -8,41 +8,26 @@ its captions are the sample's `.txt` (one caption), else the `caption` / `captio
 `.json`. Listing reads the tar headers (seeking past the members' data) and the small .txt/.json
 members only.
 
-A listed video's path is `<shard URI>#<member>`; decoding (`decode.local_file`) streams that one
-member out of the shard into a temporary file, never unpacking the shard.
+A listed video's path is `<shard URI>#<member>` (`storage.member_path`); decoding
+(`storage.local_file`) streams that one member out of the shard into a temporary file, never
+unpacking the shard.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import posixpath
 import re
-import shutil
 import tarfile
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Optional
+from typing import Optional
+
+import pyarrow.fs as pafs
 
 from vidclust.errors import VidclustError
-from vidclust.errors import first_line
+from vidclust.storage import filesystem, glob_files, is_video_name, member_path, without_options
 
 MAX_TEXT_BYTES = 1 << 20  # a .txt/.json member larger than this is not read for captions
-# `<...>.tar[?options]#member`: the first `.tar` followed by `#` (or by options, then `#`)
-MEMBER_PATH = re.compile(r"\.tar(\?[^#]*)?#", re.IGNORECASE)
 _RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
-
-
-def is_member_path(path: str) -> bool:
-    return MEMBER_PATH.search(path) is not None
-
-
-def split_member_path(path: str) -> tuple[str, str]:
-    """`<shard>#<member>` -> (shard URI or path, member name)."""
-    m = MEMBER_PATH.search(path)
-    if m is None:
-        raise ValueError(f"not a shard member path: {path}")
-    return path[:m.end() - 1], path[m.end():]
 
 
 def _split_top(text: str) -> list[str]:
@@ -83,36 +68,19 @@ def expand_braces(pattern: str) -> list[str]:
     return [x for item in items for x in expand_braces(head + item + tail)]
 
 
-def _bare(item: str) -> str:
-    from vidclust.sources import _QUERY
-
-    return _QUERY.split(item, 1)[0]
-
-
 def shard_items(source: str) -> Optional[list[str]]:
     """The shard paths/URIs (or globs of them) SOURCE names, or None when SOURCE is no shards."""
     items = [x for part in _split_top(source) for x in expand_braces(part)]
-    if items and all(_bare(i).lower().endswith(".tar") for i in items):
+    if items and all(without_options(i).lower().endswith(".tar") for i in items):
         return items
     return None
 
 
 def _shard_files(item: str) -> list[tuple[object, str, object]]:
     """(filesystem, path, to_uri) of each shard one item names (a glob: every match)."""
-    import fnmatch
-
-    import pyarrow.fs as pafs
-
-    from vidclust.sources import _filesystem, _walk_files
-
-    fs, path, to_uri = _filesystem(item)
+    fs, path, to_uri = filesystem(item)
     if any(ch in path for ch in "*?["):
-        base = path
-        while any(ch in base for ch in "*?["):
-            base = posixpath.dirname(base)
-        if fs.get_file_info(base).type != pafs.FileType.Directory:
-            raise VidclustError(f"SOURCE glob {item}: folder {base} not found")
-        return [(fs, p, to_uri) for p in _walk_files(fs, base) if fnmatch.fnmatch(p, path)]
+        return [(fs, p, to_uri) for p in glob_files(fs, path, item)]
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.File:
         raise VidclustError(f"SOURCE shard not found: {item}")
@@ -145,12 +113,11 @@ def _captions_of(texts: dict[str, bytes]) -> tuple[list[str], Optional[str]]:
             meta = None
         if isinstance(meta, dict):
             if not caps:
-                from vidclust.sources import _captions
-
                 for name in ("captions", "caption"):
                     if meta.get(name) not in (None, "", []):
                         value = meta[name]
-                        caps = _captions(value) if isinstance(value, list) else [str(value).strip()]
+                        caps = ([str(c) for c in value if c is not None and str(c).strip()]
+                                if isinstance(value, list) else [str(value).strip()])
                         break
             if meta.get("category") not in (None, ""):
                 category = str(meta["category"])
@@ -177,7 +144,7 @@ def list_shard(fs, path: str, to_uri) -> list[dict]:
         caps, category = _captions_of(s["texts"])
         for i, member in enumerate(s["videos"]):  # a second video of one sample: key.ext
             vid = key if i == 0 else f"{key}.{_sample_key(member)[1]}"
-            rows.append({"video_id": vid, "path": f"{uri}#{member}", "captions": caps,
+            rows.append({"video_id": vid, "path": member_path(uri, member), "captions": caps,
                          "category": category})
     if damage is not None:
         rows.append({"video_id": posixpath.basename(path), "path": uri, "captions": [], "category": None,
@@ -201,8 +168,7 @@ def _read_samples(tar: tarfile.TarFile, f, uri: str, samples: dict, order: list)
             if s is None:
                 s = samples[key] = {"videos": [], "texts": {}}
                 order.append(key)
-            last = "." + ext.rsplit(".", 1)[-1]
-            if last in _video_extensions() and not posixpath.basename(m.name).startswith("."):
+            if is_video_name(m.name):
                 s["videos"].append(m.name)
             elif ext in ("txt", "json") and m.size <= MAX_TEXT_BYTES:
                 s["texts"][ext] = tar.extractfile(m).read()
@@ -229,12 +195,6 @@ def _damage_at_end(f, offset: int, size: int, uri: str) -> Optional[str]:
     return f"damaged shard {uri}: no tar header at byte {offset}; members after it unreadable"
 
 
-def _video_extensions() -> tuple[str, ...]:
-    from vidclust.sources import VIDEO_EXTENSIONS
-
-    return VIDEO_EXTENSIONS
-
-
 def list_shards(source: str, items: list[str]) -> list[dict]:
     """Every video of every shard SOURCE names (shards listed a few at a time, in parallel)."""
     shards = [s for item in items for s in _shard_files(item)]
@@ -243,45 +203,3 @@ def list_shards(source: str, items: list[str]) -> list[dict]:
     with ThreadPoolExecutor(max_workers=min(8, len(shards))) as pool:
         parts = list(pool.map(lambda s: list_shard(*s), shards))
     return [r for part in parts for r in part]
-
-
-@contextlib.contextmanager
-def member_file(path: str) -> Iterator[str]:
-    """A temporary local file holding the member `<shard>#<member>` names (removed afterwards)."""
-    import pyarrow.fs as pafs
-
-    from vidclust.decode import DecodeError
-    from vidclust.sources import local_path
-
-    shard, member = split_member_path(path)
-    try:
-        if "://" not in shard or shard.startswith("file://"):
-            fs, inner = pafs.LocalFileSystem(), local_path(shard)
-        else:
-            fs, inner = pafs.FileSystem.from_uri(shard)
-        f = fs.open_input_file(inner)
-    except FileNotFoundError:
-        raise DecodeError(f"file not found: shard {shard}") from None
-    except Exception as exc:
-        raise DecodeError(f"cannot open shard {shard}: {first_line(exc)}") from None
-    tmp = None
-    try:
-        with f, tarfile.open(fileobj=f, mode="r:") as tar:
-            for m in tar:  # stops at the member: headers before it only
-                if m.name == member:
-                    break
-            else:
-                raise DecodeError(f"file not found: no member {member} in shard {shard}")
-            src = tar.extractfile(m)
-            if src is None:
-                raise DecodeError(f"member {member} of shard {shard} is not a file")
-            fd, tmp = tempfile.mkstemp(prefix="vidclust-", suffix=os.path.splitext(member)[1])
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 22)
-        yield tmp
-    except tarfile.TarError as exc:
-        raise DecodeError(f"shard {shard} is not a readable tar file: {exc}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)

@@ -4,7 +4,7 @@ a manifest's video_id column; else it is derived from the file's name) and `list
 input found while listing cannot be read, such as a truncated shard's rest; null for the others).
 
 A local path whose name the file system gives as bytes that are not UTF-8 is listed as a file URI
-(`file:///videos/caf%E9.mp4`, see `path_text`); `local_path` turns it back into the real name.
+(`file:///videos/caf%E9.mp4`, see `storage.path_text`); `storage.local_file` opens every listed path.
 
 SOURCE is a folder (searched recursively), a glob, a manifest (.csv, .parquet, .jsonl with at least
 `path`), WebDataset shards (.tar: one, a comma-separated list, a glob or `{00000..00099}`; see
@@ -14,14 +14,11 @@ test_videodatainfo.json). Local paths or any URI pyarrow's filesystems reach (s3
 from __future__ import annotations
 
 import csv
-import fnmatch
 import io
 import json
 import math
 import os
 import posixpath
-import re
-import urllib.parse
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -29,11 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from vidclust.errors import VidclustError
-from vidclust.errors import first_line
+from vidclust.errors import VidclustError, first_line
+from vidclust.shards import list_shards, shard_items
+from vidclust.storage import (VIDEO_EXTENSIONS, filesystem, glob_files, glob_root, is_video_name, same_file,
+                              walk_files, without_options)
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts",
-                    ".m2ts", ".mts", ".wmv", ".flv", ".3gp", ".ogv", ".ogg", ".vob", ".mxf")
 MANIFEST_EXTENSIONS = (".csv", ".parquet", ".jsonl")
 MSRVTT_INFO = ("train_val_videodatainfo.json", "test_videodatainfo.json")
 
@@ -52,15 +49,13 @@ def list_videos(source: str) -> pa.Table:
 
     A URI's options (`s3://bucket/videos/?endpoint_override=host:port&scheme=http`, user info)
     stay on every listed path, so whoever opens a path reaches the same endpoint."""
-    from vidclust.shards import list_shards, shard_items
-
     shards = shard_items(source)
     if shards is not None:  # WebDataset shards: one, a list, a glob or a brace pattern of .tar
         rows = list_shards(source, shards)
         if not rows:
             raise VidclustError(f"SOURCE {source}: its shards hold no videos (looked for {', '.join(VIDEO_EXTENSIONS)})")
         return _to_table(rows, source)
-    fs, path, to_uri = _filesystem(source)
+    fs, path, to_uri = filesystem(source)
     if any(ch in path for ch in "*?["):
         rows = _from_glob(fs, path, to_uri)
     else:
@@ -87,52 +82,6 @@ def list_videos(source: str) -> pa.Table:
     return _to_table(rows, source)
 
 
-# the query of a URI starts at the first `?` followed by `name=`; any other `?` is a wildcard
-_QUERY = re.compile(r"\?(?=[A-Za-z_][A-Za-z0-9_]*=)")
-
-
-def _filesystem(source: str) -> tuple[pafs.FileSystem, str, Callable[[str], str]]:
-    """(filesystem, path within it, function that turns such a path back into a URI that
-    `FileSystem.from_uri` opens the same way: same scheme, user info and query options)."""
-    if "://" not in source:
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(source)), path_text
-    m = _QUERY.search(source)
-    uri, query = (source[:m.start()], source[m.end():]) if m else (source, "")
-    scheme, rest = uri.split("://", 1)
-    static = re.split(r"[*?\[]", rest, maxsplit=1)[0]  # the part before any wildcard
-    try:
-        fs, static_path = pafs.FileSystem.from_uri(f"{scheme}://{static}" + (f"?{query}" if query else ""))
-    except Exception as exc:
-        raise VidclustError(f"cannot open SOURCE {source}: {exc}") from None
-    path = static_path.rstrip("/") + ("/" if static.endswith("/") else "") + rest[len(static):]
-    if scheme == "file":
-        return fs, path, path_text
-    # user info (s3://KEY:SECRET@bucket/...) is not part of the path from_uri returns: keep it
-    authority = static.split("/", 1)[0]
-    userinfo = authority.rsplit("@", 1)[0] + "@" if "@" in authority else ""
-    suffix = f"?{query}" if query else ""
-    return fs, path, lambda p: f"{scheme}://{userinfo}{p}{suffix}"
-
-
-def path_text(path: str) -> str:
-    """A local path as text (what an Arrow string holds): the path itself, or, where the file
-    system gives a name as bytes that are not UTF-8 (Python holds them as surrogates), the file
-    URI of its bytes (`file:///videos/caf%E9.mp4`). `local_path` is the inverse."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return "file://" + urllib.parse.quote(os.fsencode(path))
-
-
-def local_path(path: str) -> str:
-    """The path the OS opens for a local path or a file URI (`file://` + the path, its %XX
-    escapes decoded to the bytes they stand for, as RFC 8089 and pyarrow read it)."""
-    if not path.startswith("file://"):
-        return path
-    return os.fsdecode(urllib.parse.unquote_to_bytes(path[len("file://"):]))
-
-
 def _id_text(name: str) -> str:
     """A video id made of a file name, as text: bytes of the name that are not UTF-8 as \\xNN."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -142,57 +91,8 @@ def _stem(path: str) -> str:
     return _id_text(posixpath.splitext(posixpath.basename(path))[0])
 
 
-def _is_video_name(path: str) -> bool:
-    return path.lower().endswith(VIDEO_EXTENSIONS) and not posixpath.basename(path).startswith(".")
-
-
 def _walk_videos(fs: pafs.FileSystem, root: str) -> list[str]:
-    return [p for p in _walk_files(fs, root) if _is_video_name(p)]
-
-
-def _walk_files(fs: pafs.FileSystem, root: str) -> list[str]:
-    """Every file under root, recursively, sorted. On the local filesystem see `_walk_local`."""
-    if isinstance(fs, pafs.LocalFileSystem):
-        return _walk_local(root)
-    selector = pafs.FileSelector(root, recursive=True)
-    return sorted(i.path for i in fs.get_file_info(selector) if i.type == pafs.FileType.File)
-
-
-def _walk_local(root: str) -> list[str]:
-    """Every non-folder entry under a local folder, each listed once, sorted.
-
-    Links are followed, but never into a folder already visited (by its real path), so a link to
-    a folder above (`loop -> .`) lists nothing twice; folders reached without a link are visited
-    before any reached through one, so a file keeps the path (and id) of its real place. Links to
-    files are entries of their own: two links to one file are two inputs. A broken or looping link
-    is listed too: decoding then fails it with its reason, instead of the input vanishing."""
-    visited: set[str] = set()
-    files: list[str] = []
-    plain, linked = [root], []  # folders to visit: reached without a link first
-    while plain or linked:
-        folder = plain.pop() if plain else linked.pop(0)
-        real = os.path.realpath(folder)
-        if real in visited:
-            continue
-        visited.add(real)
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            raise VidclustError(f"cannot list folder {folder}: {exc.strerror or exc}") from None
-        for e in entries:
-            path = posixpath.join(folder, e.name)
-            try:
-                is_dir = e.is_dir(follow_symlinks=True)
-            except OSError:  # a link looping on itself
-                is_dir = False
-            if not is_dir:
-                files.append(path)
-            elif e.is_symlink():
-                linked.append(path)
-            else:
-                plain.append(path)
-    return sorted(files)
+    return [p for p in walk_files(fs, root) if is_video_name(p)]
 
 
 def _relative_ids(paths: list[str], root: str) -> list[str]:
@@ -211,13 +111,8 @@ def _from_folder(fs, root: str, to_uri) -> list[dict]:
 
 
 def _from_glob(fs, pattern: str, to_uri) -> list[dict]:
-    base = pattern
-    while any(ch in base for ch in "*?["):
-        base = posixpath.dirname(base)
-    if fs.get_file_info(base).type != pafs.FileType.Directory:
-        raise VidclustError(f"SOURCE glob {pattern}: folder {base} not found")
-    paths = [p for p in _walk_files(fs, base) if fnmatch.fnmatch(p, pattern)]
-    return [{"path": to_uri(p), "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, base))]
+    paths = glob_files(fs, pattern, pattern)
+    return [{"path": to_uri(p), "video_id": vid} for p, vid in zip(paths, _relative_ids(paths, glob_root(pattern)))]
 
 
 def _is_msrvtt(fs, root: str) -> bool:
@@ -293,7 +188,7 @@ def normalise_manifest(table: pa.Table, manifest: str, to_uri: Callable[[str], s
     cols = [c for c in ("video_id", "path", "captions", "category") if c in table.column_names]
     for r in table.select(cols).to_pylist():
         p = "" if _blank(r.get("path")) else str(r["path"])
-        stem = _stem(_QUERY.split(p, 1)[0]) if p else ""
+        stem = _stem(without_options(p)) if p else ""
         if p and "://" not in p and not posixpath.isabs(p):  # relative to the manifest, with its options
             p = to_uri(posixpath.normpath(posixpath.join(base, p)))
         given = not _blank(r.get("video_id"))
@@ -319,7 +214,7 @@ def check_paths_given(paths: pa.Array, source: str) -> None:
     in file order (Ray Data's blocks need not come in that order)."""
     if not pc.any(pc.equal(pc.fill_null(paths, ""), "")).as_py():
         return
-    fs, path, _ = _filesystem(source)
+    fs, path, _ = filesystem(source)
     unit, numbers = _rows_without_path(fs, path)
     if not numbers:  # the file changed since it was read
         where = f"{pc.sum(pc.equal(pc.fill_null(paths, ''), '')).as_py()} rows have"
@@ -376,7 +271,7 @@ def video_dataset(source: str):
 
     if shard_items(source) is not None:
         return ray.data.from_arrow(list_videos(source))
-    fs, path, to_uri = _filesystem(source)
+    fs, path, to_uri = filesystem(source)
     if not any(ch in path for ch in "*?[") and path.lower().endswith(MANIFEST_EXTENSIONS):
         if fs.get_file_info(path).type != pafs.FileType.File:
             raise VidclustError(f"SOURCE not found: {source}")
@@ -450,7 +345,7 @@ def check_same_paths(videos: pa.Table, committed: pa.Table) -> None:
     held = dict(zip(committed.column("video_id").to_pylist(), committed.column("path").to_pylist()))
     clashes = [(vid, held[vid], path)
                for vid, path in zip(videos.column("video_id").to_pylist(), videos.column("path").to_pylist())
-               if vid in held and held[vid] is not None and not _same_file(held[vid], path)]
+               if vid in held and held[vid] is not None and not same_file(held[vid], path)]
     if clashes:
         vid, old, new = clashes[0]
         more = f" (and {len(clashes) - 1} more ids)" if len(clashes) > 1 else ""
@@ -489,18 +384,3 @@ def held_ids(videos: pa.Table, committed: pa.Table) -> pa.Table:
                             f"give it its id {old} in the manifest's video_id column (or leave it empty), "
                             "or use another OUT")
     return pa.table({"path": rows.column("path").combine_chunks(), "video_id": held})
-
-
-def _same_file(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    if "://" in a and "://" in b:
-        def bare(u: str) -> str:  # scheme://bucket/key, without user info and options
-            scheme, rest = _QUERY.split(u, 1)[0].split("://", 1)
-            authority, _, key = rest.partition("/")
-            return f"{scheme}://{authority.rsplit('@', 1)[-1]}/{key}"
-        return bare(a) == bare(b)
-    try:
-        return "://" not in a + b and os.path.samefile(a, b)
-    except OSError:  # one of them is gone: it cannot be told the same
-        return False

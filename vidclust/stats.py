@@ -30,7 +30,9 @@ log = logging.getLogger("vidclust")
 def probe_row(path: str) -> dict:
     """Container metadata of one video (local path or URI) as a row of PROBE_SCHEMA (less
     video_id). A video that cannot be read gives status "failed" and the reason in `error`."""
-    from vidclust.decode import DecodeError, local_file, probe_video
+    from vidclust.decode import probe_video
+    from vidclust.errors import DecodeError
+    from vidclust.storage import local_file
 
     row: dict[str, Any] = {"path": path, "status": "ok", "error": None, "duration_s": None,
                            "fps": None, "width": None, "height": None, "codec": None, "n_frames": None}

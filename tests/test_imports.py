@@ -1,0 +1,95 @@
+"""The package's import graph: no circle among its modules (imports inside functions count: they
+only hide one), and the storage side (SOURCE in, OUT out) imports none of the stages."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import vidclust
+
+PACKAGE = Path(vidclust.__file__).parent
+# the modules of the storage side and of the stages, by file name (wherever their folder)
+STORAGE_SIDE = {"storage", "sources", "shards", "layout", "contract", "writer_lock", "runinfo"}
+STAGES = {"decode", "embed", "cluster", "describe", "report", "stats", "aggregate"}
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted name -> file of every module of the package, less the package itself (every
+    submodule runs it first: importing it closes no circle)."""
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = ["vidclust", *path.relative_to(PACKAGE).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if len(parts) > 1:
+            mods[".".join(parts)] = path
+    return mods
+
+
+def _imports(path: Path, mods: dict[str, Path]) -> set[str]:
+    """The package's modules a file imports, at its top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)  # `from vidclust import api`
+    return {m for m in found if m in mods}
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {m: _imports(p, mods) - {m} for m, p in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_circle():
+    assert _cycles(_graph()) == []
+
+
+def test_the_graph_check_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _file_name(module: str) -> str:
+    return module.rsplit(".", 1)[-1]
+
+
+def test_the_storage_side_imports_no_stage():
+    graph = _graph()
+    storage_side = [m for m in graph if _file_name(m) in STORAGE_SIDE]
+    assert len(storage_side) == len(STORAGE_SIDE)
+    assert {m: sorted(d for d in graph[m] if _file_name(d) in STAGES) for m in storage_side} == \
+        {m: [] for m in storage_side}
