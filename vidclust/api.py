@@ -45,9 +45,11 @@ def make_config(config: Optional[str | os.PathLike | Config] = None, **settings:
 def check_out_writable(out: str, create: bool) -> None:
     """For a local OUT: create it (if `create`) and write and delete a file in it, so that a
     read-only or forbidden OUT is one line before any work starts. Remote OUTs are not probed."""
+    from vidclust.storage import local_path
+
     if "://" in out and not out.startswith("file://"):
         return
-    path = out[len("file://"):] if out.startswith("file://") else out
+    path = local_path(out)
     try:
         if create:
             os.makedirs(path, exist_ok=True)
