@@ -133,8 +133,8 @@ def run_mode(path: Path, backend: str, sampling: dict, decode: dict) -> dict:
     result = DecodeResult()
     c0, t0 = cpu_s(), time.perf_counter()
     n = 0
-    for chunk in sample_frames(str(path), SamplingConfig(**{"image_size": 224, **sampling}), DecodeConfig(backend=backend, **decode),
-                               result):
+    for chunk in sample_frames(str(path), SamplingConfig(**{"image_size": 224, **sampling}),
+                               DecodeConfig(backend=backend, **decode), result):
         n += len(chunk.frame_index)
     return {"cpu": cpu_s() - c0, "wall": time.perf_counter() - t0, "sampled": n,
             "decoded": result.n_frames_decoded, "backend": result.backend}
@@ -151,7 +151,8 @@ import av, decord
 def hwm():
     return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) / 1024
 base = hwm()
-n = sum(len(c.frame_index) for c in sample_frames({str(path)!r}, SamplingConfig(image_size=224), DecodeConfig(backend={backend!r})))
+n = sum(len(c.frame_index)
+        for c in sample_frames({str(path)!r}, SamplingConfig(image_size=224), DecodeConfig(backend={backend!r})))
 print(hwm() - base)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)

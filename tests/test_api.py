@@ -1,5 +1,8 @@
 """The Python API (vidclust.api): the stages as functions, settings as keyword overrides, a light
-`import vidclust`, FrameEncoder in a user's own Ray Data pipeline; `--version`, `python -m vidclust`."""
+`import vidclust`, FrameEncoder in a user's own Ray Data pipeline; `--version`, `python -m vidclust`;
+`assign` and `stats` from Python; the command line calling the API."""
+import csv
+import json
 import subprocess
 import sys
 
@@ -18,12 +21,14 @@ def test_import_is_light_and_names_resolve():
             "print(heavy, vidclust.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"[] {vidclust.__version__}"
-    for name in ("run", "embed", "cluster", "describe", "report"):
+    for name in ("run", "embed", "cluster", "describe", "report", "assign", "stats"):
         assert callable(getattr(vidclust, name))
     # the stages' modules stay modules: their functions import as before
     from vidclust.embed import run_embed
+    from vidclust.stats import run_stats
     import vidclust.cluster as cluster_module
     assert callable(run_embed) and callable(cluster_module) and hasattr(cluster_module, "run_cluster")
+    assert callable(run_stats) and vidclust.stats.run_stats is run_stats
     assert vidclust.FrameEncoder.__name__ == "FrameEncoder"
     with pytest.raises(AttributeError):
         vidclust.no_such_thing
@@ -88,3 +93,82 @@ def test_embed_then_cluster_from_python(ray_local, tiny_clip, example_corpus, tm
     assert result["k"] == 3
     assign = pq.read_table(out / "clusters" / "assignments.parquet")
     assert set(assign.column("cluster_id").to_pylist()) == {0, 1, 2} and assign.num_rows == 12
+
+
+def _split_manifest(manifest, folder) -> tuple:
+    """The example corpus as two manifests (absolute paths): the first three clips of each topic,
+    and the fourth of each, to add later."""
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    parts = {"first": [r for r in rows if not r["video_id"].endswith("3")],
+             "new": [r for r in rows if r["video_id"].endswith("3")]}
+    paths = []
+    for name, part in parts.items():
+        path = folder / f"{name}.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**r, "path": str(manifest.parent / r["path"])} for r in part)
+        paths.append(path)
+    return tuple(paths)
+
+
+def test_assign_from_python(ray_local, tiny_clip, example_corpus, tmp_path):
+    model_json, ckpt = tiny_clip
+    first, new = _split_manifest(example_corpus, tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(VidclustError, match="holds no embeddings: run `vidclust embed SOURCE"):
+        vidclust.assign(out, new)
+    vidclust.embed(first, out, embed={"encoder": {"model": model_json, "pretrained": ckpt, "batch_size": 16}})
+    before = (out / "videos.parquet").read_bytes()
+    with pytest.raises(VidclustError, match="has no clusters/metrics.json: run `vidclust cluster` first"):
+        vidclust.assign(out, new)
+    assert (out / "videos.parquet").read_bytes() == before  # refused before any embedding
+    assert vidclust.cluster(out, cluster__k=3)["k"] == 3
+    fitted = pq.read_table(out / "clusters" / "centers.parquet")
+    # no model given: the new videos are embedded with the one OUT was embedded with
+    result = vidclust.assign(out, new, cluster__aggregation="max")
+    assert set(result) == {"embed", "assign"}
+    assert result["embed"]["embedded_ok"] == 3 and result["embed"]["failed"] == 0
+    assert (result["assign"]["n_new"], result["assign"]["n_already_assigned"]) == (3, 9)
+    assert result["assign"]["aggregation"] == "mean"  # the one the centres were fitted with
+    assert sum(result["assign"]["new_per_cluster"]) == 3
+    assign = pq.read_table(out / "clusters" / "assignments.parquet")
+    assert assign.num_rows == 12 and set(assign.column("cluster_id").to_pylist()) <= {0, 1, 2}
+    assert pq.read_table(out / "clusters" / "centers.parquet").equals(fitted)  # the centres do not move
+    stages = json.loads((out / "run.json").read_text())["stages"]
+    assert stages["assign"]["n_new"] == 3
+
+
+def test_stats_from_python(ray_local, example_corpus, tmp_path, capsys):
+    summary = vidclust.stats(example_corpus, tmp_path / "stats")
+    assert (summary["count"], summary["n_ok"], summary["n_failed"]) == (12, 12, 0)
+    assert summary["codec_counts"] == {"h264": 12}
+    assert json.loads((tmp_path / "stats" / "stats.json").read_text())["count"] == 12
+    assert pq.read_table(tmp_path / "stats" / "stats.parquet").num_rows == 12
+    assert "videos          12" in capsys.readouterr().out
+    alone = vidclust.stats(str(example_corpus))  # no OUT: the table only
+    assert alone["count"] == 12 and "files" not in alone
+
+
+def test_the_command_line_calls_the_api(monkeypatch, tmp_path):
+    """Each command is its vidclust.api function, called with the configuration that the
+    arguments make; the command line sequences nothing itself."""
+    from vidclust import api, cli
+
+    calls = []
+    for name in ("embed", "cluster", "describe", "report", "run", "assign", "stats"):
+        monkeypatch.setattr(api, name, lambda *args, _name=name, **kwargs: calls.append((_name, args, kwargs)) or {})
+    out, src = str(tmp_path / "out"), str(tmp_path / "src")
+    for argv in (["embed", src, out, "-q", "--model", "ViT-B-16", "--set", "cluster.k=5"],
+                 ["cluster", out, "--set", "cluster.k=6"], ["describe", out], ["report", out], ["run", src, out],
+                 ["assign", out, src], ["stats", src, "--out", out], ["stats", src]):
+        cli.dispatch(cli.build_parser().parse_args(argv))  # what main() calls once logging is set up
+    assert [(name, args) for name, args, _ in calls] == [
+        ("embed", (src, out)), ("cluster", (out,)), ("describe", (out,)), ("report", (out,)), ("run", (src, out)),
+        ("assign", (out, src)), ("stats", (src, out)), ("stats", (src, None))]
+    embed_kwargs = calls[0][2]
+    assert embed_kwargs["show_progress"] is False  # -q
+    assert embed_kwargs["config"].embed.encoder.model == "ViT-B-16" and embed_kwargs["config"].cluster.k == 5
+    assert calls[1][2]["config"].cluster.k == 6
+    assert calls[4][2]["show_progress"] is True and calls[5][2]["show_progress"] is True

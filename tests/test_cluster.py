@@ -12,7 +12,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from sklearn.metrics import adjusted_rand_score
 
-from vidclust.aggregate import l2_normalise
+from vidclust.vectors import l2_normalise
 from vidclust.cluster import (
     assign_to_centers,
     choose_method,

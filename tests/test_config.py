@@ -45,6 +45,14 @@ def test_set_overrides_by_dotted_name(tmp_path):
     assert load_config(None, ["cluster.k_sweep=5-20:5"]).cluster.k_sweep == [5, 10, 15, 20]
 
 
+def test_summariser_is_another_spelling_of_describe_summarizer(tmp_path):
+    assert load_config(None, ["describe.summariser=extractive"]).describe.summarizer == "extractive"
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("describe:\n  summariser: extractive\n")
+    assert load_config(yaml_file).describe.summarizer == "extractive"
+    assert to_dict(load_config(yaml_file))["describe"]["summarizer"] == "extractive"  # the key run.json keeps
+
+
 @pytest.mark.parametrize("override, message", [
     ("embed.sampling.frame_intervl=5", "did you mean 'frame_interval'"),
     ("embed.sampling.frame_interval=zero", "must be an integer"),

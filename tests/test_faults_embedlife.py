@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from test_faults import cli, error_lines, model_args, tiny, videos_of
+from test_faults import cli, model_args, tiny, videos_of
 from vidclust.frame_store import read_state
 from vidclust.layout import OutputLayout
 

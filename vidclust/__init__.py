@@ -4,7 +4,9 @@
 first used.
 
     vidclust.run(source, out, **settings)      every stage; see vidclust.api
-    vidclust.embed / cluster / describe / report
+    vidclust.embed / cluster / describe / report   one stage each
+    vidclust.assign(out, new_source)           new videos to the saved clusters
+    vidclust.stats(source, out=None)           durations, frame rates, sizes, codecs of SOURCE
     vidclust.FrameEncoder                      a Ray Data callable class (CLIP on frames)
     vidclust.VideoClusterer                    scikit-learn style clustering of plain arrays
     vidclust.near_duplicates(vectors, threshold)  one group id per row (-1: none)
@@ -15,15 +17,16 @@ import types
 
 __version__ = "0.1.0"
 
-# vidclust.embed, .cluster, .describe and .report are also the stages' modules (vidclust/embed.py,
-# ...), and vidclust.near_duplicates is a module too: such a module, once imported, is made
-# callable (calling the function of vidclust.api, or the module's function of its own name), so
-# `vidclust.embed(src, out)` and `from vidclust.embed import run_embed` both keep working.
-_STAGE_MODULES = ("embed", "cluster", "describe", "report")
+# vidclust.embed, .cluster, .describe, .report and .stats are also the stages' modules
+# (vidclust/embed.py, ...), and vidclust.near_duplicates is a module too: such a module, once
+# imported, is made callable (calling the function of vidclust.api, or the module's function of
+# its own name), so `vidclust.embed(src, out)` and `from vidclust.embed import run_embed` both
+# keep working.
+_STAGE_MODULES = ("embed", "cluster", "describe", "report", "stats")
 _CALLABLE_MODULES = (*_STAGE_MODULES, "near_duplicates")
 
 _LAZY = {
-    "run": "vidclust.api", "make_config": "vidclust.api",
+    "run": "vidclust.api", "assign": "vidclust.api", "make_config": "vidclust.api",
     "FrameEncoder": "vidclust.encoder",
     "VideoClusterer": "vidclust.clusterer",
 }

@@ -20,16 +20,11 @@ import pyarrow.compute as pc
 
 from vidclust.contract import embedding_matrix, video_vectors_schema
 from vidclust.errors import VidclustError
+from vidclust.vectors import l2_normalise
 
 log = logging.getLogger("vidclust")
 
 STRATEGIES = ("mean", "max", "median", "mean+max")
-
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero)."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
 
 
 def pool(frames: np.ndarray, strategy: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The `vidclust` command line. Each subcommand loads the one configuration, then calls a stage."""
+"""The `vidclust` command line: it parses the arguments, loads the one configuration, sets up logging
+and signals, and calls the command's function of vidclust.api (which sequences the stages)."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +8,11 @@ import logging
 import os
 import signal
 import sys
-import tempfile
-from typing import Callable, Optional
+from typing import Optional
 
+from vidclust import api
 from vidclust.config import Config, load_config
-from vidclust.errors import VidclustError, first_line, storage_error
+from vidclust.errors import VidclustError, reason, storage_error
 
 log = logging.getLogger("vidclust")
 
@@ -86,44 +87,8 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _stage(name: str) -> Callable:
-    """The function of one stage, imported only when it runs (each pulls in heavy libraries)."""
-    if name == "embed":
-        from vidclust.embed import run_embed as fn
-    elif name == "cluster":
-        from vidclust.cluster import run_cluster as fn
-    elif name == "describe":
-        from vidclust.describe import run_describe as fn
-    elif name == "report":
-        from vidclust.report import run_report as fn
-    elif name == "assign":
-        from vidclust.cluster import run_assign_new as fn
-    elif name == "stats":
-        from vidclust.stats import run_stats as fn
-    else:  # pragma: no cover - parser only offers the names above
-        raise VidclustError(f"unknown stage {name}")
-    return fn
-
-
-def check_out_writable(out: str, create: bool) -> None:
-    """For a local OUT: create it (if `create`) and write and delete a file in it, so that a
-    read-only or forbidden OUT is one line before any work starts. Remote OUTs are not probed."""
-    if "://" in out and not out.startswith("file://"):
-        return
-    path = out[len("file://"):] if out.startswith("file://") else out
-    try:
-        if create:
-            os.makedirs(path, exist_ok=True)
-        elif not os.path.isdir(path):
-            return  # the stage says what is missing
-        fd, tmp = tempfile.mkstemp(prefix=".vidclust-write-check-", dir=path)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        raise VidclustError(f"cannot write to OUT {out}: {_reason(exc, with_file=False)}") from None
-
-
 def dispatch(args: argparse.Namespace) -> None:
+    """Run the command `args` name: through vidclust.api, which sequences the stages."""
     if args.command == "example":
         from vidclust.example import make_example_corpus
 
@@ -132,30 +97,21 @@ def dispatch(args: argparse.Namespace) -> None:
         return
     cfg = _config(args)
     progress = not args.quiet
-    if getattr(args, "OUT", None):
-        check_out_writable(args.OUT, create=args.command in ("embed", "run"))
     if args.command == "embed":
-        _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
+        api.embed(args.SOURCE, args.OUT, config=cfg, show_progress=progress)
     elif args.command == "run":
-        _stage("embed")(cfg, args.SOURCE, args.OUT, show_progress=progress)
-        for name in ("cluster", "describe", "report"):
-            _stage(name)(cfg, args.OUT)
+        api.run(args.SOURCE, args.OUT, config=cfg, show_progress=progress)
         from vidclust.layout import REPORT_PAGE_FILE
 
         print(f"done: open {os.path.join(args.OUT, REPORT_PAGE_FILE)}")
     elif args.command == "assign":
-        from vidclust.cluster import check_clusters_saved
-        from vidclust.layout import OutputLayout
-        from vidclust.runinfo import embedding_config_of
-
-        cfg = embedding_config_of(args.OUT, cfg)  # the model and sampling OUT was embedded with
-        check_clusters_saved(OutputLayout.open(args.OUT))  # before the new videos are embedded
-        _stage("embed")(cfg, args.NEW_SOURCE, args.OUT, show_progress=progress)
-        _stage("assign")(cfg, args.OUT)
+        api.assign(args.OUT, args.NEW_SOURCE, config=cfg, show_progress=progress)
     elif args.command == "stats":
-        _stage("stats")(cfg, args.SOURCE, args.out)
-    else:
-        _stage(args.command)(cfg, args.OUT)
+        api.stats(args.SOURCE, args.out, config=cfg)
+    elif args.command in ("cluster", "describe", "report"):
+        getattr(api, args.command)(args.OUT, config=cfg)
+    else:  # pragma: no cover - the parser offers only the commands above
+        raise VidclustError(f"unknown command {args.command}")
 
 
 class Terminated(KeyboardInterrupt):
@@ -200,20 +156,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         out = getattr(args, "OUT", None) or getattr(args, "out", None) or "the output folder"
         if cause.errno in (errno.ENOSPC, errno.EDQUOT):
             what = "no space left on device" if cause.errno == errno.ENOSPC else "disk quota exceeded"
-            print(f"vidclust: error: {what} writing {out} ({_reason(cause)}); free space and run the "
+            print(f"vidclust: error: {what} writing {out} ({reason(cause)}); free space and run the "
                   "same command again: finished videos are kept", file=sys.stderr)
         else:
-            print(f"vidclust: error: cannot write to {out} ({_reason(cause)}); make it writable and run "
+            print(f"vidclust: error: cannot write to {out} ({reason(cause)}); make it writable and run "
                   "the same command again: finished videos are kept", file=sys.stderr)
         return 2
     return 0
-
-
-def _reason(exc: BaseException, with_file: bool = True) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror[:1].lower() + exc.strerror[1:]
-        return f"{text}: {exc.filename}" if exc.filename and with_file else text
-    return first_line(exc)
 
 
 if __name__ == "__main__":

@@ -250,10 +250,4 @@ class VideoClusterer:
         return f"VideoClusterer(n_clusters={self.n_clusters}, method={self.method!r}, random_state={self.random_state})"
 
 
-def fit_vectors(X: np.ndarray, n_clusters: int, method: str = "auto", random_state: int = 28,
-                n_init: Any = "auto", **kwargs: Any) -> VideoClusterer:
-    """VideoClusterer(...).fit(X) in one call."""
-    return VideoClusterer(n_clusters, method, random_state, n_init, **kwargs).fit(X)
-
-
 __all__ = ["VideoClusterer", "choose_method", "distances_to_centers", "nearest_center", "METHODS", "EXACT_UP_TO"]

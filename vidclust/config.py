@@ -1,6 +1,8 @@
 """The one configuration tree of vidclust.
 
-Defaults live here and only here; they are the research notebook's (see DESIGN.md).
+Defaults live here; they are the research notebook's (see DESIGN.md). A module whose choices
+and defaults are its own (vidclust.clusterer's methods, vidclust.near_duplicates' searches) keeps
+them, and this tree imports them from it: each list exists once.
 `cluster_configs/local.yaml` spells the same defaults out for people to copy, and a test keeps
 the two equal. A YAML file overrides any subset of fields; `--set a.b=value` overrides one field
 after that. Unknown keys and values of the wrong type are errors, never silently ignored.
@@ -16,7 +18,9 @@ from typing import Any, Optional
 
 import yaml
 
+from vidclust.clusterer import EXACT_UP_TO, METHODS
 from vidclust.errors import VidclustError
+from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, SEARCHES
 
 @dataclass
 class SamplingConfig:
@@ -84,22 +88,23 @@ class EmbedConfig:
 @dataclass
 class ClusterConfig:
     aggregation: str = "mean"  # mean | max | median | mean+max
-    method: str = "auto"  # auto | kmeans | minibatch | faiss | hdbscan (vidclust.VideoClusterer)
+    method: str = "auto"  # one of clusterer.METHODS: auto | kmeans | minibatch | faiss | hdbscan
     k: int = 20
     k_sweep: Optional[list] = None  # e.g. [5, 10, 15, 20]: fit each, pick the best
     sweep_metric: str = "silhouette"  # silhouette | davies_bouldin | calinski_harabasz
     sweep_sample: int = 200_000  # above this many videos each k of the sweep is fitted on a sample of this many
     n_init: Any = "auto"
-    exact_up_to: int = 100_000  # auto: exact KMeans up to this many videos, faiss k-means above
+    exact_up_to: int = EXACT_UP_TO  # auto: exact KMeans up to this many videos, faiss k-means above
     silhouette_sample: int = 20_000  # silhouette on a fixed-seed sample above this many videos
     hdbscan_min_cluster_size: int = 5
     near_duplicate_threshold: float = 0.98  # cosine similarity at or above which videos group
-    # auto | exact | cells (faiss k-means cells joined with their neighbours: approximate, for
-    # millions) | ivf (a faiss IndexIVFFlat range search: approximate, slower than cells)
+    # one of near_duplicates.SEARCHES: auto | exact | cells (faiss k-means cells joined with their
+    # neighbours: approximate, for millions) | ivf (a faiss IndexIVFFlat range search: approximate,
+    # slower than cells)
     near_duplicates_search: str = "auto"
     # auto: the exact search (O(n^2) at worst) up to this many videos, the cells search above
-    near_duplicates_index_above: int = 50_000
-    near_duplicates_nprobe: int = 8  # cells (ivf: lists) searched per video (more: higher recall, slower)
+    near_duplicates_index_above: int = INDEX_ABOVE
+    near_duplicates_nprobe: int = NPROBE  # cells (ivf: lists) searched per video (more: higher recall, slower)
     # find near-duplicates first and fit on one video per group (the others take its cluster),
     # so that a video copied 500 times does not pull a centre; scores are of the videos fitted
     dedup_first: bool = False
@@ -188,8 +193,7 @@ class Config:
         c = self.cluster
         _check(c.aggregation in ("mean", "max", "median", "mean+max"),
                "cluster.aggregation: mean, max, median or mean+max")
-        _check(c.method in ("auto", "kmeans", "minibatch", "faiss", "hdbscan"),
-               "cluster.method: auto, kmeans, minibatch, faiss or hdbscan")
+        _check_choice(c.method, METHODS, "cluster.method")
         _check(c.k >= 2, "cluster.k must be >= 2")
         _check(c.sweep_metric in ("silhouette", "davies_bouldin", "calinski_harabasz"),
                "cluster.sweep_metric: silhouette, davies_bouldin or calinski_harabasz")
@@ -203,8 +207,7 @@ class Config:
         _check(c.exact_up_to >= 0, "cluster.exact_up_to must be >= 0")
         _check(c.silhouette_sample >= 2, "cluster.silhouette_sample must be >= 2")
         _check(c.hdbscan_min_cluster_size >= 2, "cluster.hdbscan_min_cluster_size must be >= 2")
-        _check(c.near_duplicates_search in ("auto", "exact", "cells", "ivf"),
-               "cluster.near_duplicates_search: auto, exact, cells or ivf")
+        _check_choice(c.near_duplicates_search, SEARCHES, "cluster.near_duplicates_search")
         _check(c.near_duplicates_index_above >= 0, "cluster.near_duplicates_index_above must be >= 0")
         _check(c.near_duplicates_nprobe >= 1, "cluster.near_duplicates_nprobe must be >= 1")
         _check(c.vector_dtype in ("float32", "float16"), "cluster.vector_dtype: float32 or float16")
@@ -244,6 +247,11 @@ def _check(ok: bool, message: str) -> None:
         raise VidclustError(f"bad configuration: {message}")
 
 
+def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:
+    """`value` is one of `choices` (a module's own list), else "key: a, b or c"."""
+    _check(value in choices, f"{key}: {', '.join(choices[:-1])} or {choices[-1]}")
+
+
 def to_dict(cfg: Any) -> dict:
     """Plain nested dict (tuples as lists) for YAML/JSON."""
     return _plain(dataclasses.asdict(cfg))
@@ -270,7 +278,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             raise VidclustError(f"config file {p} is not valid YAML: {yaml_problem(exc)}") from None
         if not isinstance(data, dict):
             raise VidclustError(f"config file {p} must hold a mapping at the top level")
-        _apply_mapping(cfg, data, prefix="")
+        apply_mapping(cfg, data, prefix="")
     for item in overrides or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
@@ -321,7 +329,11 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 # other names of a field, the same setting: {section class name: {alias: field}}
-ALIASES = {"ClusterConfig": {"n_clusters": "k"}}  # scikit-learn's name of the number of clusters
+ALIASES = {
+    "ClusterConfig": {"n_clusters": "k"},  # scikit-learn's name of the number of clusters
+    # the key keeps transformers' spelling (the README's, run.json's); the code's is summarise
+    "DescribeConfig": {"summariser": "summarizer"},
+}
 
 
 def _canonical(obj: Any, name: str) -> str:
@@ -344,13 +356,16 @@ def set_field(cfg: Any, dotted: str, value: Any) -> None:
     if dataclasses.is_dataclass(current):
         if not isinstance(value, dict):
             raise VidclustError(f"config key {dotted} is a section; set its fields instead")
-        _apply_mapping(current, value, prefix=dotted + ".")
+        apply_mapping(current, value, prefix=dotted + ".")
         return
     hint = typing.get_type_hints(type(obj))[name]
     setattr(obj, name, _coerce(value, hint, dotted))
 
 
-def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
+def apply_mapping(obj: Any, data: dict, prefix: str) -> None:
+    """Set the fields of the section `obj` (a Config or one of its parts) from a nested mapping,
+    as a YAML file gives them; `prefix` is the section's dotted name in what errors say
+    ("embed." for cfg.embed). Unknown keys and values of the wrong type are errors."""
     for key, value in data.items():
         key = _canonical(obj, str(key))
         if not _has_field(obj, str(key)):
@@ -359,7 +374,7 @@ def _apply_mapping(obj: Any, data: dict, prefix: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise VidclustError(f"config key {prefix}{key} must be a mapping")
-            _apply_mapping(current, value, prefix=f"{prefix}{key}.")
+            apply_mapping(current, value, prefix=f"{prefix}{key}.")
         else:  # named in full in what it says (embed.preprocess.std, not std)
             setattr(obj, key, _coerce(value, typing.get_type_hints(type(obj))[key], prefix + key))
 

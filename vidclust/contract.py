@@ -43,6 +43,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from vidclust.errors import StaleOutputs, VidclustError
+from vidclust.errors import first_line
 from vidclust.layout import (ASSIGNMENTS_FILE, CENTERS_FILE, CLUSTER_DESCRIPTIONS_FILE, DESCRIPTIONS_FILE,
                              EXPLORE_SCRIPT, MAPPING_FILE, METRICS_FILE, NEAR_DUPLICATES_FILE, POINTS_SCRIPT,
                              PROJECTION_FILE, REPORT_PAGE_FILE, THUMBNAILS_DIR, VIDEO_VECTORS_FILE, OutputLayout)
@@ -195,7 +196,9 @@ CONTRACT: tuple[OutputFile, ...] = (
                {"n_captioned": "of its videos, those with a usable caption",
                 "nearest_video_ids": "nearest to the centre, captioned ones first",
                 "summaries": "one per nearest video (null: no captions)",
-                "keywords": "key phrases that tell the cluster from the others, best first (score: c-TF-IDF, scaled to the cluster's best, times KeyBERT relevance); no two clusters share the first unless their captions are the same",
+                "keywords": "key phrases that tell the cluster from the others, best first (score: c-TF-IDF, "
+                            "scaled to the cluster's best, times KeyBERT relevance); no two clusters share the "
+                            "first unless their captions are the same",
                 "zero_shot_labels": "CLIP labels, best first (null: not computed)",
                 "note": "why words are missing or thin"}),
     OutputFile(CLUSTER_DESCRIPTIONS_FILE, "describe", "{cluster_id: [keyword, ...]}"),
@@ -397,7 +400,7 @@ def read_parquet(layout: OutputLayout, path: str) -> pa.Table:
     try:
         return pq.read_table(path, filesystem=layout.fs)
     except Exception as exc:
-        raise VidclustError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise VidclustError(f"cannot read {path}: {first_line(exc)}") from None
 
 
 def read_json(layout: OutputLayout, path: str) -> Optional[Any]:
@@ -500,7 +503,7 @@ def committed_outputs(layout: OutputLayout, outputs: OutputSet,
             carried = run_id_of(layout, rel)
         except Exception as exc:
             raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is unreadable: "
-                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): {again}") from None
+                               f"{first_line(exc)}): {again}") from None
         if carried is not None and carried != committed:
             raise StaleOutputs(f"{outputs.name} is incomplete ({rel} is another run's than the one "
                                f"`vidclust {stage}` committed): {again}")

@@ -156,7 +156,8 @@ def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
         hi = enc.num_actors or max(enc.max_actors, gpus)
         lo = enc.num_actors or 1
         return Stage("encode", FrameEncoder, batch_size=batch, kwargs=kwargs,
-                     num_cpus=min(1.0, max(0.0, total_cpus - 1)), num_gpus=1, memory_mb=enc.memory_mb, actors=(lo, hi), restart_actors=False)
+                     num_cpus=min(1.0, max(0.0, total_cpus - 1)), num_gpus=1, memory_mb=enc.memory_mb,
+                     actors=(lo, hi), restart_actors=False)
     # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
     # embedding it): half the CPUs go to encoder actors, and each actor's torch uses its share of
     # all of them, the decode tasks' light load running beside it.

@@ -154,7 +154,7 @@ def _create(open_clip, name: str, weights: str | None, device: str, offline: boo
     except RuntimeError as exc:
         if "checkpoint" in str(exc).lower() or "state_dict" in str(exc).lower():
             raise VidclustError(f"--pretrained {weights}: checkpoint does not fit model {name}: "
-                                f"{str(exc).splitlines()[0]}") from None
+                                f"{first_line(exc)}") from None
         raise
     finally:
         if offline:

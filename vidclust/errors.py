@@ -47,3 +47,12 @@ def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (its type's name when it has none)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:300]
+
+
+def reason(exc: BaseException, with_file: bool = True) -> str:
+    """Why an operation failed, for a message: an OSError's own text ("permission denied", with
+    the file it names unless `with_file` is false), else the first line of the message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{text}: {exc.filename}" if exc.filename and with_file else text
+    return first_line(exc)

@@ -11,6 +11,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from vidclust.vectors import l2_normalise
+
 STOP_WORDS = "english"
 
 
@@ -151,8 +153,8 @@ def distinctive_keywords(texts_per_cluster: Sequence[Sequence[Optional[str]]], k
         todo = [i for i in range(n) if texts[i]]
         backend = keybert_model.model  # KeyBERT's embedding backend: .embed(list of str) -> array
         used = sorted({j for i in todo for j in np.flatnonzero(counts[i])})
-        word_emb = _unit(np.asarray(backend.embed([words[j] for j in used])))
-        doc_emb = _unit(np.asarray(backend.embed([" ".join(texts[i]) for i in todo])))
+        word_emb = l2_normalise(backend.embed([words[j] for j in used]), np.float64)
+        doc_emb = l2_normalise(backend.embed([" ".join(texts[i]) for i in todo]), np.float64)
         relevance = np.full_like(weights, -1.0)
         relevance[np.ix_(todo, used)] = doc_emb @ word_emb.T
     ranked: list[list[tuple[str, float]]] = []
@@ -195,9 +197,6 @@ def _distinct_tops(ranked: list[list[tuple[str, float]]], same: list[str]) -> li
     return top
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 _SENTENCE_END = __import__("re").compile(r"(?<=[.!?])\s+")

@@ -39,6 +39,7 @@ import numpy as np
 from vidclust.clusterer import BLOCK, distances_to_centers, faiss_available
 from vidclust.errors import VidclustError
 from vidclust.principal_axes import principal_axes
+from vidclust.vectors import l2_normalise
 
 INDEX_ABOVE = 50_000  # "auto": exact search up to this many vectors, the cells search above
 NPROBE = 8  # cells a vector probes (its own and 7 more): recall 1.0 of planted copies at 1M
@@ -91,15 +92,8 @@ class _Edges:
         return connected_components(graph, directed=False)[1]
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    """L2-normalised float32 rows (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
 def _rows(vectors: np.ndarray, idx) -> np.ndarray:
-    return _unit(vectors[idx])
+    return l2_normalise(vectors[idx], np.float32)
 
 
 def _compare(vec: np.ndarray, q: np.ndarray, cands: np.ndarray, threshold: float, edges: _Edges,
@@ -132,7 +126,7 @@ def _exact(vectors: np.ndarray, threshold: float, centers: Optional[np.ndarray],
     eps = math.sqrt(max(0.0, 2.0 - 2.0 * threshold)) + 1e-3  # |a-b| for unit vectors, slack
     dist = np.empty((n, len(centers)), dtype=np.float32)
     for s in range(0, n, BLOCK):
-        dist[s:s + BLOCK] = distances_to_centers(_unit(vectors[s:s + BLOCK]), centers)
+        dist[s:s + BLOCK] = distances_to_centers(l2_normalise(vectors[s:s + BLOCK], np.float32), centers)
     own = dist.argmin(axis=1)
     own_d = dist[np.arange(n), own]
     for c in range(len(centers)):
@@ -161,13 +155,13 @@ def _index(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
     index.cp.seed = int(seed)
     index.cp.niter = 10
     index.cp.min_points_per_centroid = 1  # no warning when the sample is < 39 per list
-    index.train(_unit(vectors[idx]))
+    index.train(l2_normalise(vectors[idx], np.float32))
     for s in range(0, n, BLOCK):
-        index.add(_unit(vectors[s:s + BLOCK]))
+        index.add(l2_normalise(vectors[s:s + BLOCK], np.float32))
     index.nprobe = int(min(nprobe, nlist))
     radius = float(threshold) - 1e-6  # range search keeps similarity > radius; checked >= below
     for s in range(0, n, BLOCK):
-        lims, sims, ids = index.range_search(_unit(vectors[s:s + BLOCK]), radius)
+        lims, sims, ids = index.range_search(l2_normalise(vectors[s:s + BLOCK], np.float32), radius)
         lims = lims.astype(np.int64)
         q = s + np.repeat(np.arange(len(lims) - 1, dtype=np.int64), np.diff(lims))
         keep = (ids > q) & (sims >= threshold)  # each pair once (as found from its lower row)
@@ -182,11 +176,12 @@ def _sketch(vectors: np.ndarray, dim: int, seed: int) -> tuple[np.ndarray, np.nd
     while unrelated pairs, whose difference has most of its length in the principal axes, stay
     far apart. n x dim floats: an eighth of the vectors at dim 64 of 512."""
     n, d = vectors.shape
-    sample = _unit(vectors[np.sort(np.random.default_rng(seed).choice(n, size=min(n, 20_000), replace=False))])
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 20_000), replace=False))
+    sample = l2_normalise(vectors[sample], np.float32)
     _, axes = principal_axes(sample, dim)  # [d, dim]; the mean does not move a difference
     z = np.empty((n, axes.shape[1]), dtype=np.float32)
     for s in range(0, n, BLOCK):
-        z[s:s + BLOCK] = _unit(vectors[s:s + BLOCK]) @ axes
+        z[s:s + BLOCK] = l2_normalise(vectors[s:s + BLOCK], np.float32) @ axes
     return z, np.einsum("ij,ij->i", z, z)
 
 
@@ -240,8 +235,9 @@ def _cells(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
     blockwise) with each other and with the vectors that visit the cell (each vector visits the
     `nprobe - 1` cells nearest to it after its own, as an IVF query probes lists); the pairs
     within the distance the threshold allows are then checked on the full vectors. A
-    near-duplicate pair is missed only when neither vector's probed cells hold the other. Cost ~ n * (nlist + nprobe * n / nlist) * sketch_dim, least at
-    nlist ~ sqrt(nprobe * n); holds the sketch (n x sketch_dim floats), no copy of the vectors."""
+    near-duplicate pair is missed only when neither vector's probed cells hold the other.
+    Cost ~ n * (nlist + nprobe * n / nlist) * sketch_dim, least at nlist ~ sqrt(nprobe * n); holds
+    the sketch (n x sketch_dim floats), no copy of the vectors."""
     import faiss
 
     n, d = vectors.shape
@@ -250,7 +246,7 @@ def _cells(vectors: np.ndarray, threshold: float, edges: _Edges, nprobe: int, nl
     else:
         z = np.empty((n, d), dtype=np.float32)
         for s in range(0, n, BLOCK):
-            z[s:s + BLOCK] = _unit(vectors[s:s + BLOCK])
+            z[s:s + BLOCK] = l2_normalise(vectors[s:s + BLOCK], np.float32)
         zz = np.einsum("ij,ij->i", z, z)
     dz = z.shape[1]
     eps2 = max(0.0, 2.0 - 2.0 * threshold) * (1 + 1e-3) + 1e-6  # |a - b|^2 of unit rows, slack

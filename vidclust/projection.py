@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from vidclust.principal_axes import principal_axes
+from vidclust.vectors import l2_normalise
 
 log = logging.getLogger("vidclust")
 
@@ -61,12 +62,12 @@ def project_tsne(
     if cosine:
         # Cosine geometry as unit vectors under the Euclidean metric: the same neighbours, the
         # faster exact/Annoy Euclidean search, and a PCA initialisation of the same geometry.
-        c = _unit(c)
+        c = l2_normalise(c)
         metric = "euclidean"
 
     def rows(idx) -> np.ndarray:
         part = np.ascontiguousarray(x[idx], dtype=np.float32)
-        return _unit(part) if cosine else part
+        return l2_normalise(part) if cosine else part
 
     n = len(x)
     start = time.perf_counter()
@@ -197,11 +198,6 @@ def _member_medians(xy: np.ndarray, labels: np.ndarray, center_ids: np.ndarray
             out[i] = np.median(members, axis=0)
             found[i] = True
     return out, found
-
-
-def _unit(a: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(a, axis=1, keepdims=True) if len(a) else np.ones((0, 1), np.float32)
-    return (a / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
 def _pca_2d(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

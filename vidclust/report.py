@@ -42,7 +42,7 @@ from vidclust.contract import (PROJECTION_SCHEMA, clear_report, clear_staging, e
                                read_centers, read_cluster_descriptions, read_descriptions, read_metrics,
                                read_video_vectors, read_videos, write_projection, write_report_file,
                                write_report_page)
-from vidclust.errors import StaleOutputs
+from vidclust.errors import StaleOutputs, first_line
 from vidclust.explorer import explore_script, explorer_data, points_script
 from vidclust.formatting import fmt, number
 from vidclust.layout import (EXPLORE_SCRIPT, POINTS_SCRIPT, REPORT_PAGE_FILE, STATS_PLOTS, SWEEP_PLOT, TSNE_PLOT,
@@ -182,8 +182,8 @@ def _place_labels(fig, ax, texts: list, anchors: np.ndarray, points: np.ndarray)
     sat[1:, 1:] = grid.cumsum(0).cumsum(1)
 
     def covered(cx: float, cy: float, w: float, h: float) -> float:
-        a = int(max(0, (cx - w / 2 - x0) / cell)); b = int(min(gw, (cx + w / 2 - x0) / cell + 1))
-        c = int(max(0, (cy - h / 2 - y0) / cell)); d = int(min(gh, (cy + h / 2 - y0) / cell + 1))
+        a, b = int(max(0, (cx - w / 2 - x0) / cell)), int(min(gw, (cx + w / 2 - x0) / cell + 1))
+        c, d = int(max(0, (cy - h / 2 - y0) / cell)), int(min(gh, (cy + h / 2 - y0) / cell + 1))
         if a >= b or c >= d:
             return 0.0
         return float(sat[d, b] - sat[c, b] - sat[d, a] + sat[c, a])
@@ -331,8 +331,7 @@ def _strip_or_error(args) -> tuple[Optional[bytes], Optional[str]]:
     try:
         return thumbnail_strip(path, n, width), None
     except Exception as exc:  # any one file's trouble only costs its thumbnail
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return None, msg[:200]
+        return None, first_line(exc)[:200]
 
 
 # ----------------------------------------------------------------------------------------------

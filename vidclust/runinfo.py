@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from importlib import metadata
 from typing import Any, Iterator
 
-from vidclust.config import Config, _apply_mapping, to_dict
+from vidclust.config import Config, apply_mapping, to_dict
 from vidclust.contract import read_json, write_json
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
@@ -47,7 +47,7 @@ def embedding_config_of(out: str, cfg: Config) -> Config:
     stage = run.get("stages", {}).get("embed")
     if not stage or "embed_config" not in stage:
         raise VidclustError(f"{out} holds no embeddings: run `vidclust embed SOURCE {out}` first")
-    _apply_mapping(cfg.embed, stage["embed_config"], prefix="embed.")
+    apply_mapping(cfg.embed, stage["embed_config"], prefix="embed.")
     return cfg.validate()
 
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, first_line
 from vidclust.shards import list_shards, shard_items
 from vidclust.storage import (VIDEO_EXTENSIONS, filesystem, glob_files, glob_root, is_video_name, same_file,
                               walk_files, without_options)
@@ -164,7 +164,7 @@ def _read_manifest(fs, path: str) -> pa.Table:
                 return pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(column_types=MANIFEST_CSV_TYPES))
             return pajson.read_json(f)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise VidclustError(f"cannot read manifest {path}: {str(exc).splitlines()[0]}") from None
+        raise VidclustError(f"cannot read manifest {path}: {first_line(exc)}") from None
 
 
 MANIFEST_CSV_TYPES = {"video_id": pa.string(), "path": pa.string(), "category": pa.string(),

@@ -8,7 +8,7 @@ tasks for a function, an actor pool for a class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,3 @@ class Stage:
             return f"{self.name}: {lo}..{hi} actor(s), {where} each" if lo != hi else \
                 f"{self.name}: {lo} actor(s), {where} each"
         return f"{self.name}: tasks, {where} each"
-
-    def run_locally(self, batch: Any) -> Any:
-        """Call the stage on one batch in this process, as Ray would (tests, small inputs)."""
-        fn = self.fn(**self.kwargs) if self.is_actor else self.fn
-        return fn(batch) if self.is_actor else fn(batch, **self.kwargs)

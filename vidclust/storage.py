@@ -239,7 +239,7 @@ def _member_file(path: str) -> Iterator[str]:
     except FileNotFoundError:
         raise DecodeError(f"file not found: shard {shard}") from None
     except Exception as exc:
-        raise DecodeError(f"cannot open shard {shard}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+        raise DecodeError(f"cannot open shard {shard}: {first_line(exc)}") from None
     tmp = None
     try:
         with f, tarfile.open(fileobj=f, mode="r:") as tar:

@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from vidclust.errors import VidclustError
+from vidclust.errors import VidclustError, first_line
 from vidclust.model_hub import hub_reachable
 
 log = logging.getLogger("vidclust")
@@ -140,8 +140,7 @@ def load_sentence_model(source: ModelSource, device: str = "cpu"):
                                    local_files_only=source.local_files_only)
     except Exception as exc:
         raise VidclustError(f"cannot load the sentence model {source.name_or_path}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
-                            f"{SENTENCE_MODEL_WAYS_OUT}") from None
+                            f"{first_line(exc)}. {SENTENCE_MODEL_WAYS_OUT}") from None
 
 
 def check_seq2seq_source(source: ModelSource) -> None:
@@ -153,8 +152,7 @@ def check_seq2seq_source(source: ModelSource) -> None:
         config = AutoConfig.from_pretrained(source.name_or_path, local_files_only=source.local_files_only)
     except Exception as exc:
         raise VidclustError(f"describe.summarizer: cannot read the model config of {source.name_or_path}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}. "
-                            f"{SUMMARISER_WAYS_OUT}") from None
+                            f"{first_line(exc)}. {SUMMARISER_WAYS_OUT}") from None
     if not getattr(config, "is_encoder_decoder", False):
         raise VidclustError(f"describe.summarizer: {source.name_or_path} is a {config.model_type!r} model, "
                             f"not a sequence-to-sequence (encoder-decoder) summariser. {SUMMARISER_WAYS_OUT}")
@@ -269,8 +267,7 @@ def load_seq2seq(source: ModelSource, device: str = "cpu", fp16: bool = False) -
         except Exception as exc:  # OSError for missing files, ValueError for odd configs
             last = exc
     else:
-        msg = str(last).splitlines()[0] if last and str(last) else type(last).__name__
-        raise VidclustError(f"describe.summarizer: cannot load {source.name_or_path}: {msg}. "
+        raise VidclustError(f"describe.summarizer: cannot load {source.name_or_path}: {first_line(last)}. "
                             f"{SUMMARISER_WAYS_OUT}")
     if fp16:
         model = model.half()

@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from vidclust.errors import VidclustError
+from vidclust.vectors import l2_normalise
 
 log = logging.getLogger("vidclust")
 
@@ -60,8 +61,7 @@ def centers_in_text_space(centers: np.ndarray, text_dim: int) -> np.ndarray:
     elif centers.shape[1] != text_dim:
         raise VidclustError(f"zero-shot labels: cluster centres have {centers.shape[1]} dims but the CLIP "
                             f"text tower gives {text_dim}: the frames were embedded by another model")
-    norms = np.linalg.norm(centers, axis=1, keepdims=True)
-    return centers / np.maximum(norms, 1e-12)
+    return l2_normalise(centers)
 
 
 def zero_shot_labels(centers: np.ndarray, text_features: np.ndarray, labels: Sequence[str],
