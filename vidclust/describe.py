@@ -29,10 +29,10 @@ from vidclust.config import Config, DescribeConfig, to_dict
 from vidclust.contract import (CLUSTERS, DESCRIPTIONS, DESCRIPTIONS_SCHEMA, begin_outputs, clear_staging,
                                commit_outputs, committed_outputs, embedding_matrix, read_metadata, read_parquet,
                                with_metadata, write_json, write_parquet)
+from vidclust.devices import torch_device
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import embedding_config_of
-from vidclust.runtime import torch_device
 
 log = logging.getLogger("vidclust")
 
