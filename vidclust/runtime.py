@@ -267,7 +267,7 @@ def user_error(exc: BaseException) -> VidclustError | OSError | None:
         cause = getattr(exc, "cause", None)
         remote = cause if isinstance(cause, BaseException) else None
         if not isinstance(exc, JobFailed):  # its message is one line of its cause's
-            # a Ray error that is an instance of its remote error's class: that error itself
+            # a Ray error made an instance of its remote error's class: that error, further on
             if isinstance(exc, VidclustError) and remote is None:
                 return exc
             stored = storage_oserror(exc)
