@@ -115,6 +115,8 @@ def child_embed(a: dict) -> None:
 
 
 def child_manifest_new(a: dict) -> None:
+    import ray.data  # noqa: F401  (imported before the first memory mark, as in child_manifest_old)
+
     from vidclust.config import load_config
     from vidclust.runtime import collect_table, init_ray, set_progress_bars
     from vidclust.sources import check_unique_ids, video_dataset
