@@ -115,23 +115,20 @@ def child_embed(a: dict) -> None:
 
 
 def child_manifest_new(a: dict) -> None:
-    import pyarrow as pa
-    import ray
-    import ray.data  # noqa: F401
+    import ray.data  # noqa: F401  (imported before the first memory mark, as in child_manifest_old)
 
     from vidclust.config import load_config
-    from vidclust.runtime import init_ray
+    from vidclust.runtime import collect_table, init_ray, set_progress_bars
     from vidclust.sources import check_unique_ids, video_dataset
 
     cfg = load_config(None, [])
     hwm0 = hwm_mib()
     t0 = time.perf_counter()
     init_ray(cfg)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    set_progress_bars(False)
     hwm_ray = hwm_mib()
     videos = video_dataset(a["manifest"])
-    parts = [t for t in ray.get(videos.select_columns(["video_id", "path"]).to_arrow_refs()) if t.num_rows]
-    listed = pa.concat_tables(parts)
+    listed = collect_table(videos, columns=["video_id", "path"])
     ids = listed.column("video_id").combine_chunks()
     check_unique_ids(ids, listed.column("path").combine_chunks(), a["manifest"])
     wall = time.perf_counter() - t0

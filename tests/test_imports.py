@@ -1,5 +1,6 @@
 """The package's import graph: no circle among its modules (imports inside functions count: they
-only hide one), and the storage side (SOURCE in, OUT out) imports none of the stages."""
+only hide one), the storage side (SOURCE in, OUT out) imports none of the stages, and only the
+runtime imports Ray."""
 from __future__ import annotations
 
 import ast
@@ -93,3 +94,22 @@ def test_the_storage_side_imports_no_stage():
     assert len(storage_side) == len(STORAGE_SIDE)
     assert {m: sorted(d for d in graph[m] if _file_name(d) in STAGES) for m in storage_side} == \
         {m: [] for m in storage_side}
+
+
+RAY_PLATFORM = {"runtime"}  # the one module that imports Ray (issue 20: Ray behind one door)
+
+
+def _imports_ray(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "ray" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "ray":
+            return True
+    return False
+
+
+def test_only_the_runtime_imports_ray():
+    """Stages are plain functions and objects over plain data; Ray work goes through the runtime's
+    verbs (imports inside functions count)."""
+    importers = sorted(m for m, p in _modules().items() if _imports_ray(p))
+    assert importers and {_file_name(m) for m in importers} <= RAY_PLATFORM, importers

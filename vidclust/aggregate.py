@@ -93,8 +93,12 @@ def vectors_table(video_ids: Sequence[str], vectors: np.ndarray, *, column: str 
     }, schema=video_vectors_schema(d, column))
 
 
+FILE_VIDEOS_SCHEMA = pa.schema([("file", pa.string()), ("video_id", pa.string()), ("n_rows", pa.int64())])
+
+
 def videos_in_files(batch: dict, filesystem: Any) -> dict:
-    """Stage: rows `file` -> rows (file, video_id, n_rows), reading the video_id column only."""
+    """Stage: rows `file` -> rows (file, video_id, n_rows: FILE_VIDEOS_SCHEMA), reading the video_id
+    column only."""
     import pyarrow.parquet as pq
 
     files, vids, counts = [], [], []
@@ -237,9 +241,8 @@ def aggregate_with_ray(
     that span them. Only per-video rows reach the driver. `only_video_ids` restricts the work.
     Returns (video_ids sorted, float32 vectors in the same order)."""
     import pyarrow.fs as pafs
-    import ray
 
-    from vidclust.runtime import apply_stage
+    from vidclust.runtime import apply_stage, collect_table, dataset_of_items
     from vidclust.stage import Stage
 
     if strategy not in STRATEGIES:
@@ -247,11 +250,9 @@ def aggregate_with_ray(
     if not frame_files:
         raise VidclustError("no frame files to aggregate")
     fs = filesystem or pafs.LocalFileSystem()
-    located = ray.data.from_items([{"file": f} for f in frame_files], override_num_blocks=len(frame_files))
-    located = apply_stage(located, Stage("locate", videos_in_files, batch_size=1, kwargs={"filesystem": fs}))
-    file_videos = pa.concat_tables([t for t in ray.get(located.to_arrow_refs()) if t.num_rows]
-                                   or [pa.table({"file": pa.array([], pa.string()),
-                                                 "video_id": pa.array([], pa.string())})])
+    located = apply_stage(dataset_of_items([{"file": f} for f in frame_files]),
+                          Stage("locate", videos_in_files, batch_size=1, kwargs={"filesystem": fs}))
+    file_videos = collect_table(located, schema=FILE_VIDEOS_SCHEMA)
     if only_video_ids is not None:
         wanted = pa.array(sorted(set(only_video_ids)), type=pa.string())
         file_videos = file_videos.filter(pc.is_in(file_videos.column("video_id"), value_set=wanted))
@@ -261,8 +262,7 @@ def aggregate_with_ray(
     stage = Stage("pool", aggregate_work_item, batch_size=1, kwargs={"strategy": strategy, "filesystem": fs})
 
     def run(items: list[dict]) -> pa.Table:
-        ds = apply_stage(ray.data.from_items(items, override_num_blocks=len(items)), stage)
-        return pa.concat_tables([t for t in ray.get(ds.to_arrow_refs()) if t.num_rows])
+        return collect_table(apply_stage(dataset_of_items(items), stage))
 
     result = run(work)
     is_partial = result.column("vector").is_null()

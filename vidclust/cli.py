@@ -12,7 +12,8 @@ from typing import Optional
 
 from vidclust import api
 from vidclust.config import Config, load_config
-from vidclust.errors import VidclustError, reason, storage_error
+from vidclust.errors import VidclustError, reason
+from vidclust.runtime import user_error
 
 log = logging.getLogger("vidclust")
 
@@ -150,9 +151,12 @@ def main(argv: Optional[list[str]] = None) -> int:
               file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:
-        cause = storage_error(exc)
+        cause = user_error(exc)
         if cause is None:
             raise
+        if isinstance(cause, VidclustError):  # raised in a Ray task or actor
+            print(f"vidclust: error: {cause}", file=sys.stderr)
+            return 2
         out = getattr(args, "OUT", None) or getattr(args, "out", None) or "the output folder"
         if cause.errno in (errno.ENOSPC, errno.EDQUOT):
             what = "no space left on device" if cause.errno == errno.ENOSPC else "disk quota exceeded"

@@ -30,12 +30,16 @@ from vidclust.contract import (CLUSTERS, DESCRIPTIONS, DESCRIPTIONS_SCHEMA, begi
                                commit_outputs, committed_outputs, embedding_matrix, read_assignments, read_centers,
                                read_metadata, read_videos, with_metadata, write_cluster_descriptions,
                                write_descriptions)
+from vidclust.devices import torch_device
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import embedding_config_of
-from vidclust.runtime import torch_device
 
 log = logging.getLogger("vidclust")
+
+# the rows the summarise actors give back: a summary per video (null without usable captions)
+SUMMARIES_SCHEMA = pa.schema([("video_id", pa.string()), ("summary", pa.string())])
+
 
 # --------------------------------------------------------------------------- plain functions
 
@@ -163,9 +167,7 @@ def summary_actor_count(dcfg: DescribeConfig, n_batches: int, resources: dict) -
 def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec: Any,
                      dcfg: DescribeConfig) -> dict[str, Optional[str]]:
     """{video_id: summary} through Ray Data map_batches with an actor pool holding the model."""
-    import ray
-
-    from vidclust.runtime import apply_stage
+    from vidclust.runtime import apply_stage, cluster_resources, collect_table, dataset_of_tables, user_error
     from vidclust.stage import Stage
     from vidclust.summarise import Summariser
 
@@ -175,7 +177,7 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
                       "captions": pa.array(caption_lists, pa.list_(pa.string()))})
     bs = dcfg.summary_batch_size
     blocks = [table.slice(i, bs) for i in range(0, len(table), bs)]  # one block per batch: spread
-    n_actors, use_gpu = summary_actor_count(dcfg, len(blocks), {k: float(v) for k, v in ray.cluster_resources().items()})
+    n_actors, use_gpu = summary_actor_count(dcfg, len(blocks), cluster_resources())
     log.info("summarising the captions of %d videos with %s (%d actor%s%s)", len(video_ids), spec.label,
              n_actors, "s" if n_actors > 1 else "", ", one GPU each" if use_gpu else "")
     stage = Stage("summarise", Summariser, batch_size=bs, batch_format="pyarrow",
@@ -186,35 +188,15 @@ def summarise_on_ray(video_ids: list[str], caption_lists: list[list[str]], spec:
                   # worker prints an error-looking line for a restartable actor whose
                   # constructor arguments live in the object store
                   restart_actors=False)
-    ds = apply_stage(ray.data.from_arrow(blocks), stage)
+    ds = apply_stage(dataset_of_tables(blocks), stage)
     try:
-        parts = ray.get(ds.to_arrow_refs())
+        result = collect_table(ds, schema=SUMMARIES_SCHEMA)
     except Exception as exc:  # an actor's VidclustError (e.g. weights that do not load) stays one line
-        cause = _user_error(exc)
-        if cause is not None:
+        cause = user_error(exc)
+        if isinstance(cause, VidclustError):
             raise VidclustError(str(cause)) from None
         raise
-    result = pa.concat_tables(parts) if parts else pa.table({"video_id": [], "summary": []})
     return dict(zip(result["video_id"].to_pylist(), result["summary"].to_pylist()))
-
-
-_USER_ERROR_MARK = "vidclust.errors.VidclustError: "
-
-
-def _user_error(exc: BaseException) -> Optional[BaseException]:
-    """The VidclustError behind a Ray error, if any (an actor that died in its constructor carries
-    it only as text in its message)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, VidclustError):
-            return exc
-        text = str(exc)
-        if _USER_ERROR_MARK in text:
-            return VidclustError(text.rsplit(_USER_ERROR_MARK, 1)[1].splitlines()[0].strip())
-        cause = getattr(exc, "cause", None)
-        exc = cause if isinstance(cause, BaseException) else (exc.__cause__ or exc.__context__)
-    return None
 
 
 # --------------------------------------------------------------------------- the stage

@@ -23,7 +23,7 @@ from vidclust.config import Config, DecodeConfig, EmbedConfig, EncoderConfig, to
 from vidclust.decode import DecodeResult, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
 from vidclust.encoder import check_checkpoint_fits
-from vidclust.errors import DecodeError, VidclustError, storage_error
+from vidclust.errors import DecodeError, VidclustError
 from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
 from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
 from vidclust.layout import OutputLayout
@@ -208,26 +208,24 @@ def wait_for_gpus(enc: EncoderConfig, poll_s: float = 5.0) -> None:
     """device=gpu on a cluster that has no GPU yet: ask the autoscaler for one and wait for it."""
     import time
 
-    from vidclust.runtime import cluster_resources
+    from vidclust.runtime import cluster_resources, request_resources
 
     if enc.device != "gpu" or cluster_resources().get("GPU", 0) >= 1:
         return
-    from ray.autoscaler.sdk import request_resources
-
     log.info("embed.encoder.device=gpu: waiting up to %.0f s for a GPU node to join", enc.gpu_wait_s)
     deadline = time.monotonic() + enc.gpu_wait_s
     try:
         while cluster_resources().get("GPU", 0) < 1:
             # asked again at every look: Ray Data clears its own requests (the same single
             # request channel) when a dataset's execution ends, which can overwrite ours
-            request_resources(bundles=[{"GPU": 1}])
+            request_resources([{"GPU": 1}])
             if time.monotonic() > deadline:
                 raise VidclustError(
                     f"embed.encoder.device=gpu, but no GPU joined the Ray cluster in {enc.gpu_wait_s:.0f} s: "
                     "check the cluster's GPU node types (or use --set embed.encoder.device=auto)")
             time.sleep(poll_s)
     finally:
-        request_resources(bundles=[])  # the encoder pool's own demand keeps the nodes from here on
+        request_resources([])  # the encoder pool's own demand keeps the nodes from here on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,9 +234,8 @@ def wait_for_gpus(enc: EncoderConfig, poll_s: float = 5.0) -> None:
 
 def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) -> dict:
     """Embed every video of SOURCE not already embedded in OUT; returns the run's summary."""
-    import ray
-
-    from vidclust.runtime import apply_stage, cluster_resources, init_ray
+    from vidclust.runtime import (JobFailed, apply_stage, cluster_resources, collect_table, init_ray, repartition,
+                                  set_progress_bars, stream_batches, user_error)
     from vidclust.sources import check_paths_given, check_same_paths, check_unique_ids, held_ids, video_dataset
 
     layout = OutputLayout.open(out)
@@ -250,14 +247,12 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     with WriterLock(layout):  # first: a second run into OUT is refused before any work
         with timed() as t_list:
             init_ray(cfg)
-            ray.data.DataContext.get_current().enable_progress_bars = show_progress
+            set_progress_bars(show_progress)
             videos = video_dataset(source)
             # the driver holds the ids and paths of the videos (to skip the done ones), not the rows
-            parts = [t for t in ray.get(videos.select_columns(["video_id", "path", "explicit_id"]).to_arrow_refs())
-                     if t.num_rows]
-        if not parts:
+            listed = collect_table(videos, columns=["video_id", "path", "explicit_id"])
+        if not listed.num_rows:
             raise VidclustError(f"SOURCE {source} holds no videos")
-        listed = pa.concat_tables(parts)
         check_paths_given(listed.column("path"), source)
         check_unique_ids(listed.column("video_id").combine_chunks(), listed.column("path").combine_chunks(), source)
         prepare_output(layout, signature)  # after SOURCE: a mistake there leaves no signature
@@ -277,7 +272,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         done = pc.filter(done_ids, pc.is_in(done_ids, value_set=ids))  # ids are unique per commit state
         n_todo = len(ids) - len(done)
         log.info("%d videos in SOURCE: %d already done in %s, %d to embed", len(ids), len(done), out, n_todo)
-        del parts, listed, ids, state, held, done_status, done_ids
+        del listed, ids, state, held, done_status, done_ids
         commits = CommitLog(layout, signature, ecfg.commit_seconds)
         incomplete: list[str] = []
         with timed() as t_embed:
@@ -294,19 +289,19 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                 ds = apply_stage(videos, Stage("skip done", drop_done, batch_format="pyarrow",
                                                kwargs={"done": done}, num_cpus=0.1))
                 # a decode task per few videos, however the list was read: they spread over the CPUs
-                ds = ds.repartition(target_num_rows_per_block=ecfg.decode.videos_per_task)
+                ds = repartition(ds, rows_per_block=ecfg.decode.videos_per_task)
                 for stage in (decode_stage(ecfg, resources), encode, write_stage(ecfg, out, schema)):
                     ds = apply_stage(ds, stage)
                 try:
-                    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    for batch in stream_batches(ds):
                         commits.add(batch)
-                except ray.exceptions.RayError as exc:
-                    cause = storage_error(exc)  # a full disk in a write task: one line, by the CLI
-                    if cause is not None:
+                except JobFailed as exc:
+                    cause = user_error(exc)
+                    if isinstance(cause, OSError):  # a full disk in a write task: one line, by the CLI
                         raise cause from None
                     commits.close()
                     raise VidclustError(
-                        f"the Ray job failed ({_cause(exc)}); the videos finished so far are saved in {out}: "
+                        f"the Ray job failed ({exc}); the videos finished so far are saved in {out}: "
                         "run the same command again to continue") from None
                 incomplete = commits.close()
         reconcile(layout)
@@ -326,12 +321,6 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     record_stage(layout, cfg, "embed", summary)
     _print_summary(summary, commits.failures, commits.warnings, incomplete)
     return summary
-
-
-def _cause(exc: BaseException) -> str:
-    text = str(getattr(exc, "cause", None) or exc)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return (lines[-1] if lines else type(exc).__name__)[:200]
 
 
 # ---------------------------------------------------------------------------------------------

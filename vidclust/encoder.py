@@ -403,7 +403,7 @@ class FrameEncoder:
                  threads: int | None = None, compile: bool = False, batch_size: int = 128):
         import torch
 
-        from vidclust.runtime import reduced_precision, torch_device
+        from vidclust.devices import reduced_precision, torch_device
 
         if threads:
             torch.set_num_threads(threads)

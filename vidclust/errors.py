@@ -25,21 +25,16 @@ _STORAGE_ERRNOS = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk 
                    errno.EROFS: "Read-only file system", errno.EACCES: "Permission denied"}
 
 
-def storage_error(exc: BaseException) -> Optional[OSError]:
-    """The OSError of a full, read-only or forbidden storage in exc or in what it was raised
-    from or while handling (a clean-up that fails after a full disk raises a second error),
-    as an OSError with its errno set; None when there is none."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError):
-            if exc.errno in _STORAGE_ERRNOS:
-                return exc
-            for code, text in _STORAGE_ERRNOS.items():
-                if text in str(exc):
-                    return OSError(code, first_line(exc))
-        # a Ray task's error carries the remote one as `cause`
-        exc = exc.__cause__ or getattr(exc, "cause", None) or exc.__context__
+def storage_oserror(exc: BaseException) -> Optional[OSError]:
+    """`exc` as the OSError of a full, read-only or forbidden storage, with its errno set; None for
+    any other error. `vidclust.runtime.user_error` looks for one behind an error (a clean-up that
+    fails after a full disk raises a second error; a Ray task's error carries the remote one)."""
+    if isinstance(exc, OSError):
+        if exc.errno in _STORAGE_ERRNOS:
+            return exc
+        for code, text in _STORAGE_ERRNOS.items():
+            if text in str(exc):
+                return OSError(code, first_line(exc))
     return None
 
 

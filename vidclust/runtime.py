@@ -1,4 +1,6 @@
-"""Ray: where the job runs (start or join), and the one place that turns stages into Ray Data work.
+"""Ray, and only here: where the job runs (start or join), the one place that turns stages into Ray
+Data work, and the few verbs the stages need (a dataset of tables or rows, a manifest read on the
+cluster, its rows collected or streamed back, the user's error behind a Ray error).
 
 Where it runs: `ray.address` in the configuration, else RAY_ADDRESS (which `ray job submit` sets
 for the job's driver), joins that cluster; otherwise a local Ray starts. A cluster that merely
@@ -15,11 +17,14 @@ import signal
 import socket
 import threading
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from vidclust.config import Config
-from vidclust.errors import VidclustError, first_line
+from vidclust.errors import VidclustError, first_line, storage_oserror
 from vidclust.stage import Stage
+
+if TYPE_CHECKING:  # imported where used: the command line starts without pyarrow
+    import pyarrow as pa
 
 log = logging.getLogger("vidclust")
 
@@ -62,7 +67,7 @@ def init_ray(cfg: Config) -> None:
             raise VidclustError(f"cannot join the Ray cluster at {address} ({origin}): "
                                 f"{first_line(exc)}") from None
     keep_sigterm_handler(on_sigterm)
-    ray.data.DataContext.get_current().enable_progress_bars = True
+    set_progress_bars(True)
 
 
 def keep_sigterm_handler(handler: Any) -> None:
@@ -153,26 +158,130 @@ def apply_stage(ds: Any, stage: Stage) -> Any:
         return ds.map_batches(stage.fn, **args)
 
 
-def torch_device() -> str:
-    """"cuda" where this process sees a GPU, else "cpu"."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+# ---------------------------------------------------------------------------------------------
+# datasets: made from the driver's rows or from files, and brought back
 
 
-def reduced_precision(precision: str, device: str, setting: str) -> str | None:
-    """"fp16" or "bf16" where a model runs in that precision, else None (fp32): `precision`
-    (auto | fp32 | fp16 | bf16, the value of the configuration key `setting`) on `device`.
-    auto: fp16 on a GPU, fp32 on the CPU; fp16 or bf16 without a GPU warns and runs in fp32."""
-    wanted = "fp16" if precision == "auto" and device == "cuda" else precision
-    if wanted not in ("fp16", "bf16"):
-        return None
-    if device != "cuda":
-        log.warning("%s=%s but no GPU: running in fp32 on the CPU", setting, wanted)
-        return None
-    return wanted
+def dataset_of_tables(tables: pa.Table | list[pa.Table]) -> Any:
+    """A dataset of Arrow tables, a block per table."""
+    import ray
+
+    return ray.data.from_arrow(tables)
 
 
-def use_fp16(precision: str, device: str, setting: str) -> bool:
-    """Whether a model runs in fp16 (see `reduced_precision`)."""
-    return reduced_precision(precision, device, setting) == "fp16"
+def dataset_of_items(items: list[dict]) -> Any:
+    """A dataset of small rows, a block per row: each becomes a task of its own."""
+    import ray
+
+    return ray.data.from_items(items, override_num_blocks=len(items))
+
+
+MANIFEST_KINDS = ("parquet", "csv", "json")
+
+
+def read_manifest(path: str, kind: str, filesystem: Any, csv_column_types: Optional[dict] = None) -> Any:
+    """A manifest file as a dataset, read by Ray Data's reader of its kind (parquet, csv, or json:
+    JSON lines) on the cluster; a CSV's columns of `csv_column_types` read as those types."""
+    import ray
+
+    if kind == "parquet":
+        return ray.data.read_parquet(path, filesystem=filesystem)
+    if kind == "csv":
+        import pyarrow.csv as pacsv
+
+        return ray.data.read_csv(path, filesystem=filesystem,
+                                 convert_options=pacsv.ConvertOptions(column_types=csv_column_types or {}))
+    if kind == "json":  # pyarrow's JSON reader reads JSON lines (Ray 2.60's lines=True refuses a filesystem)
+        return ray.data.read_json(path, filesystem=filesystem)
+    raise ValueError(f"unknown manifest kind {kind!r}: one of {', '.join(MANIFEST_KINDS)}")
+
+
+def repartition(ds: Any, *, blocks: Optional[int] = None, rows_per_block: Optional[int] = None) -> Any:
+    """`ds` in `blocks` blocks, or in blocks of about `rows_per_block` rows (no shuffle)."""
+    if blocks is not None:
+        return ds.repartition(blocks)
+    return ds.repartition(target_num_rows_per_block=rows_per_block)
+
+
+class JobFailed(Exception):
+    """Ray work (a task, an actor) failed: its message is the last line of the remote error, which
+    is its __cause__; `user_error` finds the user's own error behind it."""
+
+
+def collect_table(ds: Any, columns: Optional[list[str]] = None, schema: Optional[pa.Schema] = None) -> pa.Table:
+    """The rows of `ds` (its `columns` only, when given) as one Arrow table on the driver. Blocks
+    without rows are left out (Ray may type them apart); with `schema`, each block is cast to it,
+    and no rows at all give its empty table (without one: a table without columns)."""
+    import pyarrow as pa
+    import ray
+
+    if columns is not None:
+        ds = ds.select_columns(columns)
+    try:
+        tables = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+    except ray.exceptions.RayError as exc:
+        raise JobFailed(_remote_error_line(exc)) from exc
+    if schema is not None:
+        tables = [t.cast(schema) for t in tables] or [schema.empty_table()]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+def stream_batches(ds: Any, batch_format: str = "numpy") -> Iterator[Any]:
+    """The batches of `ds` on the driver as its blocks finish (a batch per block)."""
+    import ray
+
+    try:
+        yield from ds.iter_batches(batch_size=None, batch_format=batch_format)
+    except ray.exceptions.RayError as exc:
+        raise JobFailed(_remote_error_line(exc)) from exc
+
+
+def set_progress_bars(shown: bool) -> None:
+    """Ray Data's progress bars on the terminal, or none (init_ray shows them)."""
+    import ray
+
+    ray.data.DataContext.get_current().enable_progress_bars = shown
+
+
+def request_resources(bundles: list[dict]) -> None:
+    """Ask the autoscaler for nodes that fit `bundles` (e.g. [{"GPU": 1}]); [] withdraws the ask."""
+    from ray.autoscaler.sdk import request_resources as ask
+
+    ask(bundles=bundles)
+
+
+# ---------------------------------------------------------------------------------------------
+# the user's error behind a Ray error
+
+_USER_ERROR_MARK = "vidclust.errors.VidclustError: "
+
+
+def user_error(exc: BaseException) -> VidclustError | OSError | None:
+    """The error behind `exc` that is the user's to fix, through what it was raised from or while
+    handling and, for a Ray error, the remote error it carries (`cause`): a VidclustError (an
+    actor that died in its constructor carries it only as text in its message), or the OSError of
+    a full, read-only or forbidden storage (`errors.storage_oserror`); None when there is none."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        remote = cause if isinstance(cause, BaseException) else None
+        if not isinstance(exc, JobFailed):  # its message is one line of its cause's
+            # a Ray error made an instance of its remote error's class: that error, further on
+            if isinstance(exc, VidclustError) and remote is None:
+                return exc
+            stored = storage_oserror(exc)
+            if stored is not None:
+                return stored
+            text = str(exc)
+            if _USER_ERROR_MARK in text:
+                return VidclustError(text.rsplit(_USER_ERROR_MARK, 1)[1].splitlines()[0].strip())
+        exc = exc.__cause__ or remote or exc.__context__
+    return None
+
+
+def _remote_error_line(exc: BaseException) -> str:
+    """The last line of the remote error a Ray error carries (of its own message without one)."""
+    text = str(getattr(exc, "cause", None) or exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]

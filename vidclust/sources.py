@@ -265,28 +265,21 @@ def video_dataset(source: str):
     A manifest is read by Ray Data's own readers and normalised batch by batch on the cluster,
     so a manifest of millions of rows never has to fit the driver; a folder, glob or MSR-VTT
     root is listed here (Arrow rows: paths only) and handed over."""
-    import ray
-
+    from vidclust.runtime import apply_stage, dataset_of_tables, read_manifest
     from vidclust.shards import shard_items
+    from vidclust.stage import Stage
 
     if shard_items(source) is not None:
-        return ray.data.from_arrow(list_videos(source))
+        return dataset_of_tables(list_videos(source))
     fs, path, to_uri = filesystem(source)
     if not any(ch in path for ch in "*?[") and path.lower().endswith(MANIFEST_EXTENSIONS):
         if fs.get_file_info(path).type != pafs.FileType.File:
             raise VidclustError(f"SOURCE not found: {source}")
-        if path.lower().endswith(".parquet"):
-            ds = ray.data.read_parquet(path, filesystem=fs)
-        elif path.lower().endswith(".csv"):
-            import pyarrow.csv as pacsv
-
-            ds = ray.data.read_csv(path, filesystem=fs, convert_options=pacsv.ConvertOptions(
-                column_types=MANIFEST_CSV_TYPES))
-        else:  # pyarrow's JSON reader reads JSON lines (Ray 2.60's lines=True refuses a filesystem)
-            ds = ray.data.read_json(path, filesystem=fs)
-        return ds.map_batches(normalise_manifest, batch_format="pyarrow", num_cpus=0.1,  # light: see embed
-                              fn_kwargs={"manifest": path, "to_uri": to_uri})
-    return ray.data.from_arrow(list_videos(source))
+        kind = "parquet" if path.lower().endswith(".parquet") else "csv" if path.lower().endswith(".csv") else "json"
+        ds = read_manifest(path, kind, fs, csv_column_types=MANIFEST_CSV_TYPES)
+        return apply_stage(ds, Stage("normalise", normalise_manifest, batch_format="pyarrow",
+                                     kwargs={"manifest": path, "to_uri": to_uri}, num_cpus=0.1))  # light: see embed
+    return dataset_of_tables(list_videos(source))
 
 
 def check_unique_ids(ids: pa.Array, paths: pa.Array, source: str) -> None:

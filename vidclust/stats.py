@@ -75,18 +75,14 @@ def probe_table(videos: pa.Table, use_ray: bool = True) -> pa.Table:
         return PROBE_SCHEMA.empty_table()
     if not use_ray:
         return probe_batch(videos)
-    import ray
-
-    from vidclust.runtime import apply_stage
+    from vidclust.runtime import apply_stage, collect_table, dataset_of_tables, repartition
     from vidclust.stage import Stage
 
-    ds = ray.data.from_arrow(videos)
     # Small batches: a probe is cheap but I/O bound, and many small tasks spread over the nodes.
     n_blocks = max(1, min(videos.num_rows // 16, 1000))
-    ds = apply_stage(ds.repartition(n_blocks), Stage("probe", probe_batch, batch_size=16, batch_format="pyarrow"))
-    parts = [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
-    probed = pa.concat_tables([t.cast(PROBE_SCHEMA) for t in parts]) if parts else PROBE_SCHEMA.empty_table()
-    probed = probed.cast(PROBE_SCHEMA)
+    ds = repartition(dataset_of_tables(videos), blocks=n_blocks)
+    probed = collect_table(apply_stage(ds, Stage("probe", probe_batch, batch_size=16, batch_format="pyarrow")),
+                           schema=PROBE_SCHEMA)
     order = {v: i for i, v in enumerate(videos.column("video_id").to_pylist())}
     idx = np.argsort([order.get(v, len(order)) for v in probed.column("video_id").to_pylist()], kind="stable")
     return probed.take(pa.array(idx))

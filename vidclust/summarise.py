@@ -331,7 +331,7 @@ class Summariser:
     """
 
     def __init__(self, spec: SummariserSpec, precision: str = "auto"):
-        from vidclust.runtime import torch_device, use_fp16
+        from vidclust.devices import torch_device, use_fp16
 
         self.device = torch_device()
         fp16 = use_fp16(precision, self.device, "describe.summary_precision")
