@@ -1,6 +1,7 @@
 """The one configuration tree of vidclust.
 
-Defaults live here; they are the research notebook's (see DESIGN.md). A module whose choices
+Defaults live here; they are the research notebook's this job grew from (docs/architecture.md
+says where each part of the job lives). A module whose choices
 and defaults are its own (vidclust.clusterer's methods, vidclust.near_duplicates' searches) keeps
 them, and this tree imports them from it: each list exists once.
 `cluster_configs/local.yaml` spells the same defaults out for people to copy, and a test keeps
