@@ -200,21 +200,23 @@ def test_a_rotated_video_embeds_as_the_upright_one_through_the_command(phone_cli
 # item 9: configuration mistakes are one line, exit 2, before any work
 
 
+def assert_refused(proc, line: str) -> None:
+    """The command stopped with exit 2 and said `line`, and nothing else, on stderr."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == [line]
+
+
 def test_a_list_value_of_the_wrong_type_is_one_line(tmp_path):
     out = tmp_path / "out"
     proc = cli("embed", str(tmp_path), str(out), "--set", "embed.preprocess.mean=[0.5,0.5,0.5]",
                "--set", "embed.preprocess.std=[0.26,0.26,0.27x]")
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines() == [
-        "vidclust: error: config key embed.preprocess.std[2] must be a number, got '0.27x'"]
+    assert_refused(proc, "vidclust: error: config key embed.preprocess.std[2] must be a number, got '0.27x'")
     assert not out.exists()
     # the same in a YAML file: named in full too
     bad = tmp_path / "bad.yaml"
     bad.write_text("embed:\n  preprocess:\n    mean: [0.5, 0.5, 0.5]\n    std: [0.26, 0.26, 0.27x]\n")
     proc = cli("embed", str(tmp_path), str(out), "--config", str(bad))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines() == [
-        "vidclust: error: config key embed.preprocess.std[2] must be a number, got '0.27x'"]
+    assert_refused(proc, "vidclust: error: config key embed.preprocess.std[2] must be a number, got '0.27x'")
     assert not out.exists()
 
 
@@ -222,17 +224,13 @@ def test_a_yaml_file_with_a_key_twice_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cluster:\n  k: 3\nembed:\n  commit_seconds: 5\ncluster:\n  k: 4\n")
     proc = cli("cluster", str(tmp_path / "out"), "--config", str(bad))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines() == [
-        f"vidclust: error: config file {bad} is not valid YAML: duplicate key 'cluster' "
-        "(line 5, column 1; first on line 1)"]
+    assert_refused(proc, f"vidclust: error: config file {bad} is not valid YAML: duplicate key 'cluster' "
+                   "(line 5, column 1; first on line 1)")
     # within a section too
     bad.write_text("cluster:\n  k: 3\n  method: kmeans\n  k: 4\n")
     proc = cli("cluster", str(tmp_path / "out"), "--config", str(bad))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines() == [
-        f"vidclust: error: config file {bad} is not valid YAML: duplicate key 'k' "
-        "(line 4, column 3; first on line 2)"]
+    assert_refused(proc, f"vidclust: error: config file {bad} is not valid YAML: duplicate key 'k' "
+                   "(line 4, column 3; first on line 2)")
     # a merge key's mapping (`<<: *base`) may still be given again key by key: that is no mistake
     from vidclust.config import load_config
 
@@ -244,7 +242,5 @@ def test_a_tab_in_a_yaml_file_is_one_line_with_its_line_and_column(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 3\ncluster:\n\tk: 3\n")
     proc = cli("cluster", str(tmp_path / "out"), "--config", str(bad))
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines() == [
-        f"vidclust: error: config file {bad} is not valid YAML: found character '\\t' that cannot "
-        "start any token (line 3, column 1): indent with spaces, not tabs"]
+    assert_refused(proc, f"vidclust: error: config file {bad} is not valid YAML: found character '\\t' that cannot "
+                   "start any token (line 3, column 1): indent with spaces, not tabs")
