@@ -88,13 +88,13 @@ class VideoClusterer(TransformerMixin, ClusterMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, y: Any = None) -> "VideoClusterer":
+        X = validate_data(self, X, dtype=_KEPT_DTYPES, ensure_all_finite=False, ensure_min_samples=0)
         n = len(X)
         method = choose_method(self.method, n, self.exact_up_to)
         if n < 2:
             raise VidclustError(f"need at least 2 videos to cluster, got {n}")
         if method != "hdbscan" and self.n_clusters > n:
             raise VidclustError(f"k={self.n_clusters} is larger than the number of videos ({n}); lower cluster.k")
-        X = validate_data(self, X, dtype=_KEPT_DTYPES, ensure_all_finite=False)
         fit = getattr(self, f"_fit_{method}")
         labels, centers, inertia = fit(X)
         self.labels_ = np.asarray(labels, dtype=np.int32)
@@ -171,7 +171,7 @@ class VideoClusterer(TransformerMixin, ClusterMixin, BaseEstimator):
     def _checked(self, X: np.ndarray) -> np.ndarray:
         """X, once this clusterer is fitted and X has the fitted number of features."""
         try:
-            check_is_fitted(self)
+            check_is_fitted(self, "cluster_centers_")  # not n_features_in_: set by a fit that failed
         except NotFittedError:
             raise NotFitted("this VideoClusterer is not fitted yet: call fit(X) first") from None
         return validate_data(self, X, reset=False, dtype=_KEPT_DTYPES, ensure_all_finite=False)
