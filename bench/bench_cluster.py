@@ -120,7 +120,7 @@ def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int, shape: st
     """Runs in the child process."""
     import numpy as np
 
-    from vidclust.clusterer import VideoClusterer
+    from vidclust.video_clusterer import VideoClusterer
 
     x, y, truth = make_vectors(n, dtype=dtype, shape=shape)
     data_mib = rss_mib()

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
-from vidclust.clusterer import VideoClusterer, choose_method, distances_to_centers
+from vidclust.clusterer import choose_method, distances_to_centers
 from vidclust.errors import VidclustError
 from vidclust.near_duplicates import near_duplicate_search, near_duplicates, recall
+from vidclust.video_clusterer import VideoClusterer
 
 K, D = 5, 32
 
@@ -87,6 +88,54 @@ def test_errors_are_clear(data):
         VideoClusterer(n_clusters=len(x) + 1).fit(x)
     with pytest.raises(VidclustError, match="not fitted"):
         VideoClusterer().predict(x)
+
+
+
+# ------------------------------------------------------------------------------ a scikit-learn estimator
+
+
+def test_get_params_lists_the_constructors_parameters_and_clone_is_unfitted(data):
+    import inspect
+
+    from sklearn.base import clone
+
+    x, _ = data
+    params = inspect.signature(VideoClusterer).parameters
+    assert len(params) == 10 and VideoClusterer().get_params() == {p: v.default for p, v in params.items()}
+    vc = VideoClusterer(K, "kmeans", random_state=3, min_cluster_size=7).fit(x)
+    copy = clone(vc)
+    assert copy is not vc and copy.get_params() == vc.get_params()
+    assert not hasattr(copy, "labels_") and not hasattr(copy, "cluster_centers_")
+    assert vc.set_params(n_clusters=3) is vc and vc.n_clusters == 3
+    assert repr(VideoClusterer(n_clusters=3, method="faiss")) == "VideoClusterer(method='faiss', n_clusters=3)"
+
+
+def test_the_last_step_of_a_pipeline(data):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = data
+    pipe = make_pipeline(StandardScaler(), VideoClusterer(K, "kmeans", random_state=28))
+    labels = pipe.fit_predict(x)
+    assert labels.shape == (len(x),) and nmi(y, labels) >= 0.95
+    np.testing.assert_array_equal(pipe.predict(x), labels)
+    assert pipe.transform(x).shape == (len(x), K)
+
+
+def test_predict_before_fit_raises_sklearns_not_fitted_error(data):
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    x, _ = data
+    vc = VideoClusterer(K)
+    for use in (vc.predict, vc.transform):
+        with pytest.raises(NotFittedError, match="not fitted yet: call fit"):
+            use(x)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(vc)
+    check_is_fitted(vc.fit(x))
+    with pytest.raises(ValueError, match="features"):  # the fitted number of features is checked
+        vc.predict(x[:, :-1])
 
 
 def test_distances_match_cdist(data):

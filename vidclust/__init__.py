@@ -28,7 +28,7 @@ _CALLABLE_MODULES = (*_STAGE_MODULES, "near_duplicates")
 _LAZY = {
     "run": "vidclust.api", "assign": "vidclust.api", "make_config": "vidclust.api",
     "FrameEncoder": "vidclust.encoder",
-    "VideoClusterer": "vidclust.clusterer",
+    "VideoClusterer": "vidclust.video_clusterer",
 }
 
 __all__ = ["__version__", *_CALLABLE_MODULES, *_LAZY]

@@ -27,7 +27,7 @@ from vidclust.contract import (ASSIGNMENTS_SCHEMA, CLUSTERS, NEAR_DUPLICATES_SCH
                                read_video_vectors, read_videos, with_metadata, write_assignments, write_centers,
                                write_metrics, write_near_duplicates, write_video_cluster_mapping,
                                write_video_vectors)
-from vidclust.clusterer import EXACT_UP_TO, METHODS, VideoClusterer  # noqa: F401 (METHODS: re-exported)
+from vidclust.clusterer import EXACT_UP_TO, METHODS  # noqa: F401 (METHODS: re-exported)
 from vidclust.clusterer import choose_method as _choose_method
 from vidclust.clusterer import distances_to_centers as _distances_to_centers
 from vidclust.errors import VidclustError
@@ -38,6 +38,7 @@ from vidclust.formatting import fmt
 from vidclust.layout import (ASSIGNMENTS_FILE, CENTERS_FILE, METRICS_FILE, NEAR_DUPLICATES_FILE, VIDEO_VECTORS_FILE,
                              OutputLayout)
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
+from vidclust.video_clusterer import VideoClusterer
 
 log = logging.getLogger("vidclust")
 
