@@ -23,22 +23,20 @@ from vidclust.aggregate import aggregate_with_ray, vectors_table
 from vidclust.config import Config
 from vidclust.contract import (ASSIGNMENTS_SCHEMA, CLUSTERS, NEAR_DUPLICATES_SCHEMA, begin_outputs, centers_schema,
                                clear_staging, commit_outputs, committed_file, committed_outputs, embedding_matrix,
-                               metadata_of, read_assignments, read_centers, read_metadata, read_metrics,
+                               is_corrupt_parquet, metadata_of, read_assignments, read_centers, read_metadata, read_metrics,
                                read_video_vectors, read_videos, with_metadata, write_assignments, write_centers,
                                write_metrics, write_near_duplicates, write_video_cluster_mapping,
                                write_video_vectors)
-from vidclust.clusterer import EXACT_UP_TO, METHODS  # noqa: F401 (METHODS: re-exported)
+from vidclust.clusterer import EXACT_UP_TO
 from vidclust.clusterer import choose_method as _choose_method
 from vidclust.clusterer import distances_to_centers as _distances_to_centers
-from vidclust.errors import VidclustError
-from vidclust.errors import first_line
-from vidclust.contract import is_corrupt_parquet
-from vidclust.writer_lock import refuse_while_written
+from vidclust.errors import VidclustError, first_line
 from vidclust.formatting import fmt
 from vidclust.layout import (ASSIGNMENTS_FILE, CENTERS_FILE, METRICS_FILE, NEAR_DUPLICATES_FILE, VIDEO_VECTORS_FILE,
                              OutputLayout)
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
 from vidclust.video_clusterer import VideoClusterer
+from vidclust.writer_lock import refuse_while_written
 
 log = logging.getLogger("vidclust")
 
