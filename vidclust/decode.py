@@ -278,20 +278,24 @@ def _load_torchcodec_ffmpeg() -> None:
     load_core_libraries()
 
 
-def nvdec_frames(info: VideoInfo, decode) -> tuple[Optional[NvdecFrames], Optional[str]]:
+def nvdec_frames(info: VideoInfo, decode, gpu_frames: bool) -> tuple[Optional[NvdecFrames], Optional[str]]:
     """(NVDEC's frame maker, None) where this video decodes on NVDEC in this process, else (None,
     why not): decode.device=cpu (no reason: asked for), the video's codec, pixel format or profile,
-    then the process (no CUDA device visible, no libnvcuvid)."""
+    the process (no CUDA device visible, no libnvcuvid), a caller that wants frames in host memory."""
     if decode.device == "cpu":
         return None, None
     why = codec_refusal(info.codec_id, info.pix_fmt, info.profile) or environment_refusal(environment())
+    if not why and not gpu_frames:
+        why = "frames wanted in host memory (NVDEC decodes inside the GPU encoder actors)"
     return (None, why) if why else (NvdecFrames(), None)
 
 
-def sample_frames(path: str, sampling, decode,
-                  result: Optional[DecodeResult] = None) -> Iterator[FrameChunk]:
+def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = None,
+                  gpu_frames: bool = False) -> Iterator[FrameChunk]:
     """Yield the sampled frames of a local video file, `decode.chunk_frames` at a time, as
-    `sampling` (config.SamplingConfig) and `decode` (config.DecodeConfig) say.
+    `sampling` (config.SamplingConfig) and `decode` (config.DecodeConfig) say: uint8 NumPy
+    arrays, or, with `gpu_frames` where decode.device and the video let NVDEC decode it, uint8
+    torch tensors on the GPU (`result.note`: why not NVDEC, where decode.device was not cpu).
 
     Raises DecodeError for a file of which no frame decodes. A file that breaks off (truncated,
     corrupt further on) keeps the frames that decoded: `result.warning` then says what is missing.
@@ -299,7 +303,7 @@ def sample_frames(path: str, sampling, decode,
     """
     result = result if result is not None else DecodeResult()
     result.info = probe_video(path)
-    nvdec, result.note = nvdec_frames(result.info, decode)
+    nvdec, result.note = nvdec_frames(result.info, decode, gpu_frames)
     done_upto = -1  # highest frame index handed on so far
     errors = []
     broke_off = None  # why decoding stopped before the end, when every backend failed
@@ -495,16 +499,18 @@ def _pyav_open(path, decode, nvdec=None):
 
 
 def _pyav_open_nvdec(path, nvdec):
-    """A container whose video stream decodes on NVDEC, or an error (no GPU: PermissionError; a
-    codec without a CUDA hwaccel: refused here, where PyAV would decode it on the CPU unseen)."""
-    container = nvdec.open(path)
+    """A container whose video stream decodes on NVDEC (`nvdec.open`), or DecodeError saying why
+    not (no GPU: av.error.PermissionError; a codec without a CUDA hwaccel)."""
     try:
-        stream = container.streams.video[0]
-        stream.thread_count = 1  # the GPU decodes: no CPU threads to wait on
-        t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    except BaseException:
-        container.close()
+        container = nvdec.open(path)
+    except DecodeError:
         raise
+    except Exception as exc:
+        raise DecodeError(f"cannot open on NVDEC: {type(exc).__module__}.{type(exc).__name__}: "
+                          f"{first_line(exc)}") from None
+    stream = container.streams.video[0]
+    stream.thread_count = 1  # the GPU decodes: no CPU threads to wait on
+    t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     return container, stream, t0
 
 
@@ -570,6 +576,8 @@ def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan,
                 chunk = out.add(pos, ts, got)
                 if chunk is not None:
                     yield chunk
+    except DecodeError as exc:  # NVDEC refused to open it
+        error = exc
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after {result.n_frames_decoded} frames: {first_line(exc)}")
     yield from _hand_on_then_raise(out, error)
@@ -621,6 +629,8 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
                     yield chunk
                 if last_wanted is None and sampling.max_frames and emitted >= sampling.max_frames:
                     break
+    except DecodeError as exc:  # NVDEC refused to open it
+        error = exc
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after frame {decoded - 1}: {first_line(exc)}")
     yield from _hand_on_then_raise(out, error)

@@ -129,10 +129,11 @@ def nvdec_route(video: dict, embed_cfg: EmbedConfig) -> tuple[bool, str | None]:
 
 
 def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None = None,
-               note: str | None = None) -> Iterator[dict]:
-    """One video's frame batches (frames as the decoder gives them: NumPy, or torch on the GPU
-    from NVDEC), then its status row. `decode`: embed_cfg.decode unless given; `note`: why NVDEC
-    did not decode it, where the caller decided that."""
+               note: str | None = None, where: str | None = None) -> Iterator[dict]:
+    """One video's frame batches, then its status row. `decode`: embed_cfg.decode unless given;
+    `note`: why NVDEC did not decode it, where the caller decided that. `where` (the GPU encoder
+    actor that will embed them): frames from NVDEC stay on the GPU (torch), and `where` is named
+    in the note of a video NVDEC did not decode; else NumPy frames, for Ray's object store."""
     size = embed_cfg.sampling.image_size
     video_id, path = video["video_id"], video["path"]
     result = DecodeResult()
@@ -141,7 +142,8 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
         if video["listing_error"]:  # found unreadable while listing (the rest of a truncated shard)
             raise DecodeError(str(video["listing_error"]))
         with local_file(path) as local:
-            for chunk in sample_frames(local, embed_cfg.sampling, decode or embed_cfg.decode, result):
+            for chunk in sample_frames(local, embed_cfg.sampling, decode or embed_cfg.decode, result,
+                                       gpu_frames=where is not None):
                 k = len(chunk.frame_index)
                 emitted += k
                 index_sum += int(chunk.frame_index.astype(np.int64).sum())
@@ -155,6 +157,7 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
         log.exception("unexpected error decoding %s", path)
     i = result.info
     note = note or result.note
+    note = f"{note} (in {where})" if note and where else note
     if note and status == "ok":
         log.debug("%s decoded by %s, not NVDEC: %s", path, result.backend, note)
     info = {"status": status, "error": error, "warning": result.warning,
@@ -193,7 +196,8 @@ class DecodingEncoder(FrameEncoder):
             return super().__call__(batch)
         parts = [super().__call__({k: v[~deferred] for k, v in batch.items()})] if not deferred.all() else []
         videos = [json.loads(i) for i in np.asarray(batch["info"], dtype=object)[deferred]]
-        for rows in self._in_order(lambda v: list(video_rows(v, self.embed_cfg)), videos):
+        for rows in self._in_order(lambda v: list(video_rows(v, self.embed_cfg, where="the GPU encoder actor")),
+                                   videos):
             parts.extend(self._encoded(part) for part in rows)
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 

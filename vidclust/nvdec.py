@@ -80,7 +80,7 @@ def codec_refusal(codec: Optional[str], pix_fmt: Optional[str], profile: Optiona
         return f"codec {codec or 'unknown'} is not NVDEC-capable"
     if pix_fmt not in NVDEC_PIX_FMTS:
         return f"{codec} {pix_fmt or 'of unknown pixel format'} is not NVDEC-capable (8-bit 4:2:0 only)"
-    if codec == "h264" and profile and any(p in profile for p in ("10", "422", "444")):
+    if codec == "h264" and profile and any(p in profile for p in (" 10", "4:2:2", "4:4:4")):
         return f"h264 profile {profile} is not NVDEC-capable"
     return None
 
