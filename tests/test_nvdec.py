@@ -258,7 +258,7 @@ def test_embed_with_device_cuda_without_a_gpu_decodes_every_video_on_the_cpu(kin
 
 _LOGICAL_GPU_RUN = """
 import json, sys, ray, vidclust
-ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False)
+ray.init(address="local", num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False)
 summary = vidclust.embed(sys.argv[1], sys.argv[2], **{"embed.encoder.model": sys.argv[3],
     "embed.encoder.pretrained": sys.argv[4], "embed.encoder.batch_size": 8, "embed.decode.device": "auto",
     "embed.decode.nvdec_share": 1.0, "embed.decode.nvdec_sessions": 2})
