@@ -3,9 +3,10 @@
 Backends, in the order `backend=auto` tries them (AUTO_ORDER): PyAV, torchcodec (FFmpeg), decord.
 The next takes over for files one refuses and for the rest of a file where one breaks off mid-way.
 `decode.device=cuda|auto` puts PyAV on NVDEC first where the video and the process allow it
-(`vidclust.nvdec`): its frames then stay on the GPU (torch tensors), and a video NVDEC refuses or
-fails on is decoded on the CPU, `DecodeResult.note` saying why. Only the frames to embed are decoded, as far as
-the keyframes allow: a decoder seeks to the keyframe before a sample when that skips frames, and
+(`vidclust.nvdec`, for a caller that takes `gpu_frames`): its frames then stay on the GPU (torch
+tensors), and a video NVDEC refuses or fails on is decoded on the CPU, `DecodeResult.note` saying
+why. Only the frames to embed are decoded, as far as the keyframes allow: a decoder seeks to the
+keyframe before a sample when that skips frames, and
 `sampling.keyframes` decodes keyframes only. `DecodeResult.n_frames_decoded` counts the frames
 decoded (PyAV: counted; torchcodec, decord: from the keyframe positions, see `decode_cost`).
 Frames are resized (squashed, as the notebook did) while decoding, turned upright as players turn
