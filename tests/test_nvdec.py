@@ -204,6 +204,19 @@ def test_an_open_the_hwaccel_refuses_falls_back_with_its_reason(kinds, monkeypat
     assert result.note == "frames wanted in host memory (NVDEC decodes inside the GPU encoder actors)"
 
 
+def test_a_node_without_libnvcuvid_decodes_on_the_cpu_with_the_reason(kinds, monkeypatch):
+    """A GPU node whose container lacks the driver's video library (facts injected): the video is
+    never tried on NVDEC, and says why."""
+    missing = nvdec_mod._nvcuvid_missing() or "no libnvcuvid.so.1 (the driver's video decoder; containers need " \
+        "NVIDIA_DRIVER_CAPABILITIES=video)"
+    monkeypatch.setattr(nvdec_mod, "_ENVIRONMENT", NvdecEnvironment(nvcuvid=missing))
+    result = DecodeResult()
+    chunks = list(sample_frames(str(kinds["h264"]), SamplingConfig(image_size=32), DecodeConfig(device="auto"), result,
+                                gpu_frames=True))
+    assert isinstance(chunks[0].frames, np.ndarray) and result.backend == "pyav" and result.note == missing
+    assert missing.startswith("no libnvcuvid.so.1")
+
+
 # ---------------------------------------------------------------------------------------------
 # placement: NVDEC inside the GPU encoder actors, CPU decode tasks beside them
 
