@@ -238,6 +238,38 @@ def test_no_decode_task_asks_for_a_gpu_and_the_gpu_actors_decode():
     assert encoder_stage(cfg, gpus).kwargs["sessions"] == 12
 
 
+def test_the_decoding_encoder_embeds_the_videos_handed_on_as_the_cpu_path_does(kinds, gop_video, tiny_clip):
+    """Without Ray: decode tasks' rows (nvdec=True) into the GPU actor's class. The H.264 videos
+    come as DEFERRED rows and are decoded by its threads (on its CPU here: no CUDA), frames of
+    several videos embedded together in batch_size batches; the other videos' frames pass as
+    FrameEncoder's. Every video ends with its status row and the embeddings are the CPU path's."""
+    from vidclust.embed import DEFERRED, decode_videos, resolve_embed_config
+
+    cfg = EmbedConfig()
+    cfg.encoder.model, cfg.encoder.pretrained = tiny_clip
+    cfg.decode.nvdec_share, cfg.decode.chunk_frames = 1.0, 4
+    _, cfg = resolve_embed_config(cfg)
+    paths = {**{v: str(p) for v, p in kinds.items()}, "gop": str(gop_video)}
+    rows = list(decode_videos({"video_id": np.array(list(paths), dtype=object),
+                               "path": np.array(list(paths.values()), dtype=object)}, cfg, nvdec=True))
+    batch = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    assert sorted(batch["video_id"][batch["frame_index"] == DEFERRED]) == ["gop", "h264"]
+    args = (*tiny_clip, cfg.preprocess.mean, cfg.preprocess.std)
+    out = DecodingEncoder(*args, embed_cfg=cfg, sessions=2, batch_size=8)(batch)
+    status = {v: json.loads(i) for v, i, f in zip(out["video_id"], out["info"], out["frame_index"]) if f < 0}
+    assert {v: (s["status"], s["backend"], s["n_emitted"]) for v, s in status.items()} == \
+        {**{v: ("ok", "pyav", 3) for v in kinds}, "gop": ("ok", "pyav", 10)}
+    assert status["h264"]["decode_note"] == f"{environment().cuda} (in the GPU encoder actor)"
+    assert status["av1"]["decode_note"] == REASONS["av1"]
+    plain = FrameEncoder(*args)
+    for vid, path in paths.items():
+        mine = out["frame_index"] >= 0
+        mine &= out["video_id"] == vid
+        order = np.argsort(out["frame_index"][mine])
+        frames = np.concatenate([c.frames for c in sample_frames(path, cfg.sampling, DecodeConfig(device="cpu"))])
+        assert np.allclose(out["embedding"][mine][order], plain.embed(frames), atol=1e-5), vid
+
+
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
            "RAY_ADDRESS": "local", **(env or {})}

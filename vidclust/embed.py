@@ -15,7 +15,6 @@ with the number of videos, not frames, and the embedding rate grows with the clu
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import logging
@@ -79,6 +78,8 @@ def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
 
 
 DEFERRED = -2  # frame_index of a row that hands a video on undecoded, to the GPU actors' NVDEC
+ACTOR = "the GPU encoder actor"  # where such a video was decoded, named in its note if not on NVDEC
+ACTOR_NOTE = f" (in {ACTOR})"
 
 
 def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig, nvdec: bool = False) -> Iterator[dict]:
@@ -157,7 +158,7 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
         log.exception("unexpected error decoding %s", path)
     i = result.info
     note = note or result.note
-    note = f"{note} (in {where})" if note and where else note
+    note = f"{note} (in {where})" if note and where else note  # where=ACTOR: ends with ACTOR_NOTE
     if note and status == "ok":
         log.debug("%s decoded by %s, not NVDEC: %s", path, result.backend, note)
     info = {"status": status, "error": error, "warning": result.warning,
@@ -179,6 +180,8 @@ class DecodingEncoder(FrameEncoder):
     sessions; one thread's PyAV releases the GIL while FFmpeg decodes), and their frames embedded
     where NVDEC left them: they never leave the GPU. The threads live as long as the actor, on the
     GPU's one CUDA context, so a 30-frame clip pays a decoder's open, not a context's set-up.
+    Frames are embedded `batch_size` at a time, whichever videos they come from, and at most
+    2 x `sessions` chunks wait decoded: GPU memory stays bounded whatever the videos' lengths.
     A video NVDEC refuses or fails on decodes on this actor's CPU, its reason recorded; the other
     rows are FrameEncoder's."""
 
@@ -194,29 +197,59 @@ class DecodingEncoder(FrameEncoder):
         deferred = batch["frame_index"] == DEFERRED
         if not deferred.any():
             return super().__call__(batch)
-        parts = [super().__call__({k: v[~deferred] for k, v in batch.items()})] if not deferred.all() else []
+        out = [super().__call__({k: v[~deferred] for k, v in batch.items()})] if not deferred.all() else []
         videos = [json.loads(i) for i in np.asarray(batch["info"], dtype=object)[deferred]]
-        for rows in self._in_order(lambda v: list(video_rows(v, self.embed_cfg, where="the GPU encoder actor")),
-                                   videos):
-            parts.extend(self._encoded(part) for part in rows)
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        waiting, n = [], 0
+        for part in self._decoded(videos):
+            if part["frame_index"][0] < 0:  # a video's status row: its frames may still wait (CommitLog counts)
+                out.append(super().__call__(part))
+                continue
+            waiting.append(part)
+            n += len(part["frame_index"])
+            if n >= self.batch_size:
+                out.append(self._embedded(waiting))
+                waiting, n = [], 0
+        if waiting:
+            out.append(self._embedded(waiting))
+        return {k: np.concatenate([p[k] for p in out]) for k in out[0]}
 
-    def _encoded(self, part: dict) -> dict:
-        if part["frame_index"][0] < 0:  # the video's status row
-            return super().__call__(part)
-        frames = part.pop("frame")
-        part["embedding"] = self.embed(frames)
-        return part
+    def _embedded(self, parts: list[dict]) -> dict:
+        """Frame batches of any videos (torch on the GPU from NVDEC, NumPy from a CPU fallback) ->
+        one batch with their embeddings."""
+        import torch
 
-    def _in_order(self, fn, items: list) -> Iterator:
-        """fn(item) for each item, `sessions` of them running at once, the results in order."""
-        running: collections.deque = collections.deque()
-        for item in items:
-            running.append(self.pool.submit(fn, item))
-            if len(running) >= self.sessions:
-                yield running.popleft().result()
-        while running:
-            yield running.popleft().result()
+        frames = [p.pop("frame") for p in parts]
+        frames = torch.cat([f if isinstance(f, torch.Tensor) else torch.from_numpy(f).to(self.device) for f in frames]) \
+            if any(isinstance(f, torch.Tensor) for f in frames) else np.concatenate(frames)
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        batch["embedding"] = self.embed(frames)
+        return batch
+
+    def _decoded(self, videos: list[dict]) -> Iterator[dict]:
+        """The batches of video_rows for every video, `sessions` videos decoding at once; each
+        video's in order, the videos' interleaved as they come."""
+        import queue
+
+        ready: queue.Queue = queue.Queue(maxsize=2 * self.sessions)
+        done = object()
+
+        def decode(video: dict) -> None:
+            try:
+                for part in video_rows(video, self.embed_cfg, where=ACTOR):
+                    ready.put(part)
+            finally:
+                ready.put(done)
+
+        futures = [self.pool.submit(decode, v) for v in videos]
+        finished = 0
+        while finished < len(videos):
+            part = ready.get()
+            if part is done:
+                finished += 1
+            else:
+                yield part
+        for f in futures:
+            f.result()  # a thread's own error (video_rows records a video's): raised here
 
 
 def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
@@ -415,9 +448,11 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                         f"the Ray job failed ({exc}); the videos finished so far are saved in {out}: "
                         "run the same command again to continue") from None
                 incomplete = commits.close()
-                for why, n in sorted(commits.decode_notes.items()):  # device=auto: no news on CPU clusters
-                    log.log(logging.INFO if ecfg.decode.device == "cuda" else logging.DEBUG,
-                            "decoded on the CPU, not NVDEC: %d video(s): %s", n, why)
+                for why, n in sorted(commits.decode_notes.items()):
+                    # a GPU actor that could not use NVDEC: a node to fix; device=auto: no news on CPU clusters
+                    level = logging.WARNING if why.endswith(ACTOR_NOTE) else \
+                        logging.INFO if ecfg.decode.device == "cuda" else logging.DEBUG
+                    log.log(level, "decoded on the CPU, not NVDEC: %d video(s): %s", n, why)
         reconcile(layout)
         table = write_videos_table(layout)
     status = table.column("status").to_pylist()
