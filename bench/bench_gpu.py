@@ -21,7 +21,7 @@ fails records its error, the next one runs, and the run ends with exit status 1:
      at 360p and 720p, every 10th frame at 1080p, decode.device=auto), with run.json's own
      account: frames/s, decode CPU-s per frame, decoders, the GPU's busy fraction (NVML, in the
      encoder), and the ratios against the encoder alone and the decode capacity;
-  7. pytest: tests/test_gpu.py and tests/test_encoder.py (the CUDA-only tests);
+  7. pytest (run after cosine): tests/test_gpu.py and tests/test_encoder.py (the CUDA-only tests);
   8. describe on the GPU (bench_describe.py) and the encoder compiled, if time is left.
 Writes DIR/bench_gpu.json (everything) and prints a table last.
 """
@@ -301,7 +301,7 @@ def _decode_loop(path: str, sampling: dict, device: str, until: float) -> tuple[
     while time.monotonic() < until or not videos:
         result = DecodeResult()
         for chunk in sample_frames(path, SamplingConfig(image_size=224, **sampling),
-                                   DecodeConfig(backend="pyav", device=device), result):
+                                   DecodeConfig(device=device), result):
             n += len(chunk.frame_index)
         videos += 1
         backends.add(result.backend)
@@ -421,10 +421,10 @@ def pipeline(args, clips: list[str], work: Path, name: str, overrides: list[str]
     ref = encoder_fps.get(f"fp16@{cfg.embed.encoder.batch_size or GPU_BATCH_SIZE}", {}).get("frames_per_s")
     if ref:
         result["encoder_alone_fp16_fps"] = ref
-        result["pipeline_over_encoder_alone"] = round(result["frames_per_s"] / ref, 3)
+        result["pipeline_over_encoder_alone"] = round(result["frames_per_s"] / ref, 4)
     if decode_fps:
         result["decode_capacity_fps"] = decode_fps
-        result["pipeline_over_decode_capacity"] = round(result["frames_per_s"] / decode_fps, 3)
+        result["pipeline_over_decode_capacity"] = round(result["frames_per_s"] / decode_fps, 4)
     return result
 
 
@@ -531,6 +531,8 @@ def main() -> int:
 
     section("corpus", 30, corpus)
     section("cosine", 10, cosine_check, args, clips.get(f"h264/{sizes[0]}", []))
+    if not args.smoke:  # the CUDA tests of the feed and the GPU path: before the figures
+        section("pytest", 60, pytest_gpu)
     env = results.get("env") or {}
     section("nvdec", 30, decode_sessions, args, {f"{c}/{s}": clips[f"{c}/{s}"] for c, s in decode_keys
                                                  if f"{c}/{s}" in clips}, env, budget)
@@ -553,7 +555,6 @@ def main() -> int:
         finally:
             ray.shutdown()
     if not args.smoke:  # the smoke run is itself a test; describe is another issue's figure
-        section("pytest", 60, pytest_gpu)
         section("describe", 60, describe_gpu, args, work)
         section("encoder_compiled", 90, encoder_alone, args, ["fp16"], batches[::-1], True, budget)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
