@@ -90,3 +90,30 @@ def test_cuda_fp16_feed_matches_cpu_and_meters_the_gpu(tiny_clip, example_corpus
         enc.embed(frames)
     reading = enc.meter.reading()
     assert reading.get("samples", 0) >= 1 or "why" in reading, reading
+
+
+
+def test_a_stage_of_two_concurrent_calls_runs_them_at_once(ray_local):
+    """Stage.concurrent_calls (the GPU encoder's 2): Ray Data runs that many calls of one actor at once."""
+    from vidclust.runtime import apply_stage, dataset_of_items
+    from vidclust.stage import Stage
+
+    class Pair:  # defined here: Ray's workers get it by value (they cannot import a test module)
+        """Its calls wait (30 s at most) until two of them are inside at once."""
+
+        def __init__(self):
+            import threading
+
+            self.barrier = threading.Barrier(2, timeout=30)
+
+        def __call__(self, batch):
+            import threading
+
+            self.barrier.wait()  # BrokenBarrierError after 30 s if the calls come one at a time
+            batch["thread"] = np.full(len(batch["x"]), threading.get_ident())
+            return batch
+
+    ds = apply_stage(dataset_of_items([{"x": i} for i in range(32)]),
+                     Stage("pair", Pair, batch_size=4, num_cpus=0.5, actors=(1, 1), concurrent_calls=2))
+    rows = ds.take_all()
+    assert sorted(r["x"] for r in rows) == list(range(32)) and len({r["thread"] for r in rows}) == 2
