@@ -546,7 +546,11 @@ def main() -> int:
     if any(not wanted or name in wanted or "pipeline" in wanted for name, _, _ in runs) and clips:
         import ray
 
-        ray.init(address="local", include_dashboard=False, logging_level="ERROR")  # once for every pipeline
+        try:
+            ray.init(address="local", include_dashboard=False, logging_level="ERROR")  # once for every pipeline
+        except Exception as exc:  # recorded, and the run goes on (and ends with exit status 1)
+            results["pipeline_ray"] = {"error": f"ray.init: {type(exc).__name__}: {exc}"}
+            runs = []
         try:
             for name, size, overrides in runs:
                 mode = "keyframes" if "keyframes" in name else "every10"
