@@ -1,22 +1,28 @@
-"""The GPU proof (issue "Prove it on a GPU"): every figure from one run on one GPU machine.
+"""The GPU check (issues "Prove it on a GPU", "Feed the GPUs"): every figure from one run on one GPU machine.
 
-    python bench/bench_gpu.py --out DIR [--budget-s 420]      # on the GPU machine (scripts/gpu_check.sh)
-    .venv/bin/python bench/bench_gpu.py --out /tmp/g --smoke   # the same code paths, tiny, on a CPU
+    scripts/gpu_check.sh                                        # on the GPU machine, OUT set
+    scripts/gpu_check.sh --smoke                                # the same code paths, tiny, on a CPU (a test)
 
 Sections, most important first; each is skipped once the time budget is spent, and a section that
-fails records its error and the next one runs:
-  1. environment: GPU name, driver, versions;
-  2. encoder alone: ViT-B-32 (random weights: speed does not depend on them) through
-     `FrameEncoder.embed` (uint8 frames from host memory to unit-length float32 embeddings back in
-     host memory), frames/s for precision fp32 / fp16 (autocast) / bf16 (autocast) at batch sizes
-     128 / 512 / 1024, and the model alone on frames already on the GPU (CUDA events);
-  3. correctness: fp16 and bf16 embeddings against fp32 ones on the same real video frames (cosine);
-  4. the whole pipeline (`run_embed` on a local Ray of this machine, CPU decoding): frames/s, the
-     GPU's busy fraction (NVML utilization, sampled every 0.1 s) and the processes holding the GPU
-     (one encoder actor per GPU), for the default sampling and for keyframes=true;
-  5. describe on the GPU: a BART-large-shaped summariser with random weights, fp16, 20 clusters x
-     20 videos (bench_describe.py), seconds per cluster;
-  6. the encoder compiled (`embed.encoder.compile=true`, fp16) at the three batch sizes.
+fails records its error, the next one runs, and the run ends with exit status 1:
+  1. env: GPU name, driver, versions, whether libnvcuvid (NVDEC) loads;
+  2. encoder: ViT-B-32 (random weights: speed does not depend on them), frames/s of
+     `FrameEncoder.embed` host to host (uint8 frames in host memory to unit-length float32
+     embeddings back there) one batch a call, as two threads calling at once (the GPU actor's two
+     concurrent calls), and 8 batches a call (the pinned double buffer's overlap), against the
+     model alone on frames already on the GPU (CUDA events): `host_to_host_over_model`;
+  3. cosine: fp16 and bf16 embeddings against fp32 ones on the same real video frames;
+  4. nvdec: decoding alone through vidclust's decode API (`sample_frames`, decode.device=cuda)
+     at 1/4/8/16 sessions (threads of one process) per codec and size, every 10th frame and
+     keyframes; the backend that decoded says whether NVDEC ran (else the reason it did not);
+  5. decode_cpu: the same on the CPUs alone (device=cpu), one process per CPU: the node's CPU
+     decode capacity;
+  6. pipeline_*: `run_embed` on a local Ray of this machine per sampling mode and size (keyframes
+     at 360p and 720p, every 10th frame at 1080p, decode.device=auto), with run.json's own
+     account: frames/s, decode CPU-s per frame, decoders, the GPU's busy fraction (NVML, in the
+     encoder), and the ratios against the encoder alone and the decode capacity;
+  7. pytest (run after cosine): tests/test_gpu.py and tests/test_encoder.py (the CUDA-only tests);
+  8. describe on the GPU (bench_describe.py) and the encoder compiled, if time is left.
 Writes DIR/bench_gpu.json (everything) and prints a table last.
 """
 from __future__ import annotations
@@ -113,15 +119,24 @@ def run_section(results: dict, name: str, budget: Budget, need_s: float, fn, *ar
 
 
 def versions() -> dict:
+    import ctypes
+
     import torch
 
     out = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    for mod in ("ray", "open_clip", "transformers", "av", "pyarrow", "numpy"):
+           "cpus": os.cpu_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+           "NVIDIA_DRIVER_CAPABILITIES": os.environ.get("NVIDIA_DRIVER_CAPABILITIES")}
+    for mod in ("ray", "open_clip", "transformers", "av", "pyarrow", "numpy", "pynvml"):
         try:
-            out[mod] = __import__(mod).__version__
+            out[mod] = getattr(__import__(mod), "__version__", "present")
         except Exception as exc:
             out[mod] = f"missing ({exc})"
+    for lib in ("libcuda.so.1", "libnvcuvid.so.1"):
+        try:
+            ctypes.CDLL(lib)
+            out[lib] = "loads"
+        except OSError as exc:
+            out[lib] = f"missing ({exc})"
     try:
         out["nvidia_smi"] = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit",
@@ -131,15 +146,32 @@ def versions() -> dict:
     return out
 
 
+def _rate(fn, frames_per_call: int, seconds: float) -> float:
+    """frames/s of `fn()` repeated for about `seconds` (after two warm-up calls)."""
+    fn()
+    fn()
+    n, t = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t
+        if (dt >= seconds and n >= 3) or dt >= 4 * seconds:
+            return round(n * frames_per_call / dt, 1)
+
+
 def encoder_alone(args, precisions, batches, compile_: bool, budget: Budget) -> dict:
+    """Host to host (one batch a call; two threads calling at once; 8 batches a call) against the
+    model alone on GPU-resident frames: what the feeding of the GPU costs."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
-    from vidclust.encoder import FrameEncoder
+    from vidclust.encoder import FrameEncoder, normalise_frames
 
     rng = np.random.default_rng(0)
     biggest = max(batches)
-    # several input sets, rotated, so that no run re-reads one buffer; random data, never zeros
-    sets = [rng.integers(0, 256, (biggest, 224, 224, 3), dtype=np.uint8) for _ in range(3)]
+    # random data, never zeros; 8 batches of the largest size, so that no call re-reads one buffer
+    frames = rng.integers(0, 256, (8 * biggest, 224, 224, 3), dtype=np.uint8)
     rows = {}
     for precision in precisions:
         torch.manual_seed(0)
@@ -153,21 +185,17 @@ def encoder_alone(args, precisions, batches, compile_: bool, budget: Budget) -> 
                 continue
             enc.batch_size = b
             t = time.perf_counter()
-            enc.embed(sets[0][:b])  # warm-up (for compile: the compilation of this shape)
+            enc.embed(frames[:b])  # warm-up (for compile: the compilation of this shape)
             first_s = time.perf_counter() - t
-            enc.embed(sets[1][:b])
-            n, t = 0, time.perf_counter()
-            while True:
-                enc.embed(sets[n % len(sets)][:b])
-                n += 1
-                dt = time.perf_counter() - t
-                if (dt >= args.seconds and n >= 3) or dt >= 4 * args.seconds:
-                    break
-            row = {"frames_per_s": round(n * b / dt, 1), "batches": n, "first_call_s": round(first_s, 2)}
+            calls = iter(range(10**9))
+            row = {"frames_per_s": _rate(lambda: enc.embed(frames[(next(calls) % 8) * b:][:b]), b, args.seconds),
+                   "first_call_s": round(first_s, 2)}
+            with ThreadPoolExecutor(2) as pool:
+                row["frames_per_s_two_threads"] = _rate(
+                    lambda: list(pool.map(enc.embed, [frames[:b], frames[b:2 * b]])), 2 * b, args.seconds)
+            row["frames_per_s_8_batches_a_call"] = _rate(lambda: enc.embed(frames[:8 * b]), 8 * b, args.seconds)
             if enc.device == "cuda":  # the model alone, frames already on the GPU, timed with events
-                from vidclust.encoder import normalise_frames
-
-                x = normalise_frames(sets[2][:b], MEAN, STD, "cuda")
+                x = normalise_frames(frames[:b], MEAN, STD, "cuda")
                 dtype = enc.autocast_dtype or torch.float32
                 with torch.inference_mode(), torch.autocast("cuda", dtype=dtype, enabled=enc.autocast_dtype is not None):
                     for _ in range(2):
@@ -179,32 +207,65 @@ def encoder_alone(args, precisions, batches, compile_: bool, budget: Budget) -> 
                         enc.model.encode_image(x)
                     stop.record()
                     torch.cuda.synchronize()
-                row["model_only_frames_per_s"] = round(reps * b / (start.elapsed_time(stop) / 1000), 1)
+                model = reps * b / (start.elapsed_time(stop) / 1000)
+                row["model_only_frames_per_s"] = round(model, 1)
+                for mode in ("frames_per_s", "frames_per_s_two_threads", "frames_per_s_8_batches_a_call"):
+                    row[mode.replace("frames_per_s", "host_to_host_over_model")] = round(row[mode] / model, 3)
                 row["peak_gpu_mem_MiB"] = round(torch.cuda.max_memory_allocated() / 2**20)
                 torch.cuda.reset_peak_memory_stats()
             rows[key] = row
             print(f"   {key}: {row}", flush=True)
-        del enc
+        enc = None  # the model goes before the next precision loads
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return rows
 
 
-def make_corpus(work: Path, n_clips: int, seconds: float, gop: int = 25) -> list[Path]:
-    """`n_clips` distinct 320x240 H.264 clips (MSR-VTT's size) with a keyframe every `gop` frames
-    (every second by default; 1: every frame, so that keyframes=true decodes one cheap intra frame
-    per frame embedded: the pipeline's ceiling when decoding costs the CPUs little), in parallel."""
+SIZES = {"360p": (360, 640), "720p": (720, 1280), "1080p": (1080, 1920), "240p": (240, 320)}
+ENCODERS = {"h264": ("libx264", {"preset": "ultrafast", "bf": "2"}),
+            "hevc": ("libx265", {"preset": "ultrafast", "x265-params": "log-level=error"})}
+
+
+def write_clip(path: str, codec: str, size: str, n_frames: int, seed: int, gop: int = 25) -> str:
+    """One clip of the example topics (moving, not noise) in `codec` at `size`, a keyframe every
+    `gop` frames, encoded fast (ultrafast presets: the decoder's work is what is measured)."""
+    import av
+
+    from vidclust.example import TOPICS, topic_frame
+
+    if os.path.exists(path) and os.path.getsize(path) > 1000:
+        return path
+    h, w = SIZES[size]
+    name, options = ENCODERS[codec]
+    topic, rng = tuple(TOPICS)[seed % len(TOPICS)], np.random.default_rng(seed)
+    small = (max(2, h // 4), max(2, w // 4))  # drawn small and scaled up: drawing 1080p frames is slow
+    with av.open(path, "w") as c:
+        s = c.add_stream(name, rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {**options, "g": str(gop)}
+        for t in range(n_frames):
+            img = np.clip(topic_frame(topic, t, small, rng), 0, 255).astype(np.uint8)
+            img = np.ascontiguousarray(img.repeat(h // small[0] + 1, 0)[:h].repeat(w // small[1] + 1, 1)[:, :w])
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def make_clips(work: Path, codec: str, size: str, n_clips: int, seconds: float, gop: int = 25) -> list[str]:
+    """`n_clips` distinct clips, written in parallel (kept between runs)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from vidclust.example import write_topic_clips
+    folder = work / f"clips-{codec}-{size}-gop{gop}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max(1, min(n_clips, os.cpu_count() or 2))) as pool:
+        futures = [pool.submit(write_clip, str(folder / f"clip{i:03d}.mp4"), codec, size, max(2, int(seconds * 25)),
+                               i, gop) for i in range(n_clips)]
+        return [f.result() for f in futures]
 
-    with ProcessPoolExecutor(max(1, min(n_clips, (os.cpu_count() or 2) - 1))) as pool:
-        futures = [pool.submit(write_topic_clips, work / f"clips-gop{gop}", 1, seconds, gop=gop, first=i)
-                   for i in range(n_clips)]
-        return [f.result()[0] for f in futures]
 
-
-def cosine_check(args, clips: list[Path]) -> dict:
+def cosine_check(args, clips: list[str]) -> dict:
     """fp16 / bf16 autocast against fp32 on the same real frames and the same weights."""
     import torch
 
@@ -216,42 +277,130 @@ def cosine_check(args, clips: list[Path]) -> dict:
                              sample_frames(str(p), SamplingConfig(image_size=224), DecodeConfig(backend="pyav"))])
     torch.manual_seed(0)
     enc = FrameEncoder(args.model, "none", MEAN, STD, precision="fp32", batch_size=256)
-    ref = np.concatenate([enc.embed(frames[i:i + 256]) for i in range(0, len(frames), 256)])
+    ref = enc.embed(frames)
     out = {"frames": int(len(frames)), "device": enc.device}
     for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
         if enc.device != "cuda":
             break
         enc.autocast_dtype = dtype
-        z = np.concatenate([enc.embed(frames[i:i + 256]) for i in range(0, len(frames), 256)])
-        cos = (z * ref).sum(1)
+        cos = (enc.embed(frames) * ref).sum(1)
         out[name] = {"min_cosine": round(float(cos.min()), 6), "mean_cosine": round(float(cos.mean()), 6)}
     return out
 
 
-def pipeline(args, clips: list[Path], work: Path, keyframes: bool, encoder_fps: dict, budget: Budget,
-             name: str = "") -> dict:
-    """`run_embed` over a manifest of the clips repeated, sized from a one-core decode measurement
-    so that the run takes about `args.pipeline_s` seconds."""
-    import ray
+SAMPLINGS = {"every10": {"frame_interval": 10}, "keyframes": {"keyframes": True}}
 
+
+def _decode_loop(path: str, sampling: dict, device: str, until: float) -> tuple[int, int, float, set]:
+    """Decode `path` through vidclust's decode API again and again until `until`: (frames
+    embedded-to-be, videos, CPU-seconds of this thread, backends that made the frames)."""
+    from vidclust.config import DecodeConfig, SamplingConfig
+    from vidclust.decode import DecodeResult, sample_frames
+
+    n, videos, backends, cpu = 0, 0, set(), time.thread_time()
+    while time.monotonic() < until or not videos:
+        result = DecodeResult()
+        for chunk in sample_frames(path, SamplingConfig(image_size=224, **sampling),
+                                   DecodeConfig(device=device), result):
+            n += len(chunk.frame_index)
+        videos += 1
+        backends.add(result.backend)
+    return n, videos, time.thread_time() - cpu, backends
+
+
+def nvdec_unavailable(env: dict) -> str | None:
+    if not str(env.get("gpu") or ""):
+        return "no CUDA GPU visible to torch"
+    if env.get("libnvcuvid.so.1") != "loads":
+        return (f"libnvcuvid.so.1 does not load ({env.get('libnvcuvid.so.1')}): the container's "
+                f"NVIDIA_DRIVER_CAPABILITIES={env.get('NVIDIA_DRIVER_CAPABILITIES')} lacks 'video'")
+    return None
+
+
+def decode_sessions(args, clips: dict, env: dict, budget: Budget) -> dict:
+    """NVDEC alone: 1/4/8/16 sessions (threads of this process, as decoder threads inside the GPU
+    encoder actor would be), each decoding its own clip through `sample_frames` with
+    decode.device=cuda, per codec, size and sampling. Where NVDEC cannot run, the reason."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    why = nvdec_unavailable(env)
+    if why and not args.smoke:
+        return {"skipped": why}
+    rows = {"nvdec_unavailable": why} if why else {}
+    for key, paths in clips.items():
+        for mode, sampling in SAMPLINGS.items():
+            for sessions in args.sessions:
+                if budget.left() < args.decode_s + 10:
+                    rows[f"{key}/{mode}/{sessions}"] = {"skipped": "time budget"}
+                    continue
+                until = time.monotonic() + args.decode_s
+                t = time.perf_counter()
+                with ThreadPoolExecutor(sessions) as pool:
+                    parts = list(pool.map(lambda i: _decode_loop(paths[i % len(paths)], sampling, "cuda", until),
+                                          range(sessions)))
+                wall = time.perf_counter() - t
+                frames = sum(p[0] for p in parts)
+                backends = sorted(set().union(*(p[3] for p in parts)))
+                rows[f"{key}/{mode}/{sessions}"] = row = {
+                    "frames_per_s": round(frames / wall, 1), "videos": sum(p[1] for p in parts),
+                    "cpu_s_per_frame": round(sum(p[2] for p in parts) / max(1, frames), 6), "backends": backends}
+                if not any("cuda" in b or "nvdec" in b for b in backends):
+                    row["not_nvdec"] = ("decode.device=cuda decoded on the CPU: vidclust's NVDEC path is not there "
+                                        "or refused this file" if not why else why)
+                print(f"   {key}/{mode}/{sessions}: {row}", flush=True)
+    return rows
+
+
+def _decode_process(path: str, sampling: dict, until: float) -> tuple[int, int, float]:
+    t = time.process_time()
+    n, videos, _, _ = _decode_loop(path, sampling, "cpu", until)
+    return n, videos, time.process_time() - t
+
+
+def decode_cpu(args, clips: dict, budget: Budget) -> dict:
+    """The CPUs alone: one decoding process per CPU (device=cpu), per codec, size and sampling."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    rows = {}
+    procs = max(1, os.cpu_count() or 1)
+    with ProcessPoolExecutor(procs) as pool:
+        first = next(iter(clips.values()))[0]
+        list(pool.map(_decode_process, [first] * procs, [{"keyframes": True}] * procs, [0] * procs))  # imports
+        for key, paths in clips.items():
+            for mode, sampling in SAMPLINGS.items():
+                if budget.left() < args.decode_s + 10:
+                    rows[f"{key}/{mode}"] = {"skipped": "time budget"}
+                    continue
+                until = time.monotonic() + args.decode_s
+                t = time.perf_counter()
+                parts = list(pool.map(_decode_process, [paths[i % len(paths)] for i in range(procs)],
+                                      [sampling] * procs, [until] * procs))
+                wall = time.perf_counter() - t
+                frames = sum(p[0] for p in parts)
+                rows[f"{key}/{mode}"] = {"frames_per_s": round(frames / wall, 1), "processes": procs,
+                                         "cpu_s_per_frame": round(sum(p[2] for p in parts) / max(1, frames), 6)}
+                print(f"   {key}/{mode}: {rows[f'{key}/{mode}']}", flush=True)
+    return rows
+
+
+def pipeline(args, clips: list[str], work: Path, name: str, overrides: list[str], encoder_fps: dict,
+             decode_fps: dict) -> dict:
+    """`run_embed` over a manifest of the clips repeated (about `pipeline_s` seconds of the
+    encoder's or the CPUs' work, whichever is less), on the local Ray started once for all
+    pipelines; run.json's embed entry says where the time went."""
     from vidclust.config import load_config
-    from vidclust.decode import sample_frames
     from vidclust.embed import GPU_BATCH_SIZE, resolve_embed_config, run_embed
 
-    overrides = [f"embed.encoder.model={args.model}", "embed.encoder.pretrained=none",
-                 f"embed.sampling.keyframes={'true' if keyframes else 'false'}", "embed.decode.backend=pyav"]
+    overrides = [f"embed.encoder.model={args.model}", "embed.encoder.pretrained=none", *overrides, *args.set]
     if not args.smoke:
         overrides.append("embed.encoder.device=gpu")
-    cfg = load_config(None, overrides + args.set)
+    cfg = load_config(None, overrides)
     _, ecfg = resolve_embed_config(cfg.embed)
-    t, n = time.perf_counter(), 0
-    for c in sample_frames(str(clips[0]), ecfg.sampling, ecfg.decode):
-        n += len(c.frame_index)
-    one_core_fps = n / (time.perf_counter() - t)
-    cores = max(1, (os.cpu_count() or 2) - 1)
-    wanted_frames = min(args.max_frames, one_core_fps * cores * args.pipeline_s)
-    rows = max(len(clips), min(args.max_videos, int(wanted_frames / max(1, n))))
-    name = name or ("kf" if keyframes else "default")
+    sampling = {"keyframes": True} if ecfg.sampling.keyframes else {"frame_interval": ecfg.sampling.frame_interval}
+    per_video, _, cpu_s, _ = _decode_loop(clips[0], sampling, "cpu", 0)
+    cpu_fps = per_video / max(cpu_s, 1e-3)
+    wanted = min(args.max_frames, max(cpu_fps * (os.cpu_count() or 1), 1) * args.pipeline_s)
+    rows = max(len(clips), min(args.max_videos, int(wanted / max(1, per_video))))
     manifest = work / f"manifest-{name}.csv"
     with manifest.open("w", newline="") as f:
         w = csv.writer(f)
@@ -260,31 +409,22 @@ def pipeline(args, clips: list[Path], work: Path, keyframes: bool, encoder_fps: 
             w.writerow([str(clips[i % len(clips)]), f"v{i:06d}"])
     out = work / f"out-{name}"
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    ray.init(address="local", include_dashboard=False, logging_level="ERROR")
-    resources = ray.cluster_resources()
-    own = {os.getpid()}
-    try:
-        with GpuSampler() as sampler:
-            t = time.perf_counter()
-            summary = run_embed(cfg, str(manifest), str(out), show_progress=False)
-            wall = time.perf_counter() - t
-    finally:
-        ray.shutdown()
-    result = {"videos": rows, "frames": summary["frames"], "frames_per_video": n,
-              "one_core_decode_frames_per_s": round(one_core_fps, 1), "ray_cpus": resources.get("CPU"),
-              "ray_gpus": resources.get("GPU", 0), "wall_s": round(wall, 2),
-              "frames_per_s_whole_run": round(summary["frames"] / wall, 1),
-              "failed": summary.get("failed"), **sampler.summary(exclude_pids=own)}
-    if result.get("encoder_window_s"):
-        result["frames_per_s_encoder_window"] = round(summary["frames"] / result["encoder_window_s"], 1)
+    with GpuSampler() as sampler:
+        t = time.perf_counter()
+        summary = run_embed(cfg, str(manifest), str(out), show_progress=False)
+        wall = time.perf_counter() - t
+    embed = json.loads((out / "run.json").read_text())["stages"]["embed"]
+    result = {"videos": rows, "frames": summary["frames"], "frames_per_video": per_video, "wall_s": round(wall, 2),
+              "failed": summary.get("failed"), "frames_per_s": embed["frames_per_second"],
+              **{k: embed.get(k) for k in ("decode_cpu_s_per_frame", "decoders", "gpu_busy")},
+              **sampler.summary(exclude_pids={os.getpid()})}
     ref = encoder_fps.get(f"fp16@{cfg.embed.encoder.batch_size or GPU_BATCH_SIZE}", {}).get("frames_per_s")
     if ref:
-        result["encoder_alone_fp16_same_batch_fps"] = ref
-        result["pipeline_over_encoder_alone"] = round(result.get("frames_per_s_encoder_window",
-                                                                 result["frames_per_s_whole_run"]) / ref, 3)
-    import pyarrow.parquet as pq
-
-    result["videos_parquet_rows"] = pq.read_metadata(str(out / "videos.parquet")).num_rows
+        result["encoder_alone_fp16_fps"] = ref
+        result["pipeline_over_encoder_alone"] = round(result["frames_per_s"] / ref, 4)
+    if decode_fps:
+        result["decode_capacity_fps"] = decode_fps
+        result["pipeline_over_decode_capacity"] = round(result["frames_per_s"] / decode_fps, 4)
     return result
 
 
@@ -301,8 +441,8 @@ def describe_gpu(args, work: Path) -> dict:
 
 
 def pytest_gpu() -> dict:
-    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
-                       capture_output=True, text=True, cwd=str(REPO), timeout=300)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py",
+                        "tests/test_encoder.py"], capture_output=True, text=True, cwd=str(REPO), timeout=300)
     return {"returncode": p.returncode, "tail": p.stdout[-1500:] + p.stderr[-500:]}
 
 
@@ -310,89 +450,129 @@ def table(results: dict) -> str:
     lines = [f"device: {results.get('env', {}).get('gpu')} | {results.get('env', {}).get('nvidia_smi')}"]
     enc = {**(results.get("encoder") or {}), **(results.get("encoder_compiled") or {})}
     if enc and "error" not in enc:
-        lines.append("encoder alone (ViT-B-32), frames/s: embed() host->host | model only on GPU")
+        lines.append("encoder alone (ViT-B-32), frames/s: host->host 1 batch/call | 2 threads | 8 batches/call "
+                     "| model only on GPU")
         for key, row in enc.items():
             if isinstance(row, dict) and "frames_per_s" in row:
-                lines.append(f"  {key:>18}: {row['frames_per_s']:>9.0f} | {row.get('model_only_frames_per_s', 0):>9.0f}"
-                             f"  (first call {row['first_call_s']} s)")
-    for name in ("cosine", "pipeline_default", "pipeline_keyframes", "pipeline_intra", "describe", "pytest"):
-        if name in results:
-            lines.append(f"{name}: {json.dumps(results[name], default=str)[:600]}")
+                lines.append(f"  {key:>18}: {row['frames_per_s']:>9.0f} | {row['frames_per_s_two_threads']:>9.0f} | "
+                             f"{row['frames_per_s_8_batches_a_call']:>9.0f} | {row.get('model_only_frames_per_s', 0):>9.0f}")
+    for name, value in results.items():
+        if name.startswith(("cosine", "nvdec", "decode_cpu", "pipeline_", "describe", "pytest")) \
+                and not name.endswith("_seconds"):
+            lines.append(f"{name}: {json.dumps(value, default=str)[:900]}")
     return "\n".join(lines)
 
 
-def main() -> None:
+def _capacity(results: dict, key: str) -> float | None:
+    """The node's decode capacity for `key` (codec/size/mode): the CPUs alone plus NVDEC alone at
+    its best session count, each measured alone."""
+    cpu = (results.get("decode_cpu") or {}).get(key, {}).get("frames_per_s") or 0
+    nvdec = [r.get("frames_per_s", 0) for k, r in (results.get("nvdec") or {}).items()
+             if isinstance(r, dict) and k.rsplit("/", 1)[0] == key and "not_nvdec" not in r]
+    return round(cpu + max(nvdec, default=0), 1) or None
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--work", default="/tmp/vidclust-bench-gpu")
     ap.add_argument("--budget-s", type=float, default=420)
     ap.add_argument("--model", default="ViT-B-32")
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per encoder setting")
-    ap.add_argument("--pipeline-s", type=float, default=25, help="aimed length of a pipeline run")
+    ap.add_argument("--decode-s", type=float, default=2.0, help="timed seconds per decode setting")
+    ap.add_argument("--pipeline-s", type=float, default=20, help="aimed length of a pipeline run")
     ap.add_argument("--max-frames", type=int, default=400_000)
     ap.add_argument("--max-videos", type=int, default=3000, help="videos of a pipeline run at most")
     ap.add_argument("--describe-clusters", type=int, default=20)
     ap.add_argument("--describe-videos", type=int, default=20)
     ap.add_argument("--set", action="append", default=[], help="config overrides for the pipeline runs")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for a CPU check of the script")
-    ap.add_argument("--only", default=None,
-                    help="comma-separated sections to run (default: all but corpus_intra,pipeline_intra)")
-    ap.add_argument("--batches", default="128,512,1024")
-    ap.add_argument("--precisions", default="fp32,fp16,bf16")
+    ap.add_argument("--only", default=None, help="comma-separated sections to run (default: all)")
+    ap.add_argument("--batches", default="256,512,1024")
+    ap.add_argument("--precisions", default="fp16,bf16")
+    ap.add_argument("--sessions", default="1,4,8,16")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     batches = [int(b) for b in args.batches.split(",")]
     precisions = args.precisions.split(",")
-    n_clips, clip_s = 16, 30.0
+    args.sessions = [int(n) for n in args.sessions.split(",")]
+    n_clips, clip_s, sizes = 16, 8.0, ("360p", "720p", "1080p")
+    decode_keys = [("h264", "360p"), ("h264", "1080p"), ("hevc", "360p"), ("hevc", "1080p")]
     if args.smoke:
-        batches, precisions, args.seconds, args.pipeline_s = [4, 8], ["fp32"], 0.2, 4
-        n_clips, clip_s, args.describe_clusters, args.describe_videos = 2, 4.0, 2, 2
+        batches, precisions, args.seconds, args.pipeline_s, args.decode_s = [4], ["fp32"], 0.1, 1, 0.2
+        args.sessions, n_clips, clip_s, sizes = [1, 2], 2, 2.0, ("240p",)
+        decode_keys = [("h264", "240p"), ("hevc", "240p")]
+        args.describe_clusters = args.describe_videos = 2
+        args.max_videos = 4
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     budget = Budget(args.budget_s)
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "args": vars(args)}
-
     wanted = set(args.only.split(",")) if args.only else None
 
-    def section(results, name, budget, need_s, fn, *fargs):
-        """Runs the section where asked for: by default every one but the intra-frame pipeline"""
-        if name == "env" or (name in wanted if wanted else not name.endswith("_intra")):
+    def section(name, need_s, fn, *fargs):
+        if name == "env" or not wanted or name in wanted or name.split("_")[0] in wanted:
             run_section(results, name, budget, need_s, fn, *fargs)
+            (out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str))
 
-    def save():
-        (out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str))
+    section("env", 0, versions)
+    section("encoder", 20, encoder_alone, args, precisions, batches, False, budget)
+    clips: dict = {}
 
-    section(results, "env", budget, 0, versions)
-    save()
-    section(results, "encoder", budget, 20, encoder_alone, args, precisions, batches, False, budget)
-    save()
-    clips: list[Path] = []
-    section(results, "corpus", budget, 20, lambda: {"clips": [str(p) for p in clips.extend(
-        make_corpus(work, n_clips, clip_s)) or clips]})
-    section(results, "cosine", budget, 10, cosine_check, args, clips)
-    intra: list[Path] = []
-    section(results, "corpus_intra", budget, 20, lambda: {"clips": [str(p) for p in intra.extend(
-        make_corpus(work, n_clips, clip_s, gop=1)) or intra]})
-    section(results, "pipeline_intra", budget, args.pipeline_s + 30, pipeline, args, intra, work, True,
-            results.get("encoder") or {}, budget, "intra")
-    save()
+    def corpus():
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = sorted(set(decode_keys) | {("h264", s) for s in sizes})
+        with ThreadPoolExecutor(len(keys)) as pool:  # each writes its clips in processes of its own
+            for (codec, size), paths in zip(keys, pool.map(lambda k: make_clips(work, *k, n_clips, clip_s), keys)):
+                clips[f"{codec}/{size}"] = paths
+        return {k: len(v) for k, v in clips.items()}
+
+    section("corpus", 30, corpus)
+    section("cosine", 10, cosine_check, args, clips.get(f"h264/{sizes[0]}", []))
+    if not args.smoke:  # the CUDA tests of the feed and the GPU path: before the figures
+        section("pytest", 60, pytest_gpu)
+    env = results.get("env") or {}
+    section("nvdec", 30, decode_sessions, args, {f"{c}/{s}": clips[f"{c}/{s}"] for c, s in decode_keys
+                                                 if f"{c}/{s}" in clips}, env, budget)
+    section("decode_cpu", 20, decode_cpu, args, {f"{c}/{s}": clips[f"{c}/{s}"] for c, s in decode_keys
+                                                 if f"{c}/{s}" in clips}, budget)
     enc_rows = results.get("encoder") if isinstance(results.get("encoder"), dict) else {}
-    section(results, "pipeline_default", budget, args.pipeline_s + 30, pipeline, args, clips, work, False, enc_rows, budget)
-    save()
-    section(results, "describe", budget, 60, describe_gpu, args, work)
-    save()
-    section(results, "pytest", budget, 60, pytest_gpu)
-    save()
-    section(results, "pipeline_keyframes", budget, args.pipeline_s + 30, pipeline, args, clips, work, True, enc_rows, budget)
-    save()
-    if not args.smoke:
-        section(results, "encoder_compiled", budget, 90, encoder_alone, args, ["fp16"], batches[::-1], True, budget)
+    runs = [(f"pipeline_keyframes_{sizes[0]}", sizes[0], ["embed.sampling.keyframes=true"]),
+            (f"pipeline_every10_{sizes[-1]}", sizes[-1], ["embed.decode.device=auto"])]
+    if len(sizes) > 2:
+        runs.insert(1, (f"pipeline_keyframes_{sizes[1]}", sizes[1], ["embed.sampling.keyframes=true"]))
+    if any(not wanted or name in wanted or "pipeline" in wanted for name, _, _ in runs) and clips:
+        import ray
+
+        try:
+            ray.init(address="local", include_dashboard=False, logging_level="ERROR")  # once for every pipeline
+        except Exception as exc:  # recorded, and the run goes on (and ends with exit status 1)
+            results["pipeline_ray"] = {"error": f"ray.init: {type(exc).__name__}: {exc}"}
+            runs = []
+        try:
+            for name, size, overrides in runs:
+                mode = "keyframes" if "keyframes" in name else "every10"
+                section(name, args.pipeline_s + 30, pipeline, args, clips[f"h264/{size}"], work, name, overrides,
+                        enc_rows, _capacity(results, f"h264/{size}/{mode}"))
+        finally:
+            ray.shutdown()
+    if not args.smoke:  # the smoke run is itself a test; describe is another issue's figure
+        section("describe", 60, describe_gpu, args, work)
+        section("encoder_compiled", 90, encoder_alone, args, ["fp16"], batches[::-1], True, budget)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    save()
+    errors = sorted(k for k, v in results.items() if isinstance(v, dict) and "error" in v)
+    if (results.get("pytest") or {}).get("returncode") not in (None, 0):
+        errors.append("pytest")
+    results["errors"] = errors
+    (out / "bench_gpu.json").write_text(json.dumps(results, indent=1, default=str))
     print("=" * 100)
     print(table(results), flush=True)
+    if errors:
+        print(f"FAILED sections: {', '.join(errors)} (see bench_gpu.json)", flush=True)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

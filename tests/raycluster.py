@@ -123,7 +123,9 @@ class LocalRayCluster:
         out = subprocess.run([sys.executable, "-c", query, self.address], env=ray_env(),
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        # the last line that is the list: an autoscaling cluster's events ("(autoscaler +2s) Adding
+        # 1 node(s) of type ...") reach a driver's stdout too
+        return json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith("[")))
 
     def add_worker(self, num_cpus: int, resources: str = "{}") -> subprocess.Popen:
         n = len(self.nodes)

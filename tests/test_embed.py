@@ -184,6 +184,8 @@ def test_encoder_pool_follows_the_cluster_resources():
     cpu = encoder_stage(cfg, {"CPU": 2})
     assert cpu.actors == (1, 1) and cpu.num_gpus == 0 and cpu.kwargs["threads"] == 2
     assert cpu.batch_size == 128  # the notebook's
+    # a GPU actor runs two calls at once (one batch's copy beside the other's kernels); CPU ones one
+    assert (gpu.concurrent_calls, cpu.concurrent_calls) == (2, 1)
     assert encoder_stage(cfg, {"CPU": 1}).num_cpus == 0  # the one CPU stays free for tasks: no hang
     assert encoder_stage(cfg, {"CPU": 16}).actors == (1, 8)  # all 8 at start; idle ones go
     assert encoder_stage(cfg, {"CPU": 16}).initial_actors == 8

@@ -45,3 +45,11 @@ def test_run_writes_every_output_of_the_contract(tiny_clip, example_corpus, tmp_
     run = json.loads((out / "run.json").read_text())
     assert set(run["stages"]) == {"embed", "cluster", "describe", "report"}
     assert run["config"]["cluster"]["k"] == 3 and "ray" in run["versions"]
+    # where the embed stage's time went (issue 21, item 6)
+    embed = run["stages"]["embed"]
+    assert embed["frames_per_second"] > 0
+    assert embed["decode_cpu_s"] > 0 and 0 < embed["decode_cpu_s_per_frame"] < 10
+    assert abs(embed["decode_cpu_s_per_frame"] * embed["frames"] - embed["decode_cpu_s"]) < 1e-3
+    assert sum(embed["decoders"].values()) == videos.num_rows == 12
+    assert set(embed["decoders"]) <= set(videos.column("backend").to_pylist())
+    assert embed["gpu_busy"] == {"fraction": None, "why": "the encoder ran on CPUs"}

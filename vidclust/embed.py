@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
@@ -137,6 +138,10 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
     in the note of a video NVDEC did not decode; else NumPy frames, for Ray's object store."""
     size = embed_cfg.sampling.image_size
     video_id, path = video["video_id"], video["path"]
+    # the decoding process's CPU, FFmpeg's threads too; in the GPU actor (`where`), this thread's
+    # alone: the actor's other threads encode
+    clock = time.thread_time if where else time.process_time
+    cpu_start = clock()
     result = DecodeResult()
     emitted, index_sum, status, error = 0, 0, "ok", None
     try:
@@ -167,7 +172,8 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
             "captions": video["captions"], "category": video["category"],
             "duration_s": i.duration_s, "fps": i.fps, "width": i.width, "height": i.height,
             "codec": i.codec, "backend": result.backend or None, "node_id": current_node_id(),
-            "decode_note": note if status == "ok" else None}
+            "decode_note": note if status == "ok" else None,
+            "decode_cpu_s": round(clock() - cpu_start, 6)}
     yield {"video_id": np.array([video_id], dtype=object),
            "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
            "frame": np.zeros((1, size, size, 3), np.uint8),
@@ -270,6 +276,7 @@ def keep_held_ids(batch: pa.Table, paths: pa.Array, ids: pa.Array) -> pa.Table:
 
 GPU_BATCH_SIZE = 512  # embed.encoder.batch_size=None on a GPU: 1.44x the frames/s of 128 (H200, fp16)
 CPU_BATCH_SIZE = 128  # ... and on CPUs: the notebook's
+GPU_CONCURRENT_CALLS = 2  # encoder calls a GPU actor runs at once (see encoder_stage)
 
 
 def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
@@ -295,9 +302,11 @@ def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
         nvdec = decodes_on_nvdec(cfg, resources)
         if nvdec:
             kwargs.update(embed_cfg=cfg, sessions=cfg.decode.nvdec_sessions)
+        # two calls at once per actor: one batch's copy to the GPU (and Ray's handing over of
+        # the next) runs while the other's kernels do (FrameEncoder's per-thread CUDA feed)
         return Stage("encode", DecodingEncoder if nvdec else FrameEncoder, batch_size=batch, kwargs=kwargs,
                      num_cpus=min(1.0, max(0.0, total_cpus - 1)), num_gpus=1, memory_mb=enc.memory_mb,
-                     actors=(lo, hi), restart_actors=False)
+                     actors=(lo, hi), restart_actors=False, concurrent_calls=GPU_CONCURRENT_CALLS)
     # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
     # embedding it): half the CPUs go to encoder actors, and each actor's torch uses its share of
     # all of them, the decode tasks' light load running beside it.
@@ -350,7 +359,6 @@ def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
 
 def wait_for_gpus(enc: EncoderConfig, poll_s: float = 5.0) -> None:
     """device=gpu on a cluster that has no GPU yet: ask the autoscaler for one and wait for it."""
-    import time
 
     from vidclust.runtime import cluster_resources, request_resources
 
@@ -463,6 +471,8 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         "total_ok": status.count("ok"), "total_failed": status.count("failed"),
         "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
         "frames_per_second": round(commits.counts["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
+        # where the time went: decode CPU per embedded frame, videos per decoder, GPU busy fraction
+        **commits.usage.summary(commits.counts["frames"]),
         "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,
         "decoded_on_cpu_not_nvdec": commits.decode_notes,  # why (decode.device=cuda|auto) -> videos
         # what `assign` embeds new videos with (run.json's top-level config is the latest stage's)

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vidclust.errors import VidclustError, first_line
+from vidclust.gpu_meter import GpuMeter
 from vidclust.model_hub import hub_reachable
 from vidclust.runtime import current_node_id
 
@@ -386,11 +388,79 @@ def normalise_frames(frames: np.ndarray, mean, std, device: str = "cpu"):
     import torch
 
     x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
-    x = x.to(device, non_blocking=True)
+    return normalised_on_device(x.to(device, non_blocking=True), mean, std)
+
+
+def normalised_on_device(x, mean, std):
+    """uint8 torch frames (N, H, W, 3) -> float32 (N, 3, H, W) normalised with mean/std (3
+    numbers each, or tensors already on x's device: a host value copied to a GPU would wait for
+    its stream), on the device that holds them (only uint8 frames cross the bus)."""
+    import torch
+
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+class _CudaFeed:
+    """Host-to-GPU feeding of one thread's encoder calls: two pinned host slots and two GPU
+    slots of `batch` uint8 frames, a copy stream of its own. Chunk k+1 is copied into pinned
+    memory and on to the GPU (non-blocking, on the copy stream) while the GPU computes chunk k;
+    events order each slot's reuse. Only uint8 frames cross the bus; they are normalised there."""
+
+    def __init__(self, batch: int, shape: tuple, mean, std):
+        import torch
+
+        self.batch, self.shape = batch, shape
+        self.mean = torch.tensor(mean, dtype=torch.float32, device="cuda")
+        self.std = torch.tensor(std, dtype=torch.float32, device="cuda")
+        self.stream = torch.cuda.Stream()  # copies
+        self.compute = torch.cuda.Stream()  # this thread's kernels (another thread's run beside them)
+        self.host = [torch.empty((batch,) + shape, dtype=torch.uint8, pin_memory=True) for _ in range(2)]
+        self.host_np = [h.numpy() for h in self.host]
+        self.gpu = [torch.empty((batch,) + shape, dtype=torch.uint8, device="cuda") for _ in range(2)]
+        self.copied = [torch.cuda.Event() for _ in range(2)]  # slot's H2D copy done
+        self.consumed = [torch.cuda.Event() for _ in range(2)]  # slot's GPU frames read by the compute
+        self.used = [False, False]
+
+    def send(self, k: int, frames: np.ndarray):
+        """Start chunk k (at most `batch` frames) on its way to slot k % 2 of the GPU."""
+        import torch
+
+        s, n = k % 2, len(frames)
+        if self.used[s]:
+            self.copied[s].synchronize()  # the pinned slot's previous copy has left it
+        np.copyto(self.host_np[s][:n], frames)
+        with torch.cuda.stream(self.stream):
+            if self.used[s]:
+                self.stream.wait_event(self.consumed[s])  # the GPU slot's previous frames are read
+            self.gpu[s][:n].copy_(self.host[s][:n], non_blocking=True)
+            self.copied[s].record(self.stream)
+        self.used[s] = True
+
+    def receive(self, k: int, n: int):
+        """Chunk k's uint8 frames on the GPU, for the current (compute) stream."""
+        import torch
+
+        s = k % 2
+        torch.cuda.current_stream().wait_event(self.copied[s])
+        return self.gpu[s][:n]
+
+    def done_with(self, k: int) -> None:
+        import torch
+
+        self.consumed[k % 2].record(torch.cuda.current_stream())
+
+
+def _cuda_uuid() -> str | None:
+    """The UUID of the GPU torch uses (NVML numbers the machine's GPUs, CUDA the visible ones)."""
+    import torch
+
+    try:
+        return str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+    except Exception:
+        return None
 
 
 class FrameEncoder:
@@ -422,12 +492,19 @@ class FrameEncoder:
             log.warning("embed.encoder.compile=true needs a GPU: running the model uncompiled")
         if self.compiled:  # one input shape (see embed), so one compiled graph
             self.model.visual = torch.compile(self.model.visual, dynamic=False)
+        self._local = threading.local()
+        # the GPU's busy fraction while this actor holds it: read back through the status rows
+        self.meter = GpuMeter(_cuda_uuid()) if self.device == "cuda" else None
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3), NumPy or torch -> float32 (N, D), each row of unit length. A compiled model gets
-        chunks of exactly `batch_size` frames (the last one padded): a new shape would compile anew."""
+        chunks of exactly `batch_size` frames (the last one padded): a new shape would compile anew.
+        On a GPU, NumPy frames go in chunks of `batch_size` through pinned memory, the next one's copy
+        overlapping this one's compute (`_CudaFeed`); torch frames (NVDEC's) are already there."""
         if len(frames) == 0:
             return np.zeros((0, self.dim), np.float32)
+        if self.device == "cuda" and isinstance(frames, np.ndarray):
+            return self._embed_cuda(frames)
         if not self.compiled:
             return self._embed(frames)
         out = []
@@ -443,15 +520,46 @@ class FrameEncoder:
             out.append(self._embed(chunk)[:n])
         return np.concatenate(out)
 
-    def _embed(self, frames: np.ndarray) -> np.ndarray:
+    def _encode(self, x):
+        """Normalised float frames on the model's device -> unit-length float32 embeddings there."""
         import torch
 
-        x = normalise_frames(frames, self.mean, self.std, self.device)
         with torch.inference_mode(), torch.autocast(self.device, dtype=self.autocast_dtype or torch.float32,
                                                     enabled=self.autocast_dtype is not None):
             z = self.model.encode_image(x)
-        z = torch.nn.functional.normalize(z.float(), dim=-1)
-        return z.cpu().numpy().astype(np.float32)
+        return torch.nn.functional.normalize(z.float(), dim=-1)
+
+    def _embed(self, frames: np.ndarray) -> np.ndarray:
+        x = normalise_frames(frames, self.mean, self.std, self.device)
+        return self._encode(x).cpu().numpy().astype(np.float32)
+
+    def _feed(self, shape: tuple) -> _CudaFeed:
+        """This thread's feed (calls may run in two threads of the actor at once, see encoder_stage)."""
+        feed = getattr(self._local, "feed", None)
+        if feed is None or feed.shape != shape or feed.batch != self.batch_size:
+            feed = self._local.feed = _CudaFeed(self.batch_size, shape, self.mean, self.std)
+        return feed
+
+    def _embed_cuda(self, frames: np.ndarray) -> np.ndarray:
+        import torch
+
+        b, n = self.batch_size, len(frames)
+        feed = self._feed(tuple(frames.shape[1:]))
+        out = torch.empty((n, self.dim), dtype=torch.float32, pin_memory=True)
+        starts = list(range(0, n, b))
+        feed.send(0, frames[:b])
+        with torch.cuda.stream(feed.compute):
+            for k, lo in enumerate(starts):
+                m = min(b, n - lo)
+                x = feed.receive(k, b if self.compiled else m)  # compiled: the whole slot, one shape
+                x = normalised_on_device(x, feed.mean, feed.std)
+                feed.done_with(k)
+                z = self._encode(x)[:m]
+                out[lo:lo + m].copy_(z, non_blocking=True)
+                if k + 1 < len(starts):  # queued behind this chunk's kernels: its copy overlaps them
+                    feed.send(k + 1, frames[starts[k + 1]:starts[k + 1] + b])
+        feed.compute.synchronize()
+        return out.numpy()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         frames = batch.pop("frame")
@@ -462,8 +570,9 @@ class FrameEncoder:
         batch["embedding"] = emb
         if "info" in batch and not is_frame.all():  # status rows learn where they were encoded
             info = np.asarray(batch["info"], dtype=object).copy()
+            gpu = {"gpu_busy": self.meter.reading()} if self.meter is not None else {}
             for r in np.flatnonzero(~is_frame):
-                info[r] = json.dumps({**json.loads(info[r]), "encoder_node_id": self.node_id})
+                info[r] = json.dumps({**json.loads(info[r]), "encoder_node_id": self.node_id, **gpu})
             batch["info"] = info
         return batch
 

@@ -33,6 +33,7 @@ from vidclust.contract import META_KEY, STATE_SCHEMA, is_corrupt_parquet, write_
 from vidclust.contract import clear_staging as clear_staging_of
 from vidclust.errors import first_line
 from vidclust.layout import OutputLayout
+from vidclust.runinfo import EmbedUsage
 
 log = logging.getLogger("vidclust")
 
@@ -106,6 +107,7 @@ class CommitLog:
         self.warnings: list[tuple[str, str]] = []
         self.decode_notes: dict[str, int] = {}  # why NVDEC did not decode a video -> how many videos
         self._run = uuid.uuid4().hex[:8]
+        self.usage = EmbedUsage()  # run.json's decode CPU, decoders and GPU busy fraction
         self._last_commit = time.monotonic()
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
@@ -139,6 +141,7 @@ class CommitLog:
             return  # frames still on their way (or repeated: then it stays open and is redone)
         del self.pending[vid]
         self.closed.add(vid)
+        self.usage.add(info)
         files = sorted(p["files"]) if ok else []
         self.ready.append({
             "video_id": vid, "path": info.get("path"), "status": info["status"], "error": info.get("error"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections import Counter
 from contextlib import contextmanager
 from importlib import metadata
 from typing import Any, Iterator
@@ -60,3 +61,45 @@ def timed() -> Iterator[dict]:
         yield t
     finally:
         t["seconds"] = round(time.perf_counter() - start, 3)
+
+
+class EmbedUsage:
+    """Where the embed stage's time went, summed over the videos' status rows as they are
+    committed: the decode tasks' CPU-seconds (`decode_cpu_s`), the decoder that made each video's
+    frames (`backend`, as in videos.parquet), and the latest reading of each encoder's GPU meter
+    (`gpu_busy`, cumulative per meter: see vidclust.gpu_meter)."""
+
+    def __init__(self) -> None:
+        self.decode_cpu_s = 0.0
+        self.decoders: Counter = Counter()
+        self.meters: dict[str, dict] = {}
+        self.why: set[str] = set()
+        self.videos = 0
+
+    def add(self, info: dict) -> None:
+        self.videos += 1
+        self.decode_cpu_s += float(info.get("decode_cpu_s") or 0.0)
+        self.decoders[info.get("backend") or "none"] += 1  # none: failed before any decoder ran
+        reading = info.get("gpu_busy")
+        if isinstance(reading, dict):
+            if "meter" in reading:
+                held = self.meters.get(reading["meter"])
+                if held is None or reading["samples"] > held["samples"]:
+                    self.meters[reading["meter"]] = reading
+            elif reading.get("why"):
+                self.why.add(str(reading["why"]))
+
+    def summary(self, frames: int) -> dict:
+        """run.json's keys: decode CPU-seconds in all and per embedded frame, videos per decoder,
+        and the GPUs' busy fraction over the encoders' lifetime (or why there is none)."""
+        samples = sum(m["samples"] for m in self.meters.values())
+        if samples:
+            busy = {"fraction": round(sum(m["busy_sum"] for m in self.meters.values()) / samples / 100, 3),
+                    "samples": samples, "encoders": len(self.meters)}
+        else:
+            why = "; ".join(sorted(self.why)) or ("no video was embedded in this run" if not self.videos
+                                                  else "the encoder ran on CPUs")
+            busy = {"fraction": None, "why": why}
+        return {"decode_cpu_s": round(self.decode_cpu_s, 3),
+                "decode_cpu_s_per_frame": round(self.decode_cpu_s / frames, 6) if frames else None,
+                "decoders": dict(sorted(self.decoders.items())), "gpu_busy": busy}

@@ -144,8 +144,10 @@ def apply_stage(ds: Any, stage: Stage) -> Any:
         args["memory"] = stage.memory_mb * 2**20
     if stage.is_actor:
         lo, hi = stage.actors or (1, 1)
-        args["compute"] = (ray.data.ActorPoolStrategy(size=lo) if lo == hi else ray.data.ActorPoolStrategy(
-            min_size=lo, max_size=hi, initial_size=min(hi, max(lo, stage.initial_actors or lo))))
+        threads = {} if stage.concurrent_calls <= 1 else {
+            "max_concurrent_calls_per_actor": stage.concurrent_calls, "enable_true_multi_threading": True}
+        args["compute"] = (ray.data.ActorPoolStrategy(size=lo, **threads) if lo == hi else ray.data.ActorPoolStrategy(
+            min_size=lo, max_size=hi, initial_size=min(hi, max(lo, stage.initial_actors or lo)), **threads))
         args["fn_constructor_kwargs"] = stage.kwargs
         if not stage.restart_actors:
             args["max_restarts"] = 0

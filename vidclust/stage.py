@@ -24,6 +24,7 @@ class Stage:
     actors: Optional[tuple[int, int]] = None  # (min, max) actors of a class's pool
     initial_actors: Optional[int] = None  # actors started at once (None: min)
     restart_actors: bool = True  # False: an actor lost with its node is not restarted (fail fast)
+    concurrent_calls: int = 1  # calls an actor runs at once, each in a thread of its own
 
     @property
     def is_actor(self) -> bool:
