@@ -360,6 +360,20 @@ def _staging_name(stage: str) -> str:
     return f"{stage}.{os.getpid()}.{socket.gethostname()}.{uuid.uuid4().hex}.tmp"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process `pid` of this host is running (another user's too); a pid <= 0 names
+    none (os.kill would signal a process group)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _left_by_a_stopped_run(name: str, stage: str) -> bool:
     """Whether the staging file `name` is `stage`'s (or every stage's) and its writing process is
     gone (this host's, not running). Names of older versions carry no writer: left by a stopped run."""
@@ -368,13 +382,7 @@ def _left_by_a_stopped_run(name: str, stage: str) -> bool:
         return bool(parts)
     if parts[0] not in (stage, _ANY_STAGE) or ".".join(parts[2:-1]) != socket.gethostname():
         return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's live process
-        return False
-    return False  # running (this very process too: another thread's write)
+    return not process_alive(int(parts[1]))  # a running one may be this very process (another thread's write)
 
 
 def clear_staging(layout: OutputLayout, stage: str, *, every_writer: bool = False) -> list[str]:
