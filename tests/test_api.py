@@ -146,7 +146,7 @@ def test_stats_from_python(ray_local, example_corpus, tmp_path, capsys):
     assert summary["codec_counts"] == {"h264": 12}
     assert json.loads((tmp_path / "stats" / "stats.json").read_text())["count"] == 12
     assert pq.read_table(tmp_path / "stats" / "stats.parquet").num_rows == 12
-    assert "videos          12" in capsys.readouterr().out
+    assert "videos          12" not in capsys.readouterr().out  # returned, not printed: the CLI prints it
     alone = vidclust.stats(str(example_corpus))  # no OUT: the table only
     assert alone["count"] == 12 and "files" not in alone
 
@@ -156,9 +156,14 @@ def test_the_command_line_calls_the_api(monkeypatch, tmp_path):
     arguments make; the command line sequences nothing itself."""
     from vidclust import api, cli
 
+    from vidclust.contract import PROBE_SCHEMA
+    from vidclust.video_stats import summarise_stats
+
     calls = []
+    returns = {"stats": {**summarise_stats(PROBE_SCHEMA.empty_table()), "files": []}}  # the CLI prints it
     for name in ("embed", "cluster", "describe", "report", "run", "assign", "stats"):
-        monkeypatch.setattr(api, name, lambda *args, _name=name, **kwargs: calls.append((_name, args, kwargs)) or {})
+        monkeypatch.setattr(api, name, lambda *args, _name=name, **kwargs: calls.append((_name, args, kwargs))
+                            or returns.get(_name, {}))
     out, src = str(tmp_path / "out"), str(tmp_path / "src")
     for argv in (["embed", src, out, "-q", "--model", "ViT-B-16", "--set", "cluster.k=5"],
                  ["cluster", out, "--set", "cluster.k=6"], ["describe", out], ["report", out], ["run", src, out],

@@ -8,8 +8,7 @@ import pytest
 
 from vidclust import decode as decode_mod
 from vidclust.config import Config, DecodeConfig, SamplingConfig
-from vidclust.decode import (AUTO_ORDER, DecodeResult, backend_unavailable, decode_cost, decode_device,
-                             sample_frames, scan_packets)
+from vidclust.decode import AUTO_ORDER, DecodeResult, backend_unavailable, decode_cost, sample_frames, scan_packets
 from vidclust.errors import DecodeError, VidclustError
 
 from videos import write_broken, write_truncated
@@ -149,34 +148,7 @@ def test_auto_goes_on_without_a_backend_that_cannot_load(gop_video, monkeypatch)
         run(gop_video, first)
 
 
-def test_gpu_decoding_that_fails_falls_back_to_the_cpu(gop_video, monkeypatch):
-    """decode.device=cuda where torch is made to believe in a GPU: torchcodec goes first, fails
-    to open the video on a CUDA device that is not there, and a CPU backend decodes it."""
-    need("torchcodec")
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a real GPU: this test is for machines without one")
-    monkeypatch.setattr(decode_mod, "_CUDA", True)
-    assert decode_device(DecodeConfig(device="cuda"), "h264") == "cuda"
-    idx, ts, _, result = run(gop_video, "auto", device="cuda")
-    assert idx.tolist() == MODES["every 10th"][1] and result.backend == AUTO_ORDER[0] != "torchcodec"
-    with pytest.raises(DecodeError, match="torchcodec: cannot open"):
-        run(gop_video, "torchcodec", device="cuda")
-
-
-def test_cuda_falls_back_to_cpu_without_a_gpu_or_for_other_codecs(gop_video, monkeypatch):
-    monkeypatch.setattr(decode_mod, "_CUDA", None)
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    assert decode_device(DecodeConfig(device="cpu"), "h264") == "cpu"
-    assert decode_device(DecodeConfig(device="cuda"), "mjpeg") == "cpu"  # NVDEC does not take it
-    assert decode_device(DecodeConfig(device="auto"), "h264") == ("cuda" if has_cuda else "cpu")
-    if not has_cuda:  # the CPU path, whatever was asked for
-        need("torchcodec")
-        idx, _, _, result = run(gop_video, "torchcodec", device="cuda")
-        assert idx.tolist() == MODES["every 10th"][1] and result.backend == "torchcodec"
+# decode.device=cuda|auto (NVDEC through PyAV, torchcodec's CUDA path gone): tests/test_nvdec.py
 
 
 def test_decode_cost():

@@ -26,10 +26,12 @@ from vidclust.errors import VidclustError
 from vidclust.example import topic_frame, write_video
 from vidclust.explorer import (explore_script, explorer_data, points_script, read_points_script,
                                video_link)
-from vidclust.palette import distinct_colors, min_distance, oklab
+from vidclust.frame_strips import grab_frames, thumbnail_strip
+from vidclust.page import render_html
+from vidclust.palette import NOISE_ID, cluster_colors, distinct_colors, min_distance, oklab
+from vidclust.plots import plot_sweep, plot_tsne
 from vidclust.projection import project_tsne
-from vidclust.report import (NOISE_ID, cluster_colors, grab_frames, plot_sweep, plot_tsne, render_html, run_report,
-                             thumbnail_strip)
+from vidclust.report import run_report
 from headless_chromium import HeadlessChromium, chromium_executable
 
 PNG = b"\x89PNG\r\n\x1a\n"

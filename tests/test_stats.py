@@ -130,9 +130,24 @@ def test_run_stats_on_a_manifest(example_corpus, ray_local, tmp_path, capsys):
     assert summary["codec_counts"] == {"h264": 12}
     assert summary["resolution_counts"] == {"128x96": 12}
     assert 0 < summary["total_hours"] < 12 * 3.1 / 3600
-    assert "videos          12" in printed and "h264: 12" in printed
+    assert "videos          12" not in printed  # the summary is returned; the command line prints it
+    text = format_stats(summary)
+    assert "videos          12" in text and "h264: 12" in text
     assert json.loads((out / "stats.json").read_text())["count"] == 12
     assert pq.read_table(out / "stats.parquet").num_rows == 12
     for name in ("stats_duration.png", "stats_fps.png", "stats_resolution.png", "stats_codec.png"):
         assert (out / name).read_bytes().startswith(PNG)
     assert np.isfinite(summary["duration_s"]["median"])
+
+
+def test_the_stats_command_prints_the_table(example_corpus, ray_local, tmp_path, capsys):
+    """`vidclust stats SOURCE --out DIR` prints what the API returns: the table and the files."""
+    from vidclust import cli
+
+    out = tmp_path / "stats"
+    cli.dispatch(cli.build_parser().parse_args(["stats", str(example_corpus), "--out", str(out)]))
+    printed = capsys.readouterr().out
+    assert "videos          12" in printed and "h264: 12" in printed
+    assert any(line.startswith("wrote stats.json, stats.parquet, stats_") and line.endswith(f" to {out}")
+               for line in printed.splitlines())
+    assert json.loads((out / "stats.json").read_text())["count"] == 12

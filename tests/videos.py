@@ -49,3 +49,43 @@ def _long_mkv(folder: Path) -> bytes:
     raw = long_mkv.read_bytes()
     long_mkv.unlink()
     return raw
+
+
+# (file name, encoder, pixel format): what NVDEC takes (H.264 8-bit 4:2:0) and what it refuses
+NVDEC_KINDS = [
+    ("h264.mp4", "libx264", "yuv420p"),
+    ("av1.mkv", "libsvtav1", "yuv420p"),
+    ("mjpeg.mkv", "mjpeg", "yuvj420p"),
+    ("h264_10bit.mp4", "libx264", "yuv420p10le"),
+]
+
+
+def write_coded(path: Path, codec: str, pix_fmt: str, n_frames: int = 30, size: tuple[int, int] = (96, 128)) -> Path:
+    """`n_frames` of a moving gradient encoded with `codec` in `pix_fmt` (write_video picks the
+    pixel format itself)."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    with av.open(str(path), mode="w") as c:
+        s = c.add_stream(codec, rate=Fraction(25))
+        s.height, s.width, s.pix_fmt = h, w, pix_fmt
+        if codec == "libsvtav1":
+            s.options = {"preset": "12"}
+        for t in range(n_frames):
+            img = np.stack([(xx * 2 + t * 7) % 256, (yy * 2 + t * 3) % 256, np.full_like(xx, (t * 37) % 256)],
+                           -1).astype(np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def write_nvdec_kinds(folder: Path) -> dict[str, Path]:
+    """One file of each NVDEC_KINDS, by video id."""
+    return {name.split(".")[0]: write_coded(folder / name, codec, pix_fmt) for name, codec, pix_fmt in NVDEC_KINDS}

@@ -156,8 +156,9 @@ def assign(out: str | os.PathLike, new_source: str | os.PathLike, *, config=None
 def stats(source: str | os.PathLike, out: Optional[str | os.PathLike] = None, *, config=None,
           **settings: Any) -> dict:
     """`vidclust stats SOURCE [--out DIR]`: durations, frame rates, sizes and codecs of every video
-    of SOURCE (container metadata, no decoding), printed as a table; with `out`, also written there
-    (stats.json, stats.parquet, histograms as PNG). Returns the summary (stats.json's content)."""
+    of SOURCE (container metadata, no decoding); with `out`, also written there (stats.json,
+    stats.parquet, histograms as PNG). Returns the summary (stats.json's content) and prints
+    nothing: `vidclust.stats.format_stats(summary)` is the table the command line prints."""
     from vidclust.stats import run_stats
 
     cfg = make_config(config, **settings)

@@ -108,7 +108,12 @@ def dispatch(args: argparse.Namespace) -> None:
     elif args.command == "assign":
         api.assign(args.OUT, args.NEW_SOURCE, config=cfg, show_progress=progress)
     elif args.command == "stats":
-        api.stats(args.SOURCE, args.out, config=cfg)
+        from vidclust.stats import format_stats
+
+        summary = api.stats(args.SOURCE, args.out, config=cfg)
+        print(format_stats(summary))
+        if args.out is not None:
+            print(f"wrote {', '.join(summary['files'])} to {args.out}")
     elif args.command in ("cluster", "describe", "report"):
         getattr(api, args.command)(args.OUT, config=cfg)
     else:  # pragma: no cover - the parser offers only the commands above

@@ -2,10 +2,10 @@
 
 Defaults live here; they are the research notebook's this job grew from (docs/architecture.md
 says where each part of the job lives). A module whose choices and defaults are its own
-(vidclust.clusterer's methods, vidclust.near_duplicates' searches, vidclust.pooling's
-aggregations, vidclust.scores' sweep metrics, the precisions of vidclust.devices and
-vidclust.summarise, vidclust.zero_shot's modes, vidclust.runtime's `ray` section) keeps them, and this tree imports them from it:
-each list exists once.
+(vidclust.clusterer's methods, vidclust.near_duplicates' searches, vidclust.decode's backends
+and devices, vidclust.pooling's aggregations, vidclust.scores' sweep metrics, the precisions of
+vidclust.devices and vidclust.summarise, vidclust.zero_shot's modes, vidclust.runtime's `ray`
+section) keeps them, and this tree imports them from it: each list exists once.
 `cluster_configs/local.yaml` spells the same defaults out for people to copy, and a test keeps
 the two equal. A YAML file overrides any subset of fields; `--set a.b=value` overrides one field
 after that. Unknown keys and values of the wrong type are errors, never silently ignored.
@@ -22,6 +22,8 @@ from typing import Any, Optional
 import yaml
 
 from vidclust.clusterer import EXACT_UP_TO, METHODS
+from vidclust.decode import BACKENDS as DECODE_BACKENDS
+from vidclust.decode import DEVICES as DECODE_DEVICES
 from vidclust.devices import PRECISIONS
 from vidclust.errors import VidclustError
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, SEARCHES
@@ -55,15 +57,22 @@ class PreprocessConfig:
 
 @dataclass
 class DecodeConfig:
-    # auto: PyAV, then torchcodec (first when decoding on a GPU), then decord, each taking over
-    # where the one before fails | pyav | torchcodec | decord
+    # one of decode.BACKENDS: auto (PyAV, then torchcodec, then decord, each taking over where the
+    # one before fails) | pyav | torchcodec | decord
     backend: str = "auto"
-    device: str = "auto"  # auto (cuda where torch sees a GPU and NVDEC takes the codec) | cuda | cpu
+    # one of decode.DEVICES: auto and cuda decode on NVDEC (PyAV's CUDA hwaccel, inside the GPU
+    # encoder actors) the videos it takes, the rest on the CPUs, each with its reason | cpu
+    device: str = "auto"
     threads: int = 1  # decoder threads per video; 0: as many as the decoder sees fit (a few long videos)
     chunk_frames: int = 32  # frames decoded and handed on at a time: bounds memory per video
     cpus_per_task: float = 1.0
     memory_mb: int = 768  # a decode task reserves (frames in flight, decoder buffers): 480 MiB seen
     videos_per_task: int = 1  # videos a decode task takes on: few, so that they spread over the nodes
+    # the share of NVDEC-capable videos decoded on NVDEC (by a hash of the id); the CPU decode tasks
+    # decode the others at the same time, so the two capacities add. 0.6: from the specs (an H200's
+    # ~4.5k 1080p H.264 frames/s against ~15 vCPUs at ~200 each) until a GPU run measures both
+    nvdec_share: float = 0.6
+    nvdec_sessions: int = 8  # NVDEC decoding threads per GPU encoder actor (an H200 has 7 engines)
 
 
 @dataclass
@@ -178,9 +187,10 @@ class Config:
         _check(p.mean is None or (len(p.mean) == 3 and len(p.std) == 3), "embed.preprocess.mean/std need 3 values")
         _check(p.std is None or all(v > 0 for v in p.std), "embed.preprocess.std values must be > 0")
         d = self.embed.decode
-        _check(d.backend in ("auto", "torchcodec", "pyav", "decord"),
-               "embed.decode.backend: auto, torchcodec, pyav or decord")
-        _check(d.device in ("auto", "cuda", "cpu"), "embed.decode.device: auto, cuda or cpu")
+        _check_choice(d.backend, DECODE_BACKENDS, "embed.decode.backend")
+        _check_choice(d.device, DECODE_DEVICES, "embed.decode.device")
+        _check(0 <= d.nvdec_share <= 1, "embed.decode.nvdec_share must be between 0 and 1")
+        _check(d.nvdec_sessions >= 1, "embed.decode.nvdec_sessions must be >= 1")
         _check(d.chunk_frames >= 1, "embed.decode.chunk_frames must be >= 1")
         _check(d.threads >= 0, "embed.decode.threads must be >= 0 (0: auto)")
         _check(d.videos_per_task >= 1, "embed.decode.videos_per_task must be >= 1")

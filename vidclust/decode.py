@@ -1,9 +1,12 @@
 """Decoding and frame sampling: a video file -> chunks of sampled frames, uint8 (n, S, S, 3).
 
-Backends, in the order `backend=auto` tries them (AUTO_ORDER): PyAV, torchcodec (FFmpeg; first
-where a video is decoded on the GPU, NVDEC, as `decode.device` allows), decord. The next takes over for files one refuses and for
-the rest of a file where one breaks off mid-way. Only the frames to embed are decoded, as far as
-the keyframes allow: a decoder seeks to the keyframe before a sample when that skips frames, and
+Backends, in the order `backend=auto` tries them (AUTO_ORDER): PyAV, torchcodec (FFmpeg), decord.
+The next takes over for files one refuses and for the rest of a file where one breaks off mid-way.
+`decode.device=cuda|auto` puts PyAV on NVDEC first where the video and the process allow it
+(`vidclust.nvdec`, for a caller that takes `gpu_frames`): its frames then stay on the GPU (torch
+tensors), and a video NVDEC refuses or fails on is decoded on the CPU, `DecodeResult.note` saying
+why. Only the frames to embed are decoded, as far as the keyframes allow: a decoder seeks to the
+keyframe before a sample when that skips frames, and
 `sampling.keyframes` decodes keyframes only. `DecodeResult.n_frames_decoded` counts the frames
 decoded (PyAV: counted; torchcodec, decord: from the keyframe positions, see `decode_cost`).
 Frames are resized (squashed, as the notebook did) while decoding, turned upright as players turn
@@ -23,8 +26,9 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from vidclust.config import DecodeConfig, SamplingConfig
 from vidclust.errors import DecodeError, first_line
+from vidclust.nvdec import BACKEND as NVDEC_BACKEND
+from vidclust.nvdec import NvdecFrames, codec_refusal, environment, environment_refusal
 
 log = logging.getLogger("vidclust")
 
@@ -42,6 +46,9 @@ class VideoInfo:
     n_frames_exact: bool = False  # the container states the count (else it may be far off)
     n_frames_from_stream: bool = False  # count or duration of the video stream itself is known
     container: Optional[str] = None  # FFmpeg's name of the container format (mov,mp4,..., mpeg)
+    codec_id: Optional[str] = None  # the codec itself, whichever decoder `codec` names (libdav1d: av1)
+    pix_fmt: Optional[str] = None  # the stream's pixel format (yuv420p, yuv420p10le, ...)
+    profile: Optional[str] = None  # the codec's profile (High, High 10, ...)
 
 
 @dataclass
@@ -64,6 +71,7 @@ class DecodeResult:
     # set when the video is kept but is not whole (e.g. truncated: fewer frames decode than its
     # container announces); the embed stage records it in the video's `warning`
     warning: Optional[str] = None
+    note: Optional[str] = None  # decode.device=cuda|auto: why NVDEC did not decode this video
 
 
 def probe_video(path: str) -> VideoInfo:
@@ -97,7 +105,9 @@ def probe_video(path: str) -> VideoInfo:
                              # a container holding only the video: its duration is the video's
                              n_frames_from_stream=bool(s.frames) or s.duration is not None
                              or len(container.streams) == 1,
-                             container=container.format.name)
+                             container=container.format.name, pix_fmt=s.codec_context.pix_fmt,
+                             codec_id=s.codec_context.codec.canonical_name,
+                             profile=s.profile)
     except DecodeError:
         raise
     except Exception as exc:  # PyAV raises many kinds: InvalidDataError, ValueError, ...
@@ -136,14 +146,15 @@ def _missing(path: str) -> str:
 # the order `backend=auto` tries them in: each takes over where the one before fails (cannot open
 # a file, or breaks off mid-way). bench/bench_decode.py (README, Performance): on CPU PyAV costs
 # the least CPU (as little as the others every 10th frame, ~30% less for keyframes), passes every
-# robustness test (MPEG-1 program streams too) and its memory stays flat; torchcodec goes first
-# for a video decoded on the GPU (NVDEC)
+# robustness test (MPEG-1 program streams too) and its memory stays flat; on the GPU (NVDEC) PyAV
+# decodes too, through FFmpeg's CUDA hwaccel (vidclust.nvdec)
 AUTO_ORDER = ("pyav", "torchcodec", "decord")
-NVDEC_CODECS = ("h264", "hevc")  # what decode.device=cuda|auto sends to the GPU; the rest: CPU
+BACKENDS = ("auto", *AUTO_ORDER)  # embed.decode.backend
+DEVICES = ("auto", "cuda", "cpu")  # embed.decode.device: cuda and auto decode on NVDEC where they can
 SEEK_MIN_GAP = 16  # PyAV looks at the keyframes (a demux pass) only when samples are this far apart
 
 
-def sampled_indices(n_frames: int, fps: Optional[float], sampling: SamplingConfig,
+def sampled_indices(n_frames: int, fps: Optional[float], sampling,
                     keyframes=None) -> np.ndarray:
     """The frame indices to embed out of `n_frames`: every `frame_interval`-th, or `sampling.fps`
     per second of video, or (`sampling.keyframes`) the `keyframes` given, then at most
@@ -268,30 +279,24 @@ def _load_torchcodec_ffmpeg() -> None:
     load_core_libraries()
 
 
-_CUDA: Optional[bool] = None
+def nvdec_frames(info: VideoInfo, decode, gpu_frames: bool) -> tuple[Optional[NvdecFrames], Optional[str]]:
+    """(NVDEC's frame maker, None) where this video decodes on NVDEC in this process, else (None,
+    why not): decode.device=cpu (no reason: asked for), the video's codec, pixel format or profile,
+    the process (no CUDA device visible, no libnvcuvid), a caller that wants frames in host memory."""
+    if decode.device == "cpu":
+        return None, None
+    why = codec_refusal(info.codec_id, info.pix_fmt, info.profile) or environment_refusal(environment())
+    if not why and not gpu_frames:
+        why = "frames wanted in host memory (NVDEC decodes inside the GPU encoder actors)"
+    return (None, why) if why else (NvdecFrames(), None)
 
 
-def decode_device(decode: DecodeConfig, codec: Optional[str]) -> str:
-    """cuda or cpu for a video of `codec`: cuda where asked for (or auto) and torch sees a GPU
-    and NVDEC decodes the codec; CPU decoding is the fallback for everything else."""
-    global _CUDA
-    if decode.device == "cpu" or codec not in NVDEC_CODECS:
-        return "cpu"
-    if _CUDA is None:
-        try:
-            import torch
-
-            _CUDA = bool(torch.cuda.is_available())
-        except Exception:
-            _CUDA = False
-        if not _CUDA and decode.device == "cuda":
-            log.warning("embed.decode.device=cuda but no CUDA device is visible here: decoding on CPU")
-    return "cuda" if _CUDA else "cpu"
-
-
-def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
-                  result: Optional[DecodeResult] = None) -> Iterator[FrameChunk]:
-    """Yield the sampled frames of a local video file, `decode.chunk_frames` at a time.
+def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = None,
+                  gpu_frames: bool = False) -> Iterator[FrameChunk]:
+    """Yield the sampled frames of a local video file, `decode.chunk_frames` at a time, as
+    `sampling` (config.SamplingConfig) and `decode` (config.DecodeConfig) say: uint8 NumPy
+    arrays, or, with `gpu_frames` where decode.device and the video let NVDEC decode it, uint8
+    torch tensors on the GPU (`result.note`: why not NVDEC, where decode.device was not cpu).
 
     Raises DecodeError for a file of which no frame decodes. A file that breaks off (truncated,
     corrupt further on) keeps the frames that decoded: `result.warning` then says what is missing.
@@ -299,21 +304,22 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     """
     result = result if result is not None else DecodeResult()
     result.info = probe_video(path)
+    nvdec, result.note = nvdec_frames(result.info, decode, gpu_frames)
     done_upto = -1  # highest frame index handed on so far
     errors = []
     broke_off = None  # why decoding stopped before the end, when every backend failed
     mid_way = None  # the first backend that broke off after handing on frames
     if decode.backend == "auto":
         backends = [b for b in AUTO_ORDER if not backend_unavailable(b)]
-        if "torchcodec" in backends and decode_device(decode, result.info.codec) == "cuda":
-            backends.remove("torchcodec")
-            backends.insert(0, "torchcodec")
     else:
         backends = [decode.backend]
     readers = {"torchcodec": _torchcodec_chunks, "pyav": _pyav_chunks, "decord": _decord_chunks}
+    if nvdec is not None:  # NVDEC first; a CPU backend takes over where it refuses or fails
+        backends.insert(0, NVDEC_BACKEND)
+        readers[NVDEC_BACKEND] = lambda *args, **kw: _pyav_chunks(*args, **kw, nvdec=nvdec)
     for backend in backends:
         try:
-            if backend_unavailable(backend):
+            if backend != NVDEC_BACKEND and backend_unavailable(backend):
                 raise DecodeError(backend_unavailable(backend))
             for chunk in readers[backend](path, sampling, decode, result, after=done_upto):
                 if len(chunk.frame_index):
@@ -329,6 +335,8 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
             if done_upto >= 0 and mid_way is None:
                 mid_way = errors[-1]  # why, if the next backend finds no more frames either
             log.debug("%s could not decode %s: %s", backend, path, exc)
+            if backend == NVDEC_BACKEND:
+                result.note = f"NVDEC failed: {exc}"
     else:  # the last backend failed too: keep what decoded before it broke off, if anything
         if result.n_frames_sampled == 0:
             raise DecodeError("; ".join(errors))
@@ -368,23 +376,18 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
 def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
     """torchcodec (FFmpeg): exact seek mode indexes the file first, so that get_frames_at
     fetches exactly the frames asked for, seeking to the keyframe before one only where that
-    skips frames. On CPU FFmpeg resizes while decoding; on CUDA, NVDEC decodes and torch resizes
-    on the GPU. torchcodec turns rotated videos upright itself (its metadata's `rotation`)."""
+    skips frames. FFmpeg resizes while decoding. torchcodec turns rotated videos upright itself
+    (its metadata's `rotation`). Its CUDA path is gone (issue 21): NVDEC is PyAV's (vidclust.nvdec)."""
     from torchcodec.decoders import VideoDecoder
+    from torchcodec.transforms import Resize
 
     size = sampling.image_size
     if result.info.duration_s is None or result.info.container in ("mpeg", "mpegvideo"):
         # MPEG program streams and raw MPEG video: its index misplaces frames (PyAV takes them)
         raise DecodeError(f"frame index unreliable in {result.info.container or 'this'} container")
-    device = decode_device(decode, result.info.codec)
     try:
-        if device == "cuda":
-            dec = VideoDecoder(path, seek_mode="exact", device="cuda", dimension_order="NCHW")
-        else:
-            from torchcodec.transforms import Resize
-
-            dec = VideoDecoder(path, seek_mode="exact", device="cpu", dimension_order="NHWC",
-                               num_ffmpeg_threads=decode.threads, transforms=[Resize((size, size))])
+        dec = VideoDecoder(path, seek_mode="exact", device="cpu", dimension_order="NHWC",
+                           num_ffmpeg_threads=decode.threads, transforms=[Resize((size, size))])
         meta = dec.metadata
         n = int(meta.num_frames or 0)
         fps = float(meta.average_fps or 0) or result.info.fps
@@ -401,7 +404,7 @@ def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[F
         part = idx[first:first + decode.chunk_frames]
         try:
             batch = dec.get_frames_at(part.tolist())
-            frames = _gpu_resized(batch.data, size) if device == "cuda" else batch.data.numpy()
+            frames = batch.data.numpy()
             ts = batch.pts_seconds.numpy() - start
         except Exception as exc:
             raise DecodeError(f"failed at frame {int(part[0])}: {first_line(exc)}") from None
@@ -410,8 +413,6 @@ def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[F
         last_ts = float(ts[-1])
         cost, pos = decode_cost(part, keys, pos)
         result.n_frames_decoded += cost
-        if device == "cuda" and not result.backend:
-            result.backend = "torchcodec" if dec.cpu_fallback else "torchcodec-cuda"
         yield FrameChunk(part.astype(np.int32), ts.astype(np.float32), frames)
 
 
@@ -423,16 +424,6 @@ def _torchcodec_keyframes(dec, path: str) -> np.ndarray:
     except Exception:
         scan = scan_packets(path)
         return scan.keyframes if scan is not None else np.zeros(0, np.int64)
-
-
-def _gpu_resized(data, size: int) -> np.ndarray:
-    """NCHW uint8 CUDA frames -> (n, size, size, 3) uint8 on the host: bilinear with antialias,
-    as FFmpeg scales on CPU. Untested here: no GPU on the machines this was written on."""
-    import torch
-
-    x = torch.nn.functional.interpolate(data.float(), size=(size, size), mode="bilinear",
-                                        antialias=True, align_corners=False)
-    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
@@ -468,9 +459,10 @@ def _decord_chunks(path, sampling, decode, result, after: int) -> Iterator[Frame
     del vr
 
 
-def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
+def _pyav_chunks(path, sampling, decode, result, after: int, nvdec=None) -> Iterator[FrameChunk]:
     """PyAV: decodes straight through, counting every frame, unless the samples lie further
-    apart than the keyframes (or only keyframes are wanted): then it seeks from one to the next."""
+    apart than the keyframes (or only keyframes are wanted): then it seeks from one to the next.
+    `nvdec` (nvdec.NvdecFrames): on NVDEC, the frames handed on as torch tensors on the GPU."""
     info = result.info
     fps = info.fps or 25.0
     scan = None
@@ -487,16 +479,18 @@ def _pyav_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameCh
         if sampling.keyframes or decode_cost(targets, scan.keyframes)[0] < 0.7 * (targets[-1] + 1):
             result.n_frames_found = len(scan.pts)
             result.expected = len(targets)
-            yield from _pyav_seeking(path, sampling, decode, result, targets[targets > after], scan)
+            yield from _pyav_seeking(path, sampling, decode, result, targets[targets > after], scan, nvdec)
             return
     n = len(scan.pts) if scan is not None else (info.n_frames if info.n_frames_exact else None)
     # no index of the frames: the keyframes, indexed by their time
-    yield from _pyav_straight(path, sampling, decode, result, after, n, sampling.keyframes)
+    yield from _pyav_straight(path, sampling, decode, result, after, n, sampling.keyframes, nvdec)
 
 
-def _pyav_open(path, decode):
+def _pyav_open(path, decode, nvdec=None):
     import av
 
+    if nvdec is not None:
+        return _pyav_open_nvdec(path, nvdec)
     container = av.open(path)
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame and slice threads
@@ -505,14 +499,33 @@ def _pyav_open(path, decode):
     return container, stream, t0
 
 
+def _pyav_open_nvdec(path, nvdec):
+    """A container whose video stream decodes on NVDEC (`nvdec.open`), or DecodeError saying why
+    not (no GPU: av.error.PermissionError; a codec without a CUDA hwaccel)."""
+    try:
+        container = nvdec.open(path)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"cannot open on NVDEC: {type(exc).__module__}.{type(exc).__name__}: "
+                          f"{first_line(exc)}") from None
+    stream = container.streams.video[0]
+    stream.thread_count = 1  # the GPU decodes: no CPU threads to wait on
+    t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    return container, stream, t0
+
+
 class _Chunker:
-    def __init__(self, size: int, chunk_frames: int):
-        self.size, self.chunk_frames = size, chunk_frames
+    def __init__(self, size: int, chunk_frames: int, nvdec=None):
+        self.size, self.chunk_frames, self.nvdec = size, chunk_frames, nvdec
         self.idx, self.ts, self.frames = [], [], []
 
     def add(self, i: int, t: float, frame) -> Optional[FrameChunk]:
         self.idx.append(i)
         self.ts.append(t)
+        if self.nvdec is not None:  # resized, converted and turned upright on the GPU
+            self.frames.append(self.nvdec.rgb(frame, self.size))
+            return self.flush() if len(self.idx) >= self.chunk_frames else None
         # BILINEAR is how decord scales: the backends give (nearly) the same pixels
         pixels = frame.to_ndarray(width=self.size, height=self.size, format="rgb24", interpolation="BILINEAR")
         self.frames.append(turned_upright(pixels, frame.rotation))
@@ -522,18 +535,19 @@ class _Chunker:
         if not self.idx:
             return None
         chunk = FrameChunk(np.asarray(self.idx, np.int32), np.asarray(self.ts, np.float32),
-                           np.stack(self.frames))
+                           np.stack(self.frames) if self.nvdec is None else self.nvdec.stack(self.frames))
         self.idx, self.ts, self.frames = [], [], []
         return chunk
 
 
-def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan) -> Iterator[FrameChunk]:
+def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan,
+                  nvdec=None) -> Iterator[FrameChunk]:
     keys = scan.keyframes.tolist()
     index_of = {int(p): i for i, p in enumerate(scan.pts)}
-    out = _Chunker(sampling.image_size, decode.chunk_frames)
+    out = _Chunker(sampling.image_size, decode.chunk_frames, nvdec)
     error = None
     try:
-        container, stream, t0 = _pyav_open(path, decode)
+        container, stream, t0 = _pyav_open(path, decode, nvdec)
         with container:
             if sampling.keyframes:
                 stream.codec_context.skip_frame = "NONKEY"  # the others are not even decoded
@@ -563,13 +577,15 @@ def _pyav_seeking(path, sampling, decode, result, targets, scan: PacketScan) -> 
                 chunk = out.add(pos, ts, got)
                 if chunk is not None:
                     yield chunk
+    except DecodeError as exc:  # NVDEC refused to open it
+        error = exc
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after {result.n_frames_decoded} frames: {first_line(exc)}")
     yield from _hand_on_then_raise(out, error)
 
 
 def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optional[int],
-                   keyframes_only: bool = False) -> Iterator[FrameChunk]:
+                   keyframes_only: bool = False, nvdec=None) -> Iterator[FrameChunk]:
     """Decode from the start, keeping the frames wanted out of `n_frames` (None: unknown)."""
     info = result.info
     fps = info.fps or 25.0
@@ -590,11 +606,11 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
             if step:
                 return int(np.floor(np.ceil(i / step) * step)) == i
             return i % sampling.frame_interval == 0
-    out = _Chunker(sampling.image_size, decode.chunk_frames)
+    out = _Chunker(sampling.image_size, decode.chunk_frames, nvdec)
     emitted, decoded = 0, 0
     error = None
     try:
-        container, stream, t0 = _pyav_open(path, decode)
+        container, stream, t0 = _pyav_open(path, decode, nvdec)
         with container:
             if keyframes_only:
                 stream.codec_context.skip_frame = "NONKEY"
@@ -614,6 +630,8 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
                     yield chunk
                 if last_wanted is None and sampling.max_frames and emitted >= sampling.max_frames:
                     break
+    except DecodeError as exc:  # NVDEC refused to open it
+        error = exc
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after frame {decoded - 1}: {first_line(exc)}")
     yield from _hand_on_then_raise(out, error)

@@ -3,6 +3,10 @@
     video list (Ray Data) -> decode + sample (CPU tasks) -> FrameEncoder (actor pool, one per GPU)
         -> write_frames_file (tasks: frames/part-*.parquet) -> driver: CommitLog (per-video rows)
 
+With decode.device=cuda|auto and the encoder on GPUs, the decode tasks send the NVDEC-capable
+videos of their share on undecoded (a DEFERRED row) and the GPU actors (DecodingEncoder) decode
+them on NVDEC, frames staying on the GPU; the CPUs decode the rest at the same time.
+
 Decode tasks emit each video's frames, then one status row (frame_index -1) carrying what the
 driver records about the video. The encoder passes status rows through. Write tasks write the
 frames and hand back one accounting row per video and file; the driver never sees a frame, only
@@ -11,8 +15,10 @@ with the number of videos, not frames, and the embedding rate grows with the clu
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -20,13 +26,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidclust.config import Config, DecodeConfig, EmbedConfig, EncoderConfig, to_dict
-from vidclust.decode import DecodeResult, sample_frames
+from vidclust.decode import DecodeResult, probe_video, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
 from vidclust.encoder import check_checkpoint_fits
 from vidclust.errors import DecodeError, VidclustError
 from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
 from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
 from vidclust.layout import OutputLayout
+from vidclust.nvdec import codec_refusal, environment, environment_refusal, takes_share
 from vidclust.runinfo import record_stage, timed
 from vidclust.runtime import current_node_id
 from vidclust.stage import Stage
@@ -70,49 +77,179 @@ def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
 # decoding: one video -> batches of frames, then its status row
 
 
-def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig) -> Iterator[dict]:
+DEFERRED = -2  # frame_index of a row that hands a video on undecoded, to the GPU actors' NVDEC
+ACTOR = "the GPU encoder actor"  # where such a video was decoded, named in its note if not on NVDEC
+ACTOR_NOTE = f" (in {ACTOR})"
+
+
+def decode_videos(batch: dict[str, np.ndarray], embed_cfg: EmbedConfig, nvdec: bool = False) -> Iterator[dict]:
     """Generator over rows (video_id, path[, captions, category]): yields batches with columns
     video_id, frame_index, timestamp_s, frame (uint8 N x S x S x 3) and info ('' for frames; for
     the status row that ends each video, a JSON object with its status and metadata). Never
-    raises for a bad video."""
-    size = embed_cfg.sampling.image_size
+    raises for a bad video. `nvdec`: the encoder actors decode on NVDEC (DecodingEncoder); the
+    videos they take (`nvdec_route`) pass on as one DEFERRED row each, their info the video's row."""
     n = len(batch["video_id"])
     captions = batch.get("captions", [None] * n)
     categories = batch.get("category", [None] * n)
     listing_errors = batch.get("listing_error", [None] * n)
+    cpu_decode = dataclasses.replace(embed_cfg.decode, device="cpu")
     for video_id, path, caps, category, listing_error in zip(batch["video_id"], batch["path"], captions,
                                                              categories, listing_errors):
-        video_id, path = str(video_id), str(path)
-        result = DecodeResult()
-        emitted, index_sum, status, error = 0, 0, "ok", None
-        try:
-            if listing_error:  # found unreadable while listing (the rest of a truncated shard)
-                raise DecodeError(str(listing_error))
-            with local_file(path) as local:
-                for chunk in sample_frames(local, embed_cfg.sampling, embed_cfg.decode, result):
-                    k = len(chunk.frame_index)
-                    emitted += k
-                    index_sum += int(chunk.frame_index.astype(np.int64).sum())
-                    yield {"video_id": np.full(k, video_id, dtype=object),
-                           "frame_index": chunk.frame_index, "timestamp_s": chunk.timestamp_s,
-                           "frame": chunk.frames, "info": np.full(k, "", dtype=object)}
-        except DecodeError as exc:
-            status, error = "failed", str(exc)
-        except Exception as exc:  # a decoder bug must not kill the job: the video fails, loudly
-            status, error = "failed", f"unexpected {type(exc).__name__}: {exc}"
-            log.exception("unexpected error decoding %s", path)
-        i = result.info
-        info = {"status": status, "error": error, "warning": result.warning,
-                "n_emitted": emitted, "index_sum": index_sum, "path": path,
-                "n_frames_decoded": result.n_frames_decoded,
-                "captions": [str(c) for c in caps] if caps is not None else [],
-                "category": None if category is None else str(category),
-                "duration_s": i.duration_s, "fps": i.fps, "width": i.width, "height": i.height,
-                "codec": i.codec, "backend": result.backend or None, "node_id": current_node_id()}
-        yield {"video_id": np.array([video_id], dtype=object),
-               "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
-               "frame": np.zeros((1, size, size, 3), np.uint8),
-               "info": np.array([json.dumps(info)], dtype=object)}
+        video = {"video_id": str(video_id), "path": str(path), "category": None if category is None else str(category),
+                 "captions": [str(c) for c in caps] if caps is not None else [], "listing_error": listing_error}
+        if not nvdec:  # decode.device decides in this process (no GPU in a CPU task: the CPU)
+            yield from video_rows(video, embed_cfg)
+            continue
+        route, note = nvdec_route(video, embed_cfg)
+        if route:
+            yield {"video_id": np.array([video["video_id"]], dtype=object),
+                   "frame_index": np.array([DEFERRED], np.int32), "timestamp_s": np.zeros(1, np.float32),
+                   "frame": np.zeros((1, embed_cfg.sampling.image_size, embed_cfg.sampling.image_size, 3), np.uint8),
+                   "info": np.array([json.dumps({**video, "listing_error": None})], dtype=object)}
+        else:
+            yield from video_rows(video, embed_cfg, cpu_decode, note)
+
+
+def nvdec_route(video: dict, embed_cfg: EmbedConfig) -> tuple[bool, str | None]:
+    """(True, None) where a decode task hands `video` on to the GPU actors' NVDEC, else (False,
+    why it decodes on the CPU): its codec (from the probe), or the CPUs' share of the videos
+    (decode.nvdec_share). A file that cannot be probed stays here, to fail with its reason."""
+    if video["listing_error"]:
+        return False, None
+    try:
+        with local_file(video["path"]) as local:
+            info = probe_video(local)
+    except Exception:
+        return False, None
+    why = codec_refusal(info.codec_id, info.pix_fmt, info.profile)
+    if why:
+        return False, why
+    if not takes_share(video["video_id"], embed_cfg.decode.nvdec_share):
+        return False, "in the CPUs' share (embed.decode.nvdec_share)"
+    return True, None
+
+
+def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None = None,
+               note: str | None = None, where: str | None = None) -> Iterator[dict]:
+    """One video's frame batches, then its status row. `decode`: embed_cfg.decode unless given;
+    `note`: why NVDEC did not decode it, where the caller decided that. `where` (the GPU encoder
+    actor that will embed them): frames from NVDEC stay on the GPU (torch), and `where` is named
+    in the note of a video NVDEC did not decode; else NumPy frames, for Ray's object store."""
+    size = embed_cfg.sampling.image_size
+    video_id, path = video["video_id"], video["path"]
+    result = DecodeResult()
+    emitted, index_sum, status, error = 0, 0, "ok", None
+    try:
+        if video["listing_error"]:  # found unreadable while listing (the rest of a truncated shard)
+            raise DecodeError(str(video["listing_error"]))
+        with local_file(path) as local:
+            for chunk in sample_frames(local, embed_cfg.sampling, decode or embed_cfg.decode, result,
+                                       gpu_frames=where is not None):
+                k = len(chunk.frame_index)
+                emitted += k
+                index_sum += int(chunk.frame_index.astype(np.int64).sum())
+                yield {"video_id": np.full(k, video_id, dtype=object),
+                       "frame_index": chunk.frame_index, "timestamp_s": chunk.timestamp_s,
+                       "frame": chunk.frames, "info": np.full(k, "", dtype=object)}
+    except DecodeError as exc:
+        status, error = "failed", str(exc)
+    except Exception as exc:  # a decoder bug must not kill the job: the video fails, loudly
+        status, error = "failed", f"unexpected {type(exc).__name__}: {exc}"
+        log.exception("unexpected error decoding %s", path)
+    i = result.info
+    note = note or result.note
+    note = f"{note} (in {where})" if note and where else note  # where=ACTOR: ends with ACTOR_NOTE
+    if note and status == "ok":
+        log.debug("%s decoded by %s, not NVDEC: %s", path, result.backend, note)
+    info = {"status": status, "error": error, "warning": result.warning,
+            "n_emitted": emitted, "index_sum": index_sum, "path": path,
+            "n_frames_decoded": result.n_frames_decoded,
+            "captions": video["captions"], "category": video["category"],
+            "duration_s": i.duration_s, "fps": i.fps, "width": i.width, "height": i.height,
+            "codec": i.codec, "backend": result.backend or None, "node_id": current_node_id(),
+            "decode_note": note if status == "ok" else None}
+    yield {"video_id": np.array([video_id], dtype=object),
+           "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
+           "frame": np.zeros((1, size, size, 3), np.uint8),
+           "info": np.array([json.dumps(info)], dtype=object)}
+
+
+class DecodingEncoder(FrameEncoder):
+    """The GPU encoder actor, decoding too: the videos the decode tasks handed on (DEFERRED rows)
+    are decoded here on NVDEC by `sessions` threads at once (the GPU's engines want several
+    sessions; one thread's PyAV releases the GIL while FFmpeg decodes), and their frames embedded
+    where NVDEC left them: they never leave the GPU. The threads live as long as the actor, on the
+    GPU's one CUDA context, so a 30-frame clip pays a decoder's open, not a context's set-up.
+    Frames are embedded `batch_size` at a time, whichever videos they come from, and at most
+    2 x `sessions` chunks wait decoded: GPU memory stays bounded whatever the videos' lengths.
+    A video NVDEC refuses or fails on decodes on this actor's CPU, its reason recorded; the other
+    rows are FrameEncoder's."""
+
+    def __init__(self, *args, embed_cfg: EmbedConfig, sessions: int = 8, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.embed_cfg, self.sessions = embed_cfg, max(1, int(sessions))
+        self.pool = ThreadPoolExecutor(self.sessions, thread_name_prefix="nvdec")
+        why = environment_refusal(environment())
+        if why:
+            log.warning("NVDEC cannot decode on this GPU actor (%s): the videos sent to it decode on its CPU", why)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        deferred = batch["frame_index"] == DEFERRED
+        if not deferred.any():
+            return super().__call__(batch)
+        out = [super().__call__({k: v[~deferred] for k, v in batch.items()})] if not deferred.all() else []
+        videos = [json.loads(i) for i in np.asarray(batch["info"], dtype=object)[deferred]]
+        waiting, n = [], 0
+        for part in self._decoded(videos):
+            if part["frame_index"][0] < 0:  # a video's status row: its frames may still wait (CommitLog counts)
+                out.append(super().__call__(part))
+                continue
+            waiting.append(part)
+            n += len(part["frame_index"])
+            if n >= self.batch_size:
+                out.append(self._embedded(waiting))
+                waiting, n = [], 0
+        if waiting:
+            out.append(self._embedded(waiting))
+        return {k: np.concatenate([p[k] for p in out]) for k in out[0]}
+
+    def _embedded(self, parts: list[dict]) -> dict:
+        """Frame batches of any videos (torch on the GPU from NVDEC, NumPy from a CPU fallback) ->
+        one batch with their embeddings."""
+        import torch
+
+        frames = [p.pop("frame") for p in parts]
+        frames = torch.cat([f if isinstance(f, torch.Tensor) else torch.from_numpy(f).to(self.device) for f in frames]) \
+            if any(isinstance(f, torch.Tensor) for f in frames) else np.concatenate(frames)
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        batch["embedding"] = self.embed(frames)
+        return batch
+
+    def _decoded(self, videos: list[dict]) -> Iterator[dict]:
+        """The batches of video_rows for every video, `sessions` videos decoding at once; each
+        video's in order, the videos' interleaved as they come."""
+        import queue
+
+        ready: queue.Queue = queue.Queue(maxsize=2 * self.sessions)
+        done = object()
+
+        def decode(video: dict) -> None:
+            try:
+                for part in video_rows(video, self.embed_cfg, where=ACTOR):
+                    ready.put(part)
+            finally:
+                ready.put(done)
+
+        futures = [self.pool.submit(decode, v) for v in videos]
+        finished = 0
+        while finished < len(videos):
+            part = ready.get()
+            if part is done:
+                finished += 1
+            else:
+                yield part
+        for f in futures:
+            f.result()  # a thread's own error (video_rows records a video's): raised here
 
 
 def drop_done(batch: pa.Table, done: pa.Array) -> pa.Table:
@@ -155,7 +292,10 @@ def encoder_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     if gpu:
         hi = enc.num_actors or max(enc.max_actors, gpus)
         lo = enc.num_actors or 1
-        return Stage("encode", FrameEncoder, batch_size=batch, kwargs=kwargs,
+        nvdec = decodes_on_nvdec(cfg, resources)
+        if nvdec:
+            kwargs.update(embed_cfg=cfg, sessions=cfg.decode.nvdec_sessions)
+        return Stage("encode", DecodingEncoder if nvdec else FrameEncoder, batch_size=batch, kwargs=kwargs,
                      num_cpus=min(1.0, max(0.0, total_cpus - 1)), num_gpus=1, memory_mb=enc.memory_mb,
                      actors=(lo, hi), restart_actors=False)
     # On CPUs the encoder is the slow stage (decoding one frame costs a small fraction of
@@ -178,22 +318,26 @@ def resolve_device(enc: EncoderConfig, resources: dict) -> str:
 def decode_stage(cfg: EmbedConfig, resources: dict) -> Stage:
     # The memory the decode tasks declare differs from the encoder's: Ray Data fuses consecutive
     # stages of equal resources, which would pull decoding into the encoder's actors.
-    # decode.device=cuda: a share of a GPU, without which Ray hides the GPUs from the task (NVDEC)
-    return Stage("decode", decode_videos, batch_size=1, kwargs={"embed_cfg": cfg},
+    # CPU tasks only, whatever decode.device says: NVDEC runs inside the GPU encoder actors
+    # (DecodingEncoder), so no task waits for a share of a GPU that a whole-GPU actor holds
+    return Stage("decode", decode_videos, batch_size=1,
+                 kwargs={"embed_cfg": cfg, "nvdec": decodes_on_nvdec(cfg, resources, warn=True)},
                  num_cpus=min(cfg.decode.cpus_per_task, float(resources.get("CPU", 1)) / 2),
-                 num_gpus=0.25 if decode_on_gpus(cfg.decode, resources) else 0.0, memory_mb=cfg.decode.memory_mb)
+                 memory_mb=cfg.decode.memory_mb)
 
 
-def decode_on_gpus(decode: DecodeConfig, resources: dict) -> bool:
-    """Whether the decode tasks ask for a share of a GPU: decode.device=cuda on a cluster that
-    has one. Without a GPU such tasks would wait for one for ever; they decode on the CPUs, as
-    each task does where it sees no GPU, and as device=auto does."""
-    if decode.device != "cuda":
+def decodes_on_nvdec(cfg: EmbedConfig, resources: dict, warn: bool = False) -> bool:
+    """Whether the GPU encoder actors decode videos on NVDEC: decode.device=cuda|auto with the
+    encoder on GPUs. Elsewhere each decode task decodes on the CPU (no GPU is visible to it),
+    recording why not NVDEC; `warn`: say so once where decode.device=cuda asked for the GPU."""
+    if cfg.decode.device == "cpu":
         return False
-    if resources.get("GPU", 0) > 0:
+    if resolve_device(cfg.encoder, resources) == "gpu":
         return True
-    log.warning("embed.decode.device=cuda, but the Ray cluster has no GPU: decoding on the CPUs (as device=auto "
-                "does; embed.encoder.device=gpu waits for GPU nodes to join)")
+    if warn and cfg.decode.device == "cuda":
+        why = "the Ray cluster has no GPU" if not resources.get("GPU", 0) else "embed.encoder.device=cpu"
+        log.warning(f"embed.decode.device=cuda, but {why}: decoding on the CPUs (as device=auto "
+                    "does; embed.encoder.device=gpu waits for GPU nodes to join)")
     return False
 
 
@@ -304,6 +448,11 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                         f"the Ray job failed ({exc}); the videos finished so far are saved in {out}: "
                         "run the same command again to continue") from None
                 incomplete = commits.close()
+                for why, n in sorted(commits.decode_notes.items()):
+                    # a GPU actor that could not use NVDEC: a node to fix; device=auto: no news on CPU clusters
+                    level = logging.WARNING if why.endswith(ACTOR_NOTE) else \
+                        logging.INFO if ecfg.decode.device == "cuda" else logging.DEBUG
+                    log.log(level, "decoded on the CPU, not NVDEC: %d video(s): %s", n, why)
         reconcile(layout)
         table = write_videos_table(layout)
     status = table.column("status").to_pylist()
@@ -315,6 +464,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
         "frames_per_second": round(commits.counts["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
         "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,
+        "decoded_on_cpu_not_nvdec": commits.decode_notes,  # why (decode.device=cuda|auto) -> videos
         # what `assign` embeds new videos with (run.json's top-level config is the latest stage's)
         "embed_config": to_dict(ecfg),
     }

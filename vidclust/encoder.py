@@ -381,10 +381,12 @@ def _tag_cached(cfg: dict) -> bool:
 
 def normalise_frames(frames: np.ndarray, mean, std, device: str = "cpu"):
     """uint8 (N, H, W, 3) -> float32 torch tensor (N, 3, H, W) on `device`, normalised with
-    CLIP's mean/std. The frames travel as uint8 (a quarter of the bytes) and are converted there."""
+    CLIP's mean/std. The frames travel as uint8 (a quarter of the bytes) and are converted there;
+    a torch tensor already there (NVDEC's frames on the GPU) stays where it is."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device, non_blocking=True)
+    x = frames if isinstance(frames, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(frames))
+    x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -422,7 +424,7 @@ class FrameEncoder:
             self.model.visual = torch.compile(self.model.visual, dynamic=False)
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> float32 (N, D), each row of unit length. A compiled model gets
+        """uint8 (N, H, W, 3), NumPy or torch -> float32 (N, D), each row of unit length. A compiled model gets
         chunks of exactly `batch_size` frames (the last one padded): a new shape would compile anew."""
         if len(frames) == 0:
             return np.zeros((0, self.dim), np.float32)
@@ -432,8 +434,12 @@ class FrameEncoder:
         for i in range(0, len(frames), self.batch_size):
             chunk = frames[i:i + self.batch_size]
             n = len(chunk)
-            if n < self.batch_size:
+            if n < self.batch_size and isinstance(chunk, np.ndarray):
                 chunk = np.concatenate([chunk, np.zeros((self.batch_size - n,) + chunk.shape[1:], chunk.dtype)])
+            elif n < self.batch_size:  # a torch tensor (NVDEC's frames, on the GPU)
+                padded = chunk.new_zeros((self.batch_size,) + tuple(chunk.shape[1:]))
+                padded[:n] = chunk
+                chunk = padded
             out.append(self._embed(chunk)[:n])
         return np.concatenate(out)
 

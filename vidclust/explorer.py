@@ -17,6 +17,11 @@ nearest the centre first, so a cluster's members are one range of rows:
 The JSON text is made safe to sit in any script: `<`, `>`, `&` and the line separators U+2028 and
 U+2029 are written as \\uXXXX escapes (inside JSON strings, the only place they can occur).
 explore.js (vidclust/data/explore.js) draws the map, answers search, and pages the member lists.
+
+`page_data_files` is everything the report hands the page for its scripts: {file name: bytes}
+(points.js, explore.js). It is the one place the page's data is made, so another form of it (a
+density image and per-cluster files loaded on demand, for millions of videos) replaces this
+function and explore.js only.
 """
 from __future__ import annotations
 
@@ -140,6 +145,15 @@ def explorer_data(video_ids: Sequence[str], labels: np.ndarray, distance: np.nda
             "files": files, "exts": list(exts), "x": qxy[:, 0].tolist(), "y": qxy[:, 1].tolist(), "dir": dir_index,
             "dirs": list(dirs), "clusters": out_clusters, "thumbIndex": [i for i, _ in thumbs],
             "thumbImage": [img for _, img in thumbs]}
+
+
+def page_data_files(video_ids: Sequence[str], labels: np.ndarray, distance: np.ndarray, xy: np.ndarray,
+                    clusters: Sequence[dict], video_info: dict[str, dict], thumbnails: dict[str, str],
+                    report_dir: Optional[str], page_size: int) -> dict[str, bytes]:
+    """The files of the page's scripts: points.js (`explorer_data` of these, the same arguments)
+    and explore.js."""
+    data = explorer_data(video_ids, labels, distance, xy, clusters, video_info, thumbnails, report_dir, page_size)
+    return {POINTS_SCRIPT: points_script(data), EXPLORE_SCRIPT: explore_script()}
 
 
 def points_script(data: dict) -> bytes:

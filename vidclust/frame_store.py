@@ -104,6 +104,7 @@ class CommitLog:
         self.counts = {"ok": 0, "failed": 0, "frames": 0, "rows_received": 0}  # rows: per video, not frame
         self.failures: list[tuple[str, str]] = []
         self.warnings: list[tuple[str, str]] = []
+        self.decode_notes: dict[str, int] = {}  # why NVDEC did not decode a video -> how many videos
         self._run = uuid.uuid4().hex[:8]
         self._last_commit = time.monotonic()
 
@@ -152,6 +153,8 @@ class CommitLog:
             self.counts["frames"] += p["n"]
             if info.get("warning"):
                 self.warnings.append((vid, info["warning"]))
+            if info.get("decode_note"):
+                self.decode_notes[info["decode_note"]] = self.decode_notes.get(info["decode_note"], 0) + 1
         else:
             self.failures.append((vid, info.get("error") or ""))
 

@@ -5,10 +5,12 @@ and goes on by farthest-point sampling in OKLab, a colour space where distance f
 difference: each next colour is the sRGB colour, among a grid of them of medium lightness and
 clearly coloured (chroma), farthest from every colour before it. So the first colours are the
 familiar ones, and 100 clusters get 100 colours no two of which are near each other.
+`cluster_colors` gives each cluster id its colour (noise grey), `hex_color` writes one for HTML.
 """
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
@@ -17,6 +19,8 @@ TAB10_WITHOUT_GREY = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8
                       "#bcbd22", "#17becf")
 LIGHTNESS = (0.42, 0.80)  # OKLab L of the sampled colours: visible on white, not black
 MIN_CHROMA = 0.08  # away from the greys (noise is grey)
+NOISE_ID = -1  # cluster id of points a density method left unclustered
+NOISE_COLOR = (0.6, 0.6, 0.6, 1.0)
 
 
 def hex_to_rgb(color: str) -> tuple[float, float, float]:
@@ -60,3 +64,18 @@ def min_distance(colors) -> float:
     d = np.linalg.norm(lab[:, None, :] - lab[None, :, :], axis=2)
     d[np.diag_indices(len(lab))] = np.inf
     return float(d.min())
+
+
+def cluster_colors(cluster_ids: Sequence[int]) -> dict[int, tuple]:
+    """A distinct RGBA colour per cluster id (grey for noise): tab10 without its grey, then
+    farthest-point colours in OKLab (`distinct_colors`), so 100 clusters get 100 distinct ones."""
+    ids = sorted(set(int(c) for c in cluster_ids) - {NOISE_ID})
+    out: dict[int, tuple] = {c: (*rgb, 1.0) for c, rgb in zip(ids, distinct_colors(len(ids)))}
+    out[NOISE_ID] = NOISE_COLOR
+    return out
+
+
+def hex_color(color: Sequence[float]) -> str:
+    """An RGB(A) colour in 0..1 as `#rrggbb`."""
+    r, g, b = (int(round(255 * c)) for c in color[:3])
+    return f"#{r:02x}{g:02x}{b:02x}"

@@ -4,16 +4,23 @@ t-SNE is fitted on the video vectors, or, above `sample_above` videos, on a fixe
 them; the centres (and the videos outside the sample) are then placed into that fitted map with
 openTSNE's `transform`, which positions new points among their nearest fitted neighbours without
 changing the map. The cost of the fit grows with the number of fitted points; placing is cheaper.
+
+For the report: `map_videos` (the clustered videos with a vector and the centres -> a `VideoMap`:
+positions, how they were made, `tsne_note` saying so on the page) and `projection_table`
+(report/projection.parquet).
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
+import pyarrow as pa
 
+from vidclust.contract import PROJECTION_SCHEMA
 from vidclust.principal_axes import principal_axes
 from vidclust.vectors import l2_normalise
 
@@ -211,3 +218,74 @@ def _pca_2d(x: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = min(2, vt.shape[0])
     basis[:, :k] = vt[:k].T
     return (xc @ basis).astype(np.float32), ((c - mean) @ basis).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# the report's map
+
+
+@dataclass(frozen=True, eq=False)
+class VideoMap:
+    """Where each clustered video and each centre is on the report's map, and how it was made."""
+    xy: np.ndarray  # float32 [n, 2], a row per clustered video; NaN: it has no vector, not on the map
+    center_ids: list[int]  # the centres on the map (none when their vectors do not fit)
+    centers_xy: np.ndarray  # float32 [len(center_ids), 2]
+    info: dict  # project_tsne's
+    note: str  # how the map was made, for the page
+
+    def center_positions(self) -> dict[int, tuple[float, float]]:
+        return {int(c): (float(p[0]), float(p[1])) for c, p in zip(self.center_ids, self.centers_xy)}
+
+    def table(self, video_ids: Sequence[str]) -> pa.Table:
+        return projection_table(video_ids, self.xy, self.center_ids, self.centers_xy)
+
+
+def map_videos(vectors: np.ndarray, has_vector: np.ndarray, labels: np.ndarray, centers: Optional[np.ndarray],
+               center_ids: Sequence[int], seed: int, rc) -> VideoMap:
+    """The t-SNE projection of the videos that have a vector (`vectors`, in the order of
+    `has_vector`'s True rows) and of the centres, with the report's settings `rc`."""
+    use_centers = centers if centers is not None and len(centers) and centers.shape[1] == vectors.shape[1] else None
+    shown_ids = list(center_ids) if use_centers is not None else []
+    xy_have, cxy, info = project_tsne(vectors, use_centers, seed=seed, sample_above=rc.tsne_sample,
+                                      perplexity=rc.tsne_perplexity, n_jobs=rc.tsne_n_jobs,
+                                      labels=labels[has_vector],
+                                      center_ids=np.array(center_ids) if use_centers is not None else None)
+    xy = np.full((len(labels), 2), np.nan, np.float32)
+    xy[has_vector] = xy_have
+    return VideoMap(xy, shown_ids, cxy, info, tsne_note(info, seed))
+
+
+def projection_table(video_ids: Sequence[str], xy: np.ndarray, center_ids: Sequence[int],
+                     centers_xy: np.ndarray) -> pa.Table:
+    """report/projection.parquet: a row per video (kind video), then one per centre (kind center)."""
+    n, k = len(video_ids), len(center_ids)
+    xy = np.asarray(xy, np.float32).reshape(-1, 2)
+    cxy = np.asarray(centers_xy, np.float32).reshape(-1, 2)
+    return pa.table({
+        "kind": pa.array(["video"] * n + ["center"] * k, pa.string()),
+        "video_id": pa.array(list(video_ids) + [None] * k, pa.string()),
+        "cluster_id": pa.array([None] * n + [int(c) for c in center_ids], pa.int32()),
+        "x": pa.array(np.concatenate([xy[:, 0], cxy[:, 0]]), pa.float32()),
+        "y": pa.array(np.concatenate([xy[:, 1], cxy[:, 1]]), pa.float32()),
+    }, schema=PROJECTION_SCHEMA)
+
+
+def tsne_note(info: dict, seed: int) -> str:
+    """How the map was made, in a sentence or two for the page."""
+    if info.get("method", "").startswith("pca"):
+        return "Too few videos for t-SNE: this is the plane of their first two principal components."
+    if info.get("sampled"):
+        how = (f"t-SNE (openTSNE, perplexity {info.get('perplexity', 0):.3g}) was fitted on a sample of "
+               f"{info['n_fitted']:,} of the {info['n_videos']:,} videos, drawn with seed {seed}; the "
+               f"other {info['n_placed']:,} videos were placed into that map "
+               + ("with openTSNE's transform." if info.get("placed_by", "openTSNE transform") == "openTSNE transform"
+                  else f"at the {info['placed_by']} (where the transform would start them)."))
+    else:
+        how = (f"t-SNE (openTSNE, perplexity {info.get('perplexity', 0):.3g}, seed {seed}) fitted on all "
+               f"{info['n_videos']:,} videos.")
+    placed = info.get("centers_placed_by", "")
+    if placed == "median of members":
+        how += " Each centre is marked at the median position of its videos."
+    elif placed:
+        how += f" Centres are placed by {placed}."
+    return how

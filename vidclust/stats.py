@@ -1,9 +1,9 @@
 """`vidclust stats SOURCE`: data-set statistics of a corpus before any embedding.
 
 It probes every video's container metadata (no frame decoding) as a Ray Data map, so a corpus of
-any size is fine, and prints and writes what `vidclust.video_stats` makes of the probed table; the
-report computes the same numbers from OUT/videos.parquet, which the embed stage already filled,
-without touching the videos again.
+any size is fine, and returns (and writes) what `vidclust.video_stats` makes of the probed table;
+the command line prints it with `format_stats`. The report computes the same numbers from
+OUT/videos.parquet, which the embed stage already filled, without touching the videos again.
 
 Plain functions: `probe_row` (one path -> one row of PROBE_SCHEMA), `probe_table` (a table of
 paths -> probed rows), `format_stats` (summary dict -> text table).
@@ -125,8 +125,9 @@ def format_stats(summary: dict, max_failures: int = 20) -> str:
 
 
 def run_stats(cfg, source: str, out_dir: Optional[str] = None) -> dict:
-    """`vidclust stats SOURCE [--out DIR]`: probe every video of SOURCE (Ray Data map), print the
-    table, and with out_dir write stats.json, stats.parquet (one row per video) and the PNGs."""
+    """`vidclust stats SOURCE [--out DIR]`: probe every video of SOURCE (Ray Data map) and return
+    the summary; with out_dir, write stats.json, stats.parquet (one row per video) and the PNGs
+    there (their names in the summary's `files`). Prints nothing: the command line does."""
     from vidclust.runinfo import timed
     from vidclust.runtime import init_ray
     from vidclust.sources import list_videos
@@ -136,7 +137,6 @@ def run_stats(cfg, source: str, out_dir: Optional[str] = None) -> dict:
         init_ray(cfg)
         probed = probe_table(videos, use_ray=True)
         summary = summarise_stats(probed)
-    print(format_stats(summary))
     summary["seconds"] = t["seconds"]
     if out_dir is not None:
         from vidclust.contract import write_json, write_parquet
@@ -148,5 +148,4 @@ def run_stats(cfg, source: str, out_dir: Optional[str] = None) -> dict:
         write_parquet(layout, probed, layout.path("stats.parquet"))
         write_json(layout, summary, layout.path("stats.json"))
         summary["files"] = sorted([*pngs, "stats.json", "stats.parquet"])
-        print(f"wrote {', '.join(summary['files'])} to {out_dir}")
     return summary
