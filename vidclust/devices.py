@@ -5,6 +5,10 @@ import logging
 
 log = logging.getLogger("vidclust")
 
+# the precisions a model can be asked to run in (embed.encoder.precision: config.py imports the
+# list from here; the summariser takes those of vidclust.summarise.PRECISIONS)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
 
 def torch_device() -> str:
     """"cuda" where this process sees a GPU, else "cpu"."""

@@ -341,6 +341,24 @@ def near_duplicates(vectors: np.ndarray, threshold: float = 0.98, **kwargs) -> n
     return near_duplicate_search(vectors, threshold, **kwargs).groups
 
 
+def representatives(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, position among the kept rows of each row's representative): a near-duplicate
+    group (groups >= 0) is represented by its first row, a row without one by itself."""
+    groups = np.asarray(groups)
+    n = len(groups)
+    rep = np.arange(n)
+    has = np.flatnonzero(groups >= 0)
+    if len(has):
+        _, first = np.unique(groups[has], return_index=True)
+        first_row = np.empty(int(groups[has].max()) + 1, dtype=np.int64)
+        first_row[groups[has[first]]] = has[first]
+        rep[has] = first_row[groups[has]]
+    keep = np.flatnonzero(rep == np.arange(n))
+    position = np.full(n, -1, dtype=np.int64)
+    position[keep] = np.arange(len(keep))
+    return keep, position[rep]
+
+
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Share of the pairs grouped together in `truth` that `found` groups together too
     (counted over rows: for each row of a true group, is it with its group's first row?)."""

@@ -17,9 +17,9 @@ import signal
 import socket
 import threading
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from vidclust.config import Config
 from vidclust.errors import VidclustError, first_line, storage_oserror
 from vidclust.stage import Stage
 
@@ -31,8 +31,17 @@ log = logging.getLogger("vidclust")
 PROBE_TIMEOUT_S = 5.0
 
 
-def init_ray(cfg: Config) -> None:
-    """Join the cluster named by `ray.address` or RAY_ADDRESS, or start a local Ray."""
+@dataclass
+class RayConfig:
+    """The configuration's `ray` section (vidclust.config imports it from here, so that the
+    runtime needs nothing of the configuration tree but its own part)."""
+
+    address: Optional[str] = None  # None: RAY_ADDRESS (set by `ray job submit`), else a local Ray
+
+
+def init_ray(cfg: Any) -> None:
+    """Join the cluster named by `ray.address` or RAY_ADDRESS, or start a local Ray. `cfg`: a
+    vidclust.config.Config (only its `ray` section, a RayConfig, is read)."""
     import ray
 
     if ray.is_initialized():

@@ -31,6 +31,7 @@ from vidclust.model_hub import hub_reachable
 log = logging.getLogger("vidclust")
 
 EXTRACTIVE = "extractive"
+PRECISIONS = ("auto", "fp32", "fp16")  # describe.summary_precision (vidclust.devices.use_fp16: no bf16)
 
 # Files of which a model directory must hold at least one: the weights (seq2seq) ...
 SEQ2SEQ_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",

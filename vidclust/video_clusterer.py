@@ -35,6 +35,7 @@ from vidclust.clusterer import (
     BLOCK,
     EXACT_UP_TO,
     MINIBATCH_BATCH_SIZE,
+    check_size,
     choose_method,
     distances_to_centers,
     kmeans_plusplus,
@@ -91,10 +92,7 @@ class VideoClusterer(TransformerMixin, ClusterMixin, BaseEstimator):
         X = validate_data(self, X, dtype=_KEPT_DTYPES, ensure_all_finite=False, ensure_min_samples=0)
         n = len(X)
         method = choose_method(self.method, n, self.exact_up_to)
-        if n < 2:
-            raise VidclustError(f"need at least 2 videos to cluster, got {n}")
-        if method != "hdbscan" and self.n_clusters > n:
-            raise VidclustError(f"k={self.n_clusters} is larger than the number of videos ({n}); lower cluster.k")
+        check_size(n, None if method == "hdbscan" else self.n_clusters)
         fit = getattr(self, f"_fit_{method}")
         labels, centers, inertia = fit(X)
         self.labels_ = np.asarray(labels, dtype=np.int32)

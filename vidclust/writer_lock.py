@@ -26,7 +26,7 @@ from typing import Optional
 
 import pyarrow.fs as pafs
 
-from vidclust.contract import write_bytes
+from vidclust.contract import process_alive, write_bytes
 from vidclust.errors import VidclustError
 from vidclust.layout import OutputLayout
 
@@ -60,7 +60,7 @@ class WriterLock:
         if time.time() - float(held.get("heartbeat", 0)) > self.stale_after_s:
             return True
         if held.get("host") == socket.gethostname() and self.layout.is_local:
-            return not _process_alive(int(held.get("pid", -1)))
+            return not process_alive(int(held.get("pid", -1)))
         return False
 
     def _unreadable_for_long(self) -> bool:
@@ -196,15 +196,3 @@ def _read_json(path: str) -> Optional[dict]:
             return json.loads(f.read())
     except (FileNotFoundError, json.JSONDecodeError, OSError):
         return None
-
-
-def _process_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

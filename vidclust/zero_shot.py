@@ -17,6 +17,8 @@ from vidclust.vectors import l2_normalise
 
 log = logging.getLogger("vidclust")
 
+# describe.zero_shot: auto (the clusters left without keywords, e.g. no captions) | always | never
+MODES = ("auto", "always", "never")
 BUILTIN_VOCABULARY = Path(__file__).resolve().parent / "data" / "labels.txt"
 
 
