@@ -22,6 +22,9 @@ MOVES = {  # old module -> new module (dotted, under vidclust)
     "report": "reporting.run", "explorer": "reporting.explorer", "palette": "reporting.palette",
     "plots": "reporting.plots", "projection": "reporting.projection",
     "stats": "statistics.run", "video_stats": "statistics.video_stats",
+    "report_inputs": "reporting.inputs", "page": "reporting.page", "frame_strips": "reporting.frame_strips",
+    "nvdec": "embedding.nvdec", "gpu_meter": "models.gpu_meter",
+    "pooling": "clustering.pooling", "scores": "clustering.scores", "k_sweep": "clustering.k_sweep",
 }
 PACKAGES = {
     "runtime": "Ray: the only package that imports it. Where the job runs (start or join a cluster) and the\n"
