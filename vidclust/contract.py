@@ -94,6 +94,127 @@ def frames_schema(dim: int, signature: Optional[dict] = None) -> pa.Schema:
     return schema if signature is None else schema.with_metadata({META_KEY: json.dumps(signature).encode()})
 
 
+# The batches between the embed stage's steps, declared beside the frames they become:
+#     decode -> decoded_schema(S) -> encode -> encoded_schema(D) -> write -> WRITTEN_SCHEMA -> driver
+# A batch is a dict of NumPy columns; `check_batch` compares its schema (from dtypes and shapes,
+# `batch_schema`) with the declared one where it crosses from one step to the next. Each video's
+# frames are followed by one status row (frame_index MARKER, a zero frame or embedding) whose
+# `info` is a JSON object of STATUS_INFO_SCHEMA's keys (frames carry '' there).
+
+MARKER = -1  # frame_index of the status row that ends each video's frames in the stream
+
+
+def decoded_schema(image_size: int) -> pa.Schema:
+    """What the decode tasks emit: each video's frames (S x S RGB), then its status row."""
+    return pa.schema([
+        ("video_id", pa.string()),
+        ("frame_index", pa.int32()),
+        ("timestamp_s", pa.float32()),
+        ("frame", pa.fixed_shape_tensor(pa.uint8(), [image_size, image_size, 3])),
+        ("info", pa.string()),
+    ])
+
+
+def encoded_schema(dim: int) -> pa.Schema:
+    """What the encoder emits: the decoded rows with an `embedding` (unit length) for `frame`."""
+    return pa.schema([
+        ("video_id", pa.string()),
+        ("frame_index", pa.int32()),
+        ("timestamp_s", pa.float32()),
+        ("info", pa.string()),
+        ("embedding", pa.fixed_shape_tensor(pa.float32(), [dim])),
+    ])
+
+
+# what a write task returns to the driver: per video in its batch, the frames/ file and how many of
+# its frames (and the sum of their indices) it holds; or, for its status row, the row's info
+WRITTEN_SCHEMA = pa.schema([
+    ("video_id", pa.string()),
+    ("file", pa.string()),
+    ("n_rows", pa.int64()),
+    ("index_sum", pa.int64()),
+    ("info", pa.string()),
+])
+
+# the keys of a status row's `info` (checked by name on the driver, once per video); those named
+# as a column of STATE_SCHEMA become that column of the video's commit row (and of videos.parquet)
+STATUS_INFO_SCHEMA = pa.schema([
+    ("status", pa.string()),  # ok or failed
+    ("error", pa.string()),
+    ("warning", pa.string()),
+    ("n_emitted", pa.int64()),  # frames the decoder emitted (n_frames_sampled when ok) ...
+    ("index_sum", pa.int64()),  # ... and the sum of their frame_index: all written when both add up
+    ("path", pa.string()),
+    ("n_frames_decoded", pa.int64()),
+    ("captions", pa.list_(pa.string())),
+    ("category", pa.string()),
+    ("duration_s", pa.float64()),
+    ("fps", pa.float64()),
+    ("width", pa.int64()),
+    ("height", pa.int64()),
+    ("codec", pa.string()),
+    ("backend", pa.string()),
+    ("node_id", pa.string()),
+    ("decode_note", pa.string()),  # why NVDEC did not decode it (decode.device=cuda|auto), else null
+    ("decode_cpu_s", pa.float64()),  # CPU-seconds its decoding took (run.json's decode_cpu_s)
+    ("encoder_node_id", pa.string()),  # added by the encoder
+])
+
+
+class BatchSchemaError(TypeError):
+    """A batch between two steps of the embed stage is not what its declared schema says: a bug
+    (or a new column not declared in vidclust.contract), never a user's mistake."""
+
+
+def batch_schema(batch: Any) -> pa.Schema:
+    """The Arrow schema a batch of NumPy columns stands for, from dtypes and shapes only (of a
+    column of Python objects only the first value is looked at): strings and None are `string`,
+    arrays of more than one dimension fixed-shape tensors, objects that are not text `null`."""
+    fields = []
+    for name, col in batch.items():
+        dtype, shape = getattr(col, "dtype", None), getattr(col, "shape", ())
+        if dtype is None:
+            t = pa.null()
+        elif dtype.kind == "U" or (dtype.kind == "O" and (not len(col) or isinstance(col[0], (str, type(None))))):
+            t = pa.string()
+        elif dtype.kind == "O":
+            t = pa.null()
+        elif len(shape) > 1:
+            t = pa.fixed_shape_tensor(pa.from_numpy_dtype(dtype), list(shape[1:]))
+        else:
+            t = pa.from_numpy_dtype(dtype)
+        fields.append(pa.field(name, t))
+    return pa.schema(fields)
+
+
+def check_batch(batch: Any, declared: pa.Schema, where: str) -> None:
+    """BatchSchemaError, naming `where` and each column that differs, unless `batch` has exactly
+    the columns of `declared`, of its types (in any order)."""
+    have = {f.name: f.type for f in batch_schema(batch)}
+    want = {f.name: f.type for f in declared}
+    if have == want:
+        return
+    diffs = [f"{n} missing" for n in want if n not in have] + [f"{n} not declared" for n in have if n not in want]
+    diffs += [f"{n} is {_batch_type(have[n])}, declared {_batch_type(t)}" for n, t in want.items()
+              if n in have and have[n] != t]
+    raise BatchSchemaError(f"{where}: the batch does not match its schema in vidclust.contract ({'; '.join(diffs)})")
+
+
+def check_status_info(info: dict, video_id: str) -> None:
+    """BatchSchemaError unless a status row's info holds every key of STATUS_INFO_SCHEMA (others
+    may travel with it)."""
+    missing = [n for n in STATUS_INFO_SCHEMA.names if n not in info]
+    if missing:
+        raise BatchSchemaError(f"the status row of {video_id} has no {', '.join(missing)} "
+                               "(STATUS_INFO_SCHEMA in vidclust.contract)")
+
+
+def _batch_type(t: pa.DataType) -> str:
+    if isinstance(t, pa.FixedShapeTensorType):
+        return f"{t.value_type}[{','.join(map(str, t.shape))}]"
+    return str(t)
+
+
 def video_vectors_schema(dim: int, column: str = "vector") -> pa.Schema:
     return pa.schema([("video_id", pa.string()), (column, vector_type(dim))])
 

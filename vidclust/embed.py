@@ -1,7 +1,7 @@
 """The embedding stage: video list -> per-frame CLIP embeddings in Parquet.
 
     video list (Ray Data) -> decode + sample (CPU tasks) -> FrameEncoder (actor pool, one per GPU)
-        -> write_frames_file (tasks: frames/part-*.parquet) -> driver: CommitLog (per-video rows)
+        -> FrameSink.write (tasks: frames/part-*.parquet) -> driver: FrameSink (per-video rows)
 
 With decode.device=cuda|auto and the encoder on GPUs, the decode tasks send the NVDEC-capable
 videos of their share on undecoded (a DEFERRED row) and the GPU actors (DecodingEncoder) decode
@@ -10,8 +10,10 @@ them on NVDEC, frames staying on the GPU; the CPUs decode the rest at the same t
 Decode tasks emit each video's frames, then one status row (frame_index -1) carrying what the
 driver records about the video. The encoder passes status rows through. Write tasks write the
 frames and hand back one accounting row per video and file; the driver never sees a frame, only
-those rows, and commits finished videos (see `vidclust.frame_store`). So the driver's work grows
-with the number of videos, not frames, and the embedding rate grows with the cluster.
+those rows, and commits finished videos (`vidclust.frame_store.FrameSink`: the write's start,
+write tasks, streaming commits, completion and failure in one object). So the driver's work grows
+with the number of videos, not frames, and the embedding rate grows with the cluster. The batches
+between the steps are declared in vidclust.contract (decoded_schema, encoded_schema, WRITTEN_SCHEMA).
 """
 from __future__ import annotations
 
@@ -31,8 +33,8 @@ from vidclust.decode import DecodeResult, probe_video, sample_frames
 from vidclust.encoder import EncoderSpec, FrameEncoder, check_weights_reachable, encoder_spec, warn_random_weights
 from vidclust.encoder import check_checkpoint_fits
 from vidclust.errors import DecodeError, VidclustError
-from vidclust.contract import BOOKKEEPING_COLUMNS, frames_schema, write_json, write_parquet
-from vidclust.frame_store import MARKER, CommitLog, clear_staging, read_state, reconcile, write_frames_file
+from vidclust.contract import MARKER, BatchSchemaError, check_batch, decoded_schema
+from vidclust.frame_store import FrameSink
 from vidclust.layout import OutputLayout
 from vidclust.nvdec import codec_refusal, environment, environment_refusal, takes_share
 from vidclust.runinfo import record_stage, timed
@@ -137,6 +139,7 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
     actor that will embed them): frames from NVDEC stay on the GPU (torch), and `where` is named
     in the note of a video NVDEC did not decode; else NumPy frames, for Ray's object store."""
     size = embed_cfg.sampling.image_size
+    declared = None if where else decoded_schema(size)  # the GPU actor's frames are torch, checked at the write
     video_id, path = video["video_id"], video["path"]
     # the decoding process's CPU, FFmpeg's threads too; in the GPU actor (`where`), this thread's
     # alone: the actor's other threads encode
@@ -153,9 +156,14 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
                 k = len(chunk.frame_index)
                 emitted += k
                 index_sum += int(chunk.frame_index.astype(np.int64).sum())
-                yield {"video_id": np.full(k, video_id, dtype=object),
-                       "frame_index": chunk.frame_index, "timestamp_s": chunk.timestamp_s,
-                       "frame": chunk.frames, "info": np.full(k, "", dtype=object)}
+                frames = {"video_id": np.full(k, video_id, dtype=object),
+                          "frame_index": chunk.frame_index, "timestamp_s": chunk.timestamp_s,
+                          "frame": chunk.frames, "info": np.full(k, "", dtype=object)}
+                if declared is not None:
+                    check_batch(frames, declared, "the decode task's output")
+                yield frames
+    except BatchSchemaError:  # not the video's fault: the job stops
+        raise
     except DecodeError as exc:
         status, error = "failed", str(exc)
     except Exception as exc:  # a decoder bug must not kill the job: the video fails, loudly
@@ -174,10 +182,13 @@ def video_rows(video: dict, embed_cfg: EmbedConfig, decode: DecodeConfig | None 
             "codec": i.codec, "backend": result.backend or None, "node_id": current_node_id(),
             "decode_note": note if status == "ok" else None,
             "decode_cpu_s": round(clock() - cpu_start, 6)}
-    yield {"video_id": np.array([video_id], dtype=object),
-           "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
-           "frame": np.zeros((1, size, size, 3), np.uint8),
-           "info": np.array([json.dumps(info)], dtype=object)}
+    status_row = {"video_id": np.array([video_id], dtype=object),
+                  "frame_index": np.array([MARKER], np.int32), "timestamp_s": np.zeros(1, np.float32),
+                  "frame": np.zeros((1, size, size, 3), np.uint8),
+                  "info": np.array([json.dumps(info)], dtype=object)}
+    if declared is not None:
+        check_batch(status_row, declared, "the decode task's output")
+    yield status_row
 
 
 class DecodingEncoder(FrameEncoder):
@@ -207,7 +218,7 @@ class DecodingEncoder(FrameEncoder):
         videos = [json.loads(i) for i in np.asarray(batch["info"], dtype=object)[deferred]]
         waiting, n = [], 0
         for part in self._decoded(videos):
-            if part["frame_index"][0] < 0:  # a video's status row: its frames may still wait (CommitLog counts)
+            if part["frame_index"][0] < 0:  # a video's status row: its frames may still wait (FrameSink counts)
                 out.append(super().__call__(part))
                 continue
             waiting.append(part)
@@ -350,11 +361,9 @@ def decodes_on_nvdec(cfg: EmbedConfig, resources: dict, warn: bool = False) -> b
     return False
 
 
-def write_stage(cfg: EmbedConfig, out: str, schema: pa.Schema) -> Stage:
-    dim = schema.field("embedding").type.list_size
-    rows = cfg.part_max_rows or max(1024, FILE_TARGET_BYTES // (4 * dim + 32))
-    return Stage("write", write_frames_file, batch_size=rows, kwargs={"out": out, "schema": schema},
-                 num_cpus=0)
+def write_stage(cfg: EmbedConfig, sink: FrameSink) -> Stage:
+    rows = cfg.part_max_rows or max(1024, FILE_TARGET_BYTES // (4 * sink.dim + 32))
+    return Stage("write", sink.write, batch_size=rows, num_cpus=0)
 
 
 def wait_for_gpus(enc: EncoderConfig, poll_s: float = 5.0) -> None:
@@ -394,8 +403,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
     spec, ecfg = resolve_embed_config(cfg.embed)
     if spec.weights == "none":
         warn_random_weights()
-    signature = embedding_signature(spec, ecfg)
-    schema = frames_schema(spec.embed_dim, signature)
+    sink = FrameSink(layout, embedding_signature(spec, ecfg), spec.embed_dim, ecfg.commit_seconds)
     with WriterLock(layout):  # first: a second run into OUT is refused before any work
         with timed() as t_list:
             init_ray(cfg)
@@ -407,8 +415,7 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
             raise VidclustError(f"SOURCE {source} holds no videos")
         check_paths_given(listed.column("path"), source)
         check_unique_ids(listed.column("video_id").combine_chunks(), listed.column("path").combine_chunks(), source)
-        prepare_output(layout, signature)  # after SOURCE: a mistake there leaves no signature
-        state = read_state(layout)
+        state = sink.on_write_start()  # after SOURCE: a mistake there leaves no signature
         held = state.select(["video_id", "path"])
         renames = held_ids(listed, held)  # a file OUT holds keeps its id
         renamed_paths, held_for_them = (renames.column(c).combine_chunks() for c in ("path", "video_id"))
@@ -425,8 +432,6 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
         n_todo = len(ids) - len(done)
         log.info("%d videos in SOURCE: %d already done in %s, %d to embed", len(ids), len(done), out, n_todo)
         del listed, ids, state, held, done_status, done_ids
-        commits = CommitLog(layout, signature, ecfg.commit_seconds)
-        incomplete: list[str] = []
         with timed() as t_embed:
             if n_todo:
                 wait_for_gpus(ecfg.encoder)
@@ -442,83 +447,43 @@ def run_embed(cfg: Config, source: str, out: str, show_progress: bool = True) ->
                                                kwargs={"done": done}, num_cpus=0.1))
                 # a decode task per few videos, however the list was read: they spread over the CPUs
                 ds = repartition(ds, rows_per_block=ecfg.decode.videos_per_task)
-                for stage in (decode_stage(ecfg, resources), encode, write_stage(ecfg, out, schema)):
+                for stage in (decode_stage(ecfg, resources), encode, write_stage(ecfg, sink)):
                     ds = apply_stage(ds, stage)
                 try:
                     for batch in stream_batches(ds):
-                        commits.add(batch)
+                        sink.on_write_returned(batch)
                 except JobFailed as exc:
                     cause = user_error(exc)
+                    sink.on_write_failed(cause if isinstance(cause, OSError) else exc)
                     if isinstance(cause, OSError):  # a full disk in a write task: one line, by the CLI
                         raise cause from None
-                    commits.close()
                     raise VidclustError(
                         f"the Ray job failed ({exc}); the videos finished so far are saved in {out}: "
                         "run the same command again to continue") from None
-                incomplete = commits.close()
-                for why, n in sorted(commits.decode_notes.items()):
-                    # a GPU actor that could not use NVDEC: a node to fix; device=auto: no news on CPU clusters
-                    level = logging.WARNING if why.endswith(ACTOR_NOTE) else \
-                        logging.INFO if ecfg.decode.device == "cuda" else logging.DEBUG
-                    log.log(level, "decoded on the CPU, not NVDEC: %d video(s): %s", n, why)
-        reconcile(layout)
-        table = write_videos_table(layout)
+        table = sink.on_write_complete()
+        for why, n in sorted(sink.decode_notes.items()):
+            # a GPU actor that could not use NVDEC: a node to fix; device=auto: no news on CPU clusters
+            level = logging.WARNING if why.endswith(ACTOR_NOTE) else \
+                logging.INFO if ecfg.decode.device == "cuda" else logging.DEBUG
+            log.log(level, "decoded on the CPU, not NVDEC: %d video(s): %s", n, why)
     status = table.column("status").to_pylist()
     summary = {
         "source": source, "out": out, "videos_in_source": n_todo + len(done), "skipped_already_done": len(done),
-        "embedded_ok": commits.counts["ok"], "failed": commits.counts["failed"], "frames": commits.counts["frames"],
-        "incomplete": len(incomplete), "driver_rows_received": commits.counts["rows_received"],
+        "embedded_ok": sink.counts["ok"], "failed": sink.counts["failed"], "frames": sink.counts["frames"],
+        "incomplete": len(sink.incomplete), "driver_rows_received": sink.counts["rows_received"],
         "total_ok": status.count("ok"), "total_failed": status.count("failed"),
         "seconds": round(t_list["seconds"] + t_embed["seconds"], 3),
-        "frames_per_second": round(commits.counts["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
+        "frames_per_second": round(sink.counts["frames"] / t_embed["seconds"], 2) if t_embed["seconds"] else None,
         # where the time went: decode CPU per embedded frame, videos per decoder, GPU busy fraction
-        **commits.usage.summary(commits.counts["frames"]),
+        **sink.usage.summary(sink.counts["frames"]),
         "model": spec.model, "weights": spec.weights, "embed_dim": spec.embed_dim,
-        "decoded_on_cpu_not_nvdec": commits.decode_notes,  # why (decode.device=cuda|auto) -> videos
+        "decoded_on_cpu_not_nvdec": sink.decode_notes,  # why (decode.device=cuda|auto) -> videos
         # what `assign` embeds new videos with (run.json's top-level config is the latest stage's)
         "embed_config": to_dict(ecfg),
     }
     record_stage(layout, cfg, "embed", summary)
-    _print_summary(summary, commits.failures, commits.warnings, incomplete)
+    _print_summary(summary, sink.failures, sink.warnings, sink.incomplete)
     return summary
-
-
-# ---------------------------------------------------------------------------------------------
-# state of an OUT folder: what is done, and with which model
-
-
-def prepare_output(layout: OutputLayout, signature: dict) -> None:
-    """Create OUT, refuse a model/sampling that differs from what OUT holds, drop what a killed
-    run left half-written, and make frames/ match the commits (call it holding the lock)."""
-    layout.makedirs(layout.frames_dir)
-    layout.makedirs(layout.commits_dir)
-    # a signature binds OUT once a video was embedded with it: a run that embedded nothing (its
-    # weights did not load, it was stopped at once) leaves none that refuses the next settings
-    if layout.exists(layout.signature_file) and holds_embeddings(layout):
-        held = json.loads(layout.read_bytes(layout.signature_file))
-        if held != signature:
-            diff = [k for k in signature if held.get(k) != signature.get(k)]
-            raise VidclustError(
-                f"{layout.root} already holds embeddings made with other settings ({', '.join(diff)}: "
-                f"{ {k: held.get(k) for k in diff} } here, { {k: signature.get(k) for k in diff} } asked "
-                "for). Embeddings of different models or samplings never mix: use another OUT.")
-    else:
-        write_json(layout, signature, layout.signature_file)
-    clear_staging(layout)
-    reconcile(layout)
-
-
-def holds_embeddings(layout: OutputLayout) -> bool:
-    """Whether a commit of OUT has a video embedded (status ok)."""
-    status = read_state(layout).column("status")
-    return pc.any(pc.equal(status, "ok")).as_py() is True
-
-
-def write_videos_table(layout: OutputLayout) -> pa.Table:
-    """videos.parquet: one row per video ever listed into OUT, its latest status."""
-    table = read_state(layout).drop_columns(list(BOOKKEEPING_COLUMNS))
-    write_parquet(layout, table, layout.videos)
-    return table
 
 
 def _print_summary(s: dict, failures: list, warnings: list, incomplete: list) -> None:

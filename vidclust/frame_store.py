@@ -1,14 +1,23 @@
-"""Frames in OUT: Ray workers write them, the driver commits which videos are done.
+"""Frames in OUT as one write: `FrameSink`, with the four verbs of Ray Data's Datasink.
 
-    workers:  write_frames_file(batch) -> frames/part-<uuid>.parquet + one accounting row per video
-    driver:   CommitLog.add(accounting rows) -> _vidclust/commits/commit-<seq>-<run>.parquet
-    start/end of a run: reconcile(layout) -> frames/ holds exactly the committed videos' frames
+    driver:   on_write_start()          OUT prepared (signature, staging, reconcile); its committed videos
+    workers:  write(batch)              frames/part-<uuid>.parquet + one accounting row per video
+    driver:   on_write_returned(rows)   done videos -> _vidclust/commits/commit-<seq>-<run>.parquet
+    driver:   on_write_complete()       the last commit, reconcile, videos.parquet
+              on_write_failed(error)    what finished is committed; the next run goes on from there
+
+Ray's Datasink commits once, when every write task is done; this sink also commits while the job
+runs (`on_write_returned`, the verb Ray's lacks), so a killed run keeps its finished videos and a
+re-run skips them. It imports no Ray: `vidclust.embed` wires it (its `write` is the write stage's
+function, and the driver hands it each write task's rows as they come), a test drives it directly.
 
 A write task writes whatever rows its batch holds (a video's frames may span several files) and
 returns, per video, the file and its row count, plus the video's status row when the batch held
 it. The driver sees only those per-video rows, never a frame: a video is done when its status
 row came and its frames counted in files add up to the frames its decoder emitted (with the same
 sum of frame indices). Done videos are committed every few seconds, with the files that hold them.
+The batches and rows are those declared in vidclust.contract (encoded_schema, WRITTEN_SCHEMA,
+STATUS_INFO_SCHEMA), checked as they arrive.
 
 Whatever no commit accounts for (files of a killed run, the rows of a video that never completed
 or failed half-way, a write task that died after writing) is removed by `reconcile`, which
@@ -22,6 +31,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from typing import Callable, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -29,75 +39,31 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from vidclust.contract import META_KEY, STATE_SCHEMA, is_corrupt_parquet, write_parquet
-from vidclust.contract import clear_staging as clear_staging_of
-from vidclust.errors import first_line
+from vidclust.contract import (BOOKKEEPING_COLUMNS, META_KEY, STATE_SCHEMA, WRITTEN_SCHEMA, check_batch,
+                               check_status_info, clear_staging, encoded_schema, frames_schema,
+                               is_corrupt_parquet, write_json, write_parquet)
+from vidclust.errors import VidclustError, first_line
 from vidclust.layout import OutputLayout
 from vidclust.runinfo import EmbedUsage
 
 log = logging.getLogger("vidclust")
 
-MARKER = -1  # frame_index of the status row that ends each video's frames in the stream
-
-# what a write task returns: per video in its batch, the file and count, or its status row
-WRITTEN_SCHEMA = pa.schema([
-    ("video_id", pa.string()),
-    ("file", pa.string()),
-    ("n_rows", pa.int64()),
-    ("index_sum", pa.int64()),
-    ("info", pa.string()),
-])
+# the columns of a commit row that do not come from the status row's info under their own name
+_NOT_FROM_INFO = {"video_id", "n_frames_sampled", "captions", *BOOKKEEPING_COLUMNS}
 
 
-# ---------------------------------------------------------------------------------------------
-# the write side: runs in Ray workers
+class FrameSink:
+    """frames/, the commit log and videos.parquet of OUT, written by one embed run (holding the
+    writer lock) with the embedding `signature` and `dim`-sized embeddings. On the driver it holds
+    only the videos in flight, never a frame; pickled into the write tasks it carries only OUT and
+    the frames' schema. `on_video(video_id, info)`, when given, is called on the driver for each
+    video as it is done, with its status row's info (what the decoder and encoder reported)."""
 
-
-def write_frames_file(batch: dict[str, np.ndarray], out: str, schema: pa.Schema) -> dict[str, np.ndarray]:
-    """Write the frame rows of `batch` to one new frames/ file (sorted by video, then frame), and
-    return the accounting rows (WRITTEN_SCHEMA) for the driver. Status rows are not written:
-    they travel back as `info`."""
-    layout = OutputLayout.open(out)
-    vids = np.asarray(batch["video_id"], dtype=object).astype(str)
-    idx = np.asarray(batch["frame_index"], dtype=np.int64)
-    is_frame = idx >= 0
-    acc_vid, acc_file, acc_n, acc_sum, acc_info = [], [], [], [], []
-    if is_frame.any():
-        fv, fi = vids[is_frame], idx[is_frame]
-        order = np.lexsort((fi, fv))
-        emb = np.asarray(batch["embedding"], dtype=np.float32)[is_frame][order]
-        dim = schema.field("embedding").type.list_size
-        table = pa.table({
-            "video_id": pa.array(fv[order], pa.string()),
-            "frame_index": pa.array(fi[order], pa.int32()),
-            "timestamp_s": pa.array(np.asarray(batch["timestamp_s"], np.float32)[is_frame][order]),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
-        }, schema=schema)
-        name = f"part-{uuid.uuid4().hex}.parquet"
-        write_parquet(layout, table, layout.path("frames", name))
-        uniq, first, counts = np.unique(fv[order], return_index=True, return_counts=True)
-        sums = np.add.reduceat(fi[order], first)
-        for v, n, s in zip(uniq, counts, sums):
-            acc_vid.append(v), acc_file.append(name), acc_n.append(int(n)), acc_sum.append(int(s))
-            acc_info.append(None)
-    for r in np.flatnonzero(~is_frame):
-        acc_vid.append(vids[r]), acc_file.append(None), acc_n.append(0), acc_sum.append(0)
-        acc_info.append(str(batch["info"][r]))
-    return {"video_id": np.array(acc_vid, dtype=object), "file": np.array(acc_file, dtype=object),
-            "n_rows": np.array(acc_n, dtype=np.int64), "index_sum": np.array(acc_sum, dtype=np.int64),
-            "info": np.array(acc_info, dtype=object)}
-
-
-# ---------------------------------------------------------------------------------------------
-# the commit side: the driver
-
-
-class CommitLog:
-    """Takes the write tasks' accounting rows and commits every video whose frames are all in
-    files, at most every `commit_seconds`. Holds only videos in flight, never a frame."""
-
-    def __init__(self, layout: OutputLayout, signature: dict, commit_seconds: float):
-        self.layout, self.commit_seconds = layout, commit_seconds
+    def __init__(self, layout: OutputLayout, signature: dict, dim: int, commit_seconds: float,
+                 on_video: Optional[Callable[[str, dict], None]] = None):
+        self.layout, self.signature, self.commit_seconds = layout, signature, commit_seconds
+        self.schema = frames_schema(dim, signature)
+        self.on_video = on_video
         self.metadata = {META_KEY: json.dumps(signature).encode()}
         self.pending: dict[str, dict] = {}
         self.closed: set[str] = set()  # completed in this run: late or repeated rows are ignored
@@ -106,11 +72,100 @@ class CommitLog:
         self.failures: list[tuple[str, str]] = []
         self.warnings: list[tuple[str, str]] = []
         self.decode_notes: dict[str, int] = {}  # why NVDEC did not decode a video -> how many videos
+        self.incomplete: list[str] = []  # in flight when the write ended: left to the next run
         self._run = uuid.uuid4().hex[:8]
         self.usage = EmbedUsage()  # run.json's decode CPU, decoders and GPU busy fraction
         self._last_commit = time.monotonic()
 
-    def add(self, batch: dict[str, np.ndarray]) -> None:
+    @property
+    def dim(self) -> int:
+        return self.schema.field("embedding").type.list_size
+
+    def __getstate__(self) -> dict:
+        # what a write task needs: OUT (opened again where it runs, as the user named it) and the schema
+        return {"layout": None if self.layout.uri else self.layout, "out": self.layout.uri, "schema": self.schema}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    # -----------------------------------------------------------------------------------------
+    # on_write_start: the driver, before any write
+
+    def on_write_start(self) -> pa.Table:
+        """Create OUT, refuse a signature other than the one OUT's embeddings were made with, drop
+        what a killed run left half-written, make frames/ match the commits, and return every
+        committed video's latest row (`read_state`): what this run skips. Call it holding the
+        writer lock (every embed temporary file is then a stopped run's)."""
+        layout = self.layout
+        layout.makedirs(layout.frames_dir)
+        layout.makedirs(layout.commits_dir)
+        # a signature binds OUT once a video was embedded with it: a run that embedded nothing (its
+        # weights did not load, it was stopped at once) leaves none that refuses the next settings
+        if layout.exists(layout.signature_file) and self._holds_embeddings():
+            held = json.loads(layout.read_bytes(layout.signature_file))
+            signature = self.signature
+            if held != signature:
+                diff = [k for k in signature if held.get(k) != signature.get(k)]
+                raise VidclustError(
+                    f"{layout.root} already holds embeddings made with other settings ({', '.join(diff)}: "
+                    f"{ {k: held.get(k) for k in diff} } here, { {k: signature.get(k) for k in diff} } asked "
+                    "for). Embeddings of different models or samplings never mix: use another OUT.")
+        else:
+            write_json(layout, self.signature, layout.signature_file)
+        clear_staging(layout, "embed", every_writer=True)
+        reconcile(layout)
+        return read_state(layout)
+
+    def _holds_embeddings(self) -> bool:
+        """Whether a commit of OUT has a video embedded (status ok)."""
+        status = read_state(self.layout).column("status")
+        return pc.any(pc.equal(status, "ok")).as_py() is True
+
+    # -----------------------------------------------------------------------------------------
+    # write: a write task (a Ray worker)
+
+    def write(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Write the frame rows of `batch` (encoded_schema) to one new frames/ file (sorted by
+        video, then frame), and return the accounting rows (WRITTEN_SCHEMA) for the driver.
+        Status rows are not written: they travel back as `info`."""
+        check_batch(batch, encoded_schema(self.dim), "the write task's input")
+        if self.layout is None:  # in a write task: OUT opened once per worker
+            self.layout = OutputLayout.open(self.out)
+        vids = np.asarray(batch["video_id"], dtype=object).astype(str)
+        idx = np.asarray(batch["frame_index"], dtype=np.int64)
+        is_frame = idx >= 0
+        acc_vid, acc_file, acc_n, acc_sum, acc_info = [], [], [], [], []
+        if is_frame.any():
+            fv, fi = vids[is_frame], idx[is_frame]
+            order = np.lexsort((fi, fv))
+            emb = np.asarray(batch["embedding"], dtype=np.float32)[is_frame][order]
+            table = pa.table({
+                "video_id": pa.array(fv[order], pa.string()),
+                "frame_index": pa.array(fi[order], pa.int32()),
+                "timestamp_s": pa.array(np.asarray(batch["timestamp_s"], np.float32)[is_frame][order]),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), self.dim),
+            }, schema=self.schema)
+            name = f"part-{uuid.uuid4().hex}.parquet"
+            write_parquet(self.layout, table, self.layout.path("frames", name))
+            uniq, first, counts = np.unique(fv[order], return_index=True, return_counts=True)
+            sums = np.add.reduceat(fi[order], first)
+            for v, n, s in zip(uniq, counts, sums):
+                acc_vid.append(v), acc_file.append(name), acc_n.append(int(n)), acc_sum.append(int(s))
+                acc_info.append(None)
+        for r in np.flatnonzero(~is_frame):
+            acc_vid.append(vids[r]), acc_file.append(None), acc_n.append(0), acc_sum.append(0)
+            acc_info.append(str(batch["info"][r]))
+        return {"video_id": np.array(acc_vid, dtype=object), "file": np.array(acc_file, dtype=object),
+                "n_rows": np.array(acc_n, dtype=np.int64), "index_sum": np.array(acc_sum, dtype=np.int64),
+                "info": np.array(acc_info, dtype=object)}
+
+    # -----------------------------------------------------------------------------------------
+    # on_write_returned: the driver, as each write task's rows arrive (the streaming commits)
+
+    def on_write_returned(self, batch: dict[str, np.ndarray]) -> None:
+        """Take a write task's accounting rows (WRITTEN_SCHEMA) and commit every video whose
+        frames are now all in files, at most every `commit_seconds`."""
+        check_batch(batch, WRITTEN_SCHEMA, "the write tasks' rows")
         touched = set()
         self.counts["rows_received"] += len(batch["video_id"])
         for vid, file, n, s, info in zip(batch["video_id"], batch["file"], batch["n_rows"],
@@ -121,6 +176,7 @@ class CommitLog:
             p = self.pending.setdefault(vid, {"files": defaultdict(int), "n": 0, "sum": 0, "info": None})
             if info is not None:
                 p["info"] = json.loads(info)
+                check_status_info(p["info"], vid)
             elif file is not None:
                 p["files"][str(file)] += int(n)
                 p["n"] += int(n)
@@ -144,11 +200,8 @@ class CommitLog:
         self.usage.add(info)
         files = sorted(p["files"]) if ok else []
         self.ready.append({
-            "video_id": vid, "path": info.get("path"), "status": info["status"], "error": info.get("error"),
-            "warning": info.get("warning"), "n_frames_sampled": info["n_emitted"] if ok else 0,
-            "n_frames_decoded": info.get("n_frames_decoded"),
-            **{k: info.get(k) for k in ("duration_s", "fps", "width", "height", "codec", "backend",
-                                        "node_id", "encoder_node_id", "category")},
+            **{name: info.get(name) for name in STATE_SCHEMA.names if name not in _NOT_FROM_INFO},
+            "video_id": vid, "n_frames_sampled": info["n_emitted"] if ok else 0,
             "captions": info.get("captions") or [],
             "files": files, "file_rows": [p["files"][f] for f in files]})
         self.counts[info["status"]] += 1
@@ -160,19 +213,42 @@ class CommitLog:
                 self.decode_notes[info["decode_note"]] = self.decode_notes.get(info["decode_note"], 0) + 1
         else:
             self.failures.append((vid, info.get("error") or ""))
+        if self.on_video is not None:
+            self.on_video(vid, info)
 
     def commit(self) -> None:
+        """Commit the videos done since the last commit (one commit file)."""
         if self.ready:
             write_commit(self.layout, pa.Table.from_pylist(self.ready, schema=STATE_SCHEMA), self._run,
                          self.metadata)
             self.ready = []
         self._last_commit = time.monotonic()
 
-    def close(self) -> list[str]:
+    def _close(self) -> None:
         """Commit what is done; the videos still in flight (their frames never all came: a lost
-        task, or rows seen twice) are returned and left to the next run."""
+        task, or rows seen twice) are left to the next run (`incomplete`)."""
         self.commit()
-        return sorted(self.pending)
+        self.incomplete = sorted(self.pending)
+
+    # -----------------------------------------------------------------------------------------
+    # on_write_complete / on_write_failed: the driver, at the end
+
+    def on_write_complete(self) -> pa.Table:
+        """After the last write task's rows: commit what is done, make frames/ hold exactly the
+        committed videos' frames, and write videos.parquet (one row per video ever listed into
+        OUT, its latest status), which is returned."""
+        self._close()
+        reconcile(self.layout)
+        table = read_state(self.layout).drop_columns(list(BOOKKEEPING_COLUMNS))
+        write_parquet(self.layout, table, self.layout.videos)
+        return table
+
+    def on_write_failed(self, error: BaseException) -> None:
+        """After the job failed: commit the videos that finished (a re-run skips them), unless
+        `error` is the storage's own (an OSError: a full disk takes no commit either). What the
+        rest left in frames/ goes at the next run's on_write_start."""
+        if not isinstance(error, OSError):
+            self._close()
 
 
 def write_commit(layout: OutputLayout, entries: pa.Table, run: str, metadata: dict) -> None:
@@ -332,8 +408,3 @@ def _drop_repeated_frames(table: pa.Table) -> pa.Table:
     repeat = np.r_[False, (v[1:] == v[:-1]) & (f[1:] == f[:-1])]
     return table.filter(pa.array(~repeat)) if repeat.any() else table
 
-
-def clear_staging(layout: OutputLayout) -> None:
-    """Delete what a killed embed left half-written (call it holding the writer lock: every embed
-    temporary file is a stopped run's); other stages' files are theirs to clear."""
-    clear_staging_of(layout, "embed", every_writer=True)
