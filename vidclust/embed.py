@@ -44,8 +44,10 @@ def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
     return {**spec.to_dict(),
             "sampling": {"frame_interval": None if s.fps or s.keyframes else s.frame_interval,
                          "fps": s.fps, "max_frames": s.max_frames, "image_size": spec.image_size,
-                         **({"keyframes": True} if s.keyframes else {})},
-            "preprocess": {**spec.preprocess(), "resize": "squash, bilinear (decoder)"}}
+                         **({"keyframes": True} if s.keyframes else {}),
+                         **({"frames": s.frames} if s.frames == "reference" else {})},
+            "preprocess": {**spec.preprocess(), "resize": "squash, bilinear (decoder)",
+                           **({"loop_filter": "skipped"} if cfg.decode.skip_loop_filter else {})}}
 
 
 def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
