@@ -21,13 +21,15 @@ from vidclust.layout import OutputLayout
 from test_decode_modes import FPS, N, gop_video, run, write_gop_video  # noqa: F401 (a fixture)
 from videos import write_truncated
 
-SHOWN = lambda i: (i * 37) % 256  # noqa: E731: write_gop_video's frame i has this blue level
+def shown(i: int) -> int:
+    """The blue level of write_gop_video's frame i."""
+    return (i * 37) % 256
 
 
 def shows_frame(frame: np.ndarray, i: int) -> bool:
     """Whether a decoded frame is frame i of write_gop_video (its blue level, H.264 being lossy;
     the next frame's is 37 levels off)."""
-    d = abs(float(frame[..., 2].mean()) - SHOWN(i))
+    d = abs(float(frame[..., 2].mean()) - shown(i))
     return min(d, 256 - d) < 12
 
 

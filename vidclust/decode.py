@@ -312,7 +312,7 @@ def sample_frames(path: str, sampling: SamplingConfig, decode: DecodeConfig,
     else:
         backends = [decode.backend]
     if sampling.frames == "reference":  # PyAV alone can leave frames undecoded (skip_frame)
-        backends = [b for b in backends if b == "pyav"]
+        backends = ["pyav"]
     readers = {"torchcodec": _torchcodec_chunks, "pyav": _pyav_chunks, "decord": _decord_chunks}
     for backend in backends:
         try:
