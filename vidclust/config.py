@@ -43,7 +43,15 @@ class SamplingConfig:
     # decode and embed the keyframes only (frame_interval is then ignored; max_frames caps them):
     # about one frame decoded per frame embedded, where every N-th frame decodes them all
     keyframes: bool = False
+    # which frames are decoded and may be sampled: all | keyframes (the same as keyframes=true) |
+    # reference (PyAV only: the frames other frames are predicted from, the rest never decoded,
+    # about a quarter to two thirds of a B-frame stream; frame_interval/fps then pick the first
+    # reference frame in each span of that many frames, max_frames widens the spans)
+    frames: str = "all"
     image_size: Optional[int] = None  # frames are squashed to this square; None: the model's size
+
+    def __post_init__(self):
+        self.keyframes = self.keyframes or self.frames == "keyframes"  # one setting, two spellings
 
 
 @dataclass
@@ -73,6 +81,9 @@ class DecodeConfig:
     # ~4.5k 1080p H.264 frames/s against ~15 vCPUs at ~200 each) until a GPU run measures both
     nvdec_share: float = 0.6
     nvdec_sessions: int = 8  # NVDEC decoding threads per GPU encoder actor (an H200 has 7 engines)
+    # PyAV on CPU: skip H.264/HEVC's deblocking filter (FFmpeg's skip_loop_filter=all): less CPU,
+    # frames a little blockier; part of the embedding signature (bench/bench_decode_ffmpeg.py)
+    skip_loop_filter: bool = False
 
 
 @dataclass
@@ -176,6 +187,7 @@ class Config:
 
     def validate(self) -> "Config":
         s = self.embed.sampling
+        _check_sampled_frames(s, self.embed.decode)
         _check(s.frame_interval >= 1, "embed.sampling.frame_interval must be >= 1")
         _check(s.fps is None or s.fps > 0, "embed.sampling.fps must be > 0")
         _check(s.max_frames is None or s.max_frames >= 1, "embed.sampling.max_frames must be >= 1")
@@ -256,6 +268,22 @@ class Config:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise VidclustError(f"bad configuration: {message}")
+
+
+SAMPLED_FRAMES = ("all", "keyframes", "reference")  # embed.sampling.frames
+
+
+def _check_sampled_frames(s: SamplingConfig, d: DecodeConfig) -> None:
+    """embed.sampling.frames and its older spelling keyframes=true agree (and are made one), and
+    what only PyAV decodes asks for no other backend."""
+    _check_choice(s.frames, SAMPLED_FRAMES, "embed.sampling.frames")
+    _check(not (s.keyframes and s.frames == "reference"), "embed.sampling.keyframes=true and "
+           "embed.sampling.frames=reference exclude each other")
+    s.keyframes = s.keyframes or s.frames == "keyframes"
+    s.frames = "keyframes" if s.keyframes else s.frames
+    for what, on in (("embed.sampling.frames=reference", s.frames == "reference"),
+                     ("embed.decode.skip_loop_filter=true", d.skip_loop_filter)):
+        _check(not on or d.backend in ("auto", "pyav"), f"{what} needs embed.decode.backend auto or pyav")
 
 
 def _check_choice(value: str, choices: tuple[str, ...], key: str) -> None:

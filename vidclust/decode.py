@@ -6,8 +6,9 @@ The next takes over for files one refuses and for the rest of a file where one b
 (`vidclust.nvdec`, for a caller that takes `gpu_frames`): its frames then stay on the GPU (torch
 tensors), and a video NVDEC refuses or fails on is decoded on the CPU, `DecodeResult.note` saying
 why. Only the frames to embed are decoded, as far as the keyframes allow: a decoder seeks to the
-keyframe before a sample when that skips frames, and
-`sampling.keyframes` decodes keyframes only. `DecodeResult.n_frames_decoded` counts the frames
+keyframe before a sample when that skips frames, `sampling.keyframes` decodes keyframes only,
+and `sampling.frames=reference` reference frames only (PyAV, on the CPU).
+`DecodeResult.n_frames_decoded` counts the frames
 decoded (PyAV: counted; torchcodec, decord: from the keyframe positions, see `decode_cost`).
 Frames are resized (squashed, as the notebook did) while decoding, turned upright as players turn
 them (the display matrix of phone videos, in quarter turns: torchcodec and decord turn them
@@ -305,6 +306,8 @@ def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = 
     result = result if result is not None else DecodeResult()
     result.info = probe_video(path)
     nvdec, result.note = nvdec_frames(result.info, decode, gpu_frames)
+    if sampling.frames == "reference" and nvdec is not None:  # skip_frame=NONREF: PyAV on the CPU only
+        nvdec, result.note = None, "sampling.frames=reference decodes on the CPU"
     done_upto = -1  # highest frame index handed on so far
     errors = []
     broke_off = None  # why decoding stopped before the end, when every backend failed
@@ -313,6 +316,8 @@ def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = 
         backends = [b for b in AUTO_ORDER if not backend_unavailable(b)]
     else:
         backends = [decode.backend]
+    if sampling.frames == "reference":  # PyAV alone can leave frames undecoded (skip_frame)
+        backends = ["pyav"]
     readers = {"torchcodec": _torchcodec_chunks, "pyav": _pyav_chunks, "decord": _decord_chunks}
     if nvdec is not None:  # NVDEC first; a CPU backend takes over where it refuses or fails
         backends.insert(0, NVDEC_BACKEND)
@@ -346,7 +351,7 @@ def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = 
     info = result.info
     # what the container announces: its frame count, or duration x a trustworthy frame rate
     announced = info.n_frames if info.n_frames and info.n_frames_from_stream else None
-    if sampling.keyframes:  # which keyframes a whole file would have is not known: its length is
+    if _some_frames_only(sampling):  # which frames a whole file would give is not known: its length is
         sampled_announced = None
         short_of_announced = bool(announced and result.n_frames_found is not None
                                   and result.n_frames_found < 0.9 * announced - 1)
@@ -361,7 +366,7 @@ def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = 
         # recorders) holds fewer, none missing, and was sampled by the frames it holds
         short_of_announced = False
     if short_of_announced or short_of_plan or broke_off:
-        decoded = result.n_frames_found if sampling.keyframes and result.n_frames_found \
+        decoded = result.n_frames_found if _some_frames_only(sampling) and result.n_frames_found \
             else max(result.n_frames_decoded, done_upto + 1)
         of = f"its container announces {announced} frames, {decoded} decoded" if announced else \
             f"{decoded} frames decoded"
@@ -371,6 +376,12 @@ def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = 
         stop = f" ({broke_off or mid_way})" if broke_off or mid_way else ""
         result.warning = f"truncated or corrupt: {of}; kept {kept} sampled frames{stop}"
         log.debug("%s: %s", path, result.warning)
+
+
+def _some_frames_only(sampling) -> bool:
+    """Whether the decoder leaves frames undecoded (keyframes, reference frames only): which
+    frames a whole file gives is then not known before decoding it."""
+    return sampling.keyframes or sampling.frames == "reference"
 
 
 def _torchcodec_chunks(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
@@ -463,6 +474,9 @@ def _pyav_chunks(path, sampling, decode, result, after: int, nvdec=None) -> Iter
     """PyAV: decodes straight through, counting every frame, unless the samples lie further
     apart than the keyframes (or only keyframes are wanted): then it seeks from one to the next.
     `nvdec` (nvdec.NvdecFrames): on NVDEC, the frames handed on as torch tensors on the GPU."""
+    if sampling.frames == "reference":
+        yield from _pyav_reference(path, sampling, decode, result, after)
+        return
     info = result.info
     fps = info.fps or 25.0
     scan = None
@@ -495,6 +509,7 @@ def _pyav_open(path, decode, nvdec=None):
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame and slice threads
     stream.thread_count = decode.threads  # 0: FFmpeg picks
+    _set_cpu_decoder_options(stream, decode)
     t0 = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     return container, stream, t0
 
@@ -515,10 +530,23 @@ def _pyav_open_nvdec(path, nvdec):
     return container, stream, t0
 
 
+def _set_cpu_decoder_options(stream, decode) -> None:
+    """FFmpeg decoder options from the config, set before the first packet opens the decoder:
+    skip_loop_filter=all leaves out H.264/HEVC's deblocking (less CPU, slightly blockier frames;
+    FFmpeg's other decoders ignore it)."""
+    if decode.skip_loop_filter:
+        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
+
+
 class _Chunker:
     def __init__(self, size: int, chunk_frames: int, nvdec=None):
+        from av.video.reformatter import VideoReformatter
+
         self.size, self.chunk_frames, self.nvdec = size, chunk_frames, nvdec
         self.idx, self.ts, self.frames = [], [], []
+        # one scaler for the video's frames: frame.to_ndarray(width=...) sets one up per frame,
+        # ~0.7 ms of CPU each (bench/bench_decode_ffmpeg.py: 360p every 10th 1.10x FFmpeg without)
+        self.reformatter = VideoReformatter()
 
     def add(self, i: int, t: float, frame) -> Optional[FrameChunk]:
         self.idx.append(i)
@@ -527,7 +555,8 @@ class _Chunker:
             self.frames.append(self.nvdec.rgb(frame, self.size))
             return self.flush() if len(self.idx) >= self.chunk_frames else None
         # BILINEAR is how decord scales: the backends give (nearly) the same pixels
-        pixels = frame.to_ndarray(width=self.size, height=self.size, format="rgb24", interpolation="BILINEAR")
+        pixels = self.reformatter.reformat(frame, width=self.size, height=self.size, format="rgb24",
+                                           interpolation="BILINEAR").to_ndarray()
         self.frames.append(turned_upright(pixels, frame.rotation))
         return self.flush() if len(self.idx) >= self.chunk_frames else None
 
@@ -634,6 +663,57 @@ def _pyav_straight(path, sampling, decode, result, after: int, n_frames: Optiona
         error = exc
     except Exception as exc:  # the frames decoded before it are handed on first
         error = DecodeError(f"failed after frame {decoded - 1}: {first_line(exc)}")
+    yield from _hand_on_then_raise(out, error)
+
+
+def reference_span(info: VideoInfo, sampling) -> float:
+    """Frames per span in reference sampling, of which the first reference frame is embedded:
+    frame_interval, or video fps / sampling.fps; widened to n_frames / max_frames where the
+    container tells the length, so that max_frames spreads over the whole video."""
+    fps = info.fps or 25.0
+    span = max(fps / sampling.fps if sampling.fps else float(sampling.frame_interval), 1.0)
+    if sampling.max_frames and info.n_frames:
+        span = max(span, info.n_frames / sampling.max_frames)
+    return span
+
+
+def _pyav_reference(path, sampling, decode, result, after: int) -> Iterator[FrameChunk]:
+    """Reference frames only (skip_frame=NONREF): the decoder never decodes the frames that no
+    other frame is predicted from (most B-frames). The skipped frames are never seen, so a
+    frame's index comes from its timestamp (pts x fps), not from a count; the first reference
+    frame in each span (`reference_span`) is embedded. Every packet counts as a frame found."""
+    fps = result.info.fps or 25.0
+    span = reference_span(result.info, sampling)
+    out = _Chunker(sampling.image_size, decode.chunk_frames)
+    found, emitted, last_span = 0, 0, -1
+    error = None
+    try:
+        container, stream, t0 = _pyav_open(path, decode)
+        with container:
+            stream.codec_context.skip_frame = "NONREF"
+            for packet in container.demux(stream):
+                found += packet.size > 0
+                for frame in packet.decode():
+                    result.n_frames_decoded += 1
+                    if frame.time is None:
+                        raise DecodeError("a frame without a timestamp: reference sampling cannot place it")
+                    ts = float(frame.time) - t0
+                    i = int(round(ts * fps))
+                    k = int(np.floor(i / span + 1e-9))
+                    if i <= after or k <= last_span:
+                        continue
+                    last_span = k
+                    chunk = out.add(i, ts, frame)
+                    emitted += 1
+                    if chunk is not None:
+                        yield chunk
+                if sampling.max_frames and emitted >= sampling.max_frames:
+                    found = None  # stopped before the end: how many frames there are is not known
+                    break
+    except Exception as exc:  # the frames decoded before it are handed on first
+        error = exc if isinstance(exc, DecodeError) else \
+            DecodeError(f"failed after {result.n_frames_decoded} frames: {first_line(exc)}")
+    result.n_frames_found = found
     yield from _hand_on_then_raise(out, error)
 
 

@@ -54,8 +54,10 @@ def embedding_signature(spec: EncoderSpec, cfg: EmbedConfig) -> dict:
     return {**spec.to_dict(),
             "sampling": {"frame_interval": None if s.fps or s.keyframes else s.frame_interval,
                          "fps": s.fps, "max_frames": s.max_frames, "image_size": spec.image_size,
-                         **({"keyframes": True} if s.keyframes else {})},
-            "preprocess": {**spec.preprocess(), "resize": "squash, bilinear (decoder)"}}
+                         **({"keyframes": True} if s.keyframes else {}),
+                         **({"frames": s.frames} if s.frames == "reference" else {})},
+            "preprocess": {**spec.preprocess(), "resize": "squash, bilinear (decoder)",
+                           **({"loop_filter": "skipped"} if cfg.decode.skip_loop_filter else {})}}
 
 
 def resolve_embed_config(cfg: EmbedConfig) -> tuple[EncoderSpec, EmbedConfig]:
@@ -350,7 +352,7 @@ def decodes_on_nvdec(cfg: EmbedConfig, resources: dict, warn: bool = False) -> b
     """Whether the GPU encoder actors decode videos on NVDEC: decode.device=cuda|auto with the
     encoder on GPUs. Elsewhere each decode task decodes on the CPU (no GPU is visible to it),
     recording why not NVDEC; `warn`: say so once where decode.device=cuda asked for the GPU."""
-    if cfg.decode.device == "cpu":
+    if cfg.decode.device == "cpu" or cfg.sampling.frames == "reference":  # reference: PyAV on the CPU only
         return False
     if resolve_device(cfg.encoder, resources) == "gpu":
         return True
