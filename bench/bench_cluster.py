@@ -100,7 +100,7 @@ def map_job(x, y, how: str):
 
     start = time.perf_counter()
     if how == "tsne":
-        from vidclust.projection import project_tsne
+        from vidclust.reporting.projection import project_tsne
 
         xy, _, info = project_tsne(x, None, seed=28)
         placed = info.get("placed_by", "-")
@@ -120,7 +120,7 @@ def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int, shape: st
     """Runs in the child process."""
     import numpy as np
 
-    from vidclust.video_clusterer import VideoClusterer
+    from vidclust.clustering.video_clusterer import VideoClusterer
 
     x, y, truth = make_vectors(n, dtype=dtype, shape=shape)
     data_mib = rss_mib()
@@ -129,7 +129,7 @@ def one(n: int, job: str, dtype: str, tmp: str, exact_dups_up_to: int, shape: st
     if job.startswith("map"):
         out["seconds"], out["map_topic_agreement"], out["placed_by"] = map_job(x, y, job.split()[1])
     elif job.startswith("dups"):
-        from vidclust.near_duplicates import near_duplicate_search, recall
+        from vidclust.clustering.near_duplicates import near_duplicate_search, recall
 
         search = job.split()[1]
         found = near_duplicate_search(x, 0.98, search=search)
@@ -158,7 +158,7 @@ def write_out(root: str, n: int, frames_per_video: int, rows_per_file: int = 200
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vidclust.contract import frames_schema
+    from vidclust.store.contract import frames_schema
 
     spec = {"n": n, "frames_per_video": frames_per_video, "rows_per_file": rows_per_file, "dim": DIM}
     done = os.path.join(root, "_bench_spec.json")
@@ -243,8 +243,8 @@ def main() -> None:
     import numpy as np
     from sklearn.metrics import adjusted_rand_score
 
-    from vidclust.clusterer import EXACT_UP_TO, choose_method
-    from vidclust.near_duplicates import INDEX_ABOVE
+    from vidclust.clustering.clusterer import EXACT_UP_TO, choose_method
+    from vidclust.clustering.near_duplicates import INDEX_ABOVE
 
     print(f"# cluster bench: {DIM}-d {args.dtype}, k={K}, {TOPICS} planted {args.shape} topics, {DUP_SHARE:.1%} of rows with "
           f"planted near copies; {os.cpu_count()} CPUs; load average before: "

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from vidclust.config import DecodeConfig, SamplingConfig  # noqa: E402
-from vidclust.decode import DecodeResult, backend_unavailable, sample_frames  # noqa: E402
+from vidclust.embedding.decode import DecodeResult, backend_unavailable, sample_frames  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 SIZES = {"360p": (360, 640), "720p": (720, 1280), "1080p": (1080, 1920)}
@@ -145,7 +145,7 @@ def peak_rss_growth(backend: str, path: Path) -> float:
     code = f"""
 import sys; sys.path.insert(0, {str(ROOT)!r})
 from vidclust.config import SamplingConfig, DecodeConfig
-from vidclust.decode import sample_frames, backend_unavailable
+from vidclust.embedding.decode import sample_frames, backend_unavailable
 backend_unavailable({backend!r})  # imported before the baseline
 import av, decord
 def hwm():

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 
 from bench_decode import RESULTS, SIZES, write_clip  # noqa: E402
 from vidclust.config import DecodeConfig, SamplingConfig  # noqa: E402
-from vidclust.decode import DecodeResult, sample_frames  # noqa: E402
+from vidclust.embedding.decode import DecodeResult, sample_frames  # noqa: E402
 
 S = 224
 FRAME_BYTES = S * S * 3
@@ -178,7 +178,7 @@ def main() -> None:
         say(f"{name:6} {mode:30} {row['vs_default']:9.2f}x {total:8.2f}x {row['frames']:6d} "
             f"{row['decoded']:6d}/{found or '?'}")
 
-    from vidclust.encoder import FrameEncoder
+    from vidclust.models.encoder import FrameEncoder
 
     say()
     say(f"# drift: {args.model} ({'random weights' if args.pretrained == 'none' else args.pretrained}), "

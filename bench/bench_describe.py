@@ -168,7 +168,7 @@ def main() -> None:
     import ray
 
     from vidclust.config import load_config
-    from vidclust.describe import run_describe
+    from vidclust.descriptions.run import run_describe
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_describe_"))
     work.mkdir(parents=True, exist_ok=True)

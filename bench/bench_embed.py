@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from vidclust.config import load_config  # noqa: E402
-from vidclust.decode import sample_frames  # noqa: E402
+from vidclust.embedding.decode import sample_frames  # noqa: E402
 from vidclust.example import write_topic_clips  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def peak_rss_child(mode: str, path: str) -> float:
     code = f"""
 import resource, numpy as np, av
 from vidclust.config import SamplingConfig, DecodeConfig
-from vidclust.decode import sample_frames
+from vidclust.embedding.decode import sample_frames
 def hwm():  # VmHWM: peak RSS of this process image (ru_maxrss would count the parent's, from fork)
     return int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
 base = hwm()
@@ -79,13 +79,13 @@ def main() -> None:
     paths = write_topic_clips(work / "videos", args.videos, args.seconds)
     cfg = load_config(None, [f"embed.encoder.model={args.model}", "embed.encoder.pretrained=none",
                              f"embed.decode.backend={args.backend}"])
-    from vidclust.embed import resolve_embed_config
+    from vidclust.embedding.run import resolve_embed_config
 
     _, ecfg = resolve_embed_config(cfg.embed)  # the model's own image size and mean/std
     sampling, decode = ecfg.sampling, ecfg.decode
     import torch
 
-    from vidclust.encoder import FrameEncoder
+    from vidclust.models.encoder import FrameEncoder
 
     results = {"machine": f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}",
                "videos": len(paths), "seconds_each": args.seconds, "model": args.model}
@@ -114,7 +114,7 @@ def main() -> None:
 
     import ray
 
-    from vidclust.embed import run_embed
+    from vidclust.embedding.run import run_embed
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     def timed_run(source: Path, out: Path) -> tuple[int, float]:

@@ -166,7 +166,7 @@ def encoder_alone(args, precisions, batches, compile_: bool, budget: Budget) -> 
 
     import torch
 
-    from vidclust.encoder import FrameEncoder, normalise_frames
+    from vidclust.models.encoder import FrameEncoder, normalise_frames
 
     rng = np.random.default_rng(0)
     biggest = max(batches)
@@ -270,8 +270,8 @@ def cosine_check(args, clips: list[str]) -> dict:
     import torch
 
     from vidclust.config import DecodeConfig, SamplingConfig
-    from vidclust.decode import sample_frames
-    from vidclust.encoder import FrameEncoder
+    from vidclust.embedding.decode import sample_frames
+    from vidclust.models.encoder import FrameEncoder
 
     frames = np.concatenate([c.frames for p in clips[:4] for c in
                              sample_frames(str(p), SamplingConfig(image_size=224), DecodeConfig(backend="pyav"))])
@@ -295,7 +295,7 @@ def _decode_loop(path: str, sampling: dict, device: str, until: float) -> tuple[
     """Decode `path` through vidclust's decode API again and again until `until`: (frames
     embedded-to-be, videos, CPU-seconds of this thread, backends that made the frames)."""
     from vidclust.config import DecodeConfig, SamplingConfig
-    from vidclust.decode import DecodeResult, sample_frames
+    from vidclust.embedding.decode import DecodeResult, sample_frames
 
     n, videos, backends, cpu = 0, 0, set(), time.thread_time()
     while time.monotonic() < until or not videos:
@@ -389,7 +389,7 @@ def pipeline(args, clips: list[str], work: Path, name: str, overrides: list[str]
     encoder's or the CPUs' work, whichever is less), on the local Ray started once for all
     pipelines; run.json's embed entry says where the time went."""
     from vidclust.config import load_config
-    from vidclust.embed import GPU_BATCH_SIZE, resolve_embed_config, run_embed
+    from vidclust.embedding.run import GPU_BATCH_SIZE, resolve_embed_config, run_embed
 
     overrides = [f"embed.encoder.model={args.model}", "embed.encoder.pretrained=none", *overrides, *args.set]
     if not args.smoke:

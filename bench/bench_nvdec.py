@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 
 from bench_decode import write_clip  # noqa: E402
 from vidclust.config import DecodeConfig, SamplingConfig  # noqa: E402
-from vidclust.decode import DecodeResult, sample_frames  # noqa: E402
-from vidclust.nvdec import BACKEND, environment  # noqa: E402
+from vidclust.embedding.decode import DecodeResult, sample_frames  # noqa: E402
+from vidclust.embedding.nvdec import BACKEND, environment  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MODES = {"every 10th": {}, "keyframes": {"keyframes": True}}

@@ -92,7 +92,7 @@ def main() -> None:
     args = ap.parse_args()
     ks = args.k if len(args.k) == len(args.sizes) else [args.k[0]] * len(args.sizes)
 
-    from vidclust.report import run_report
+    from vidclust.reporting.run import run_report
 
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-report-"))
     clips = [str(p) for p in write_topic_clips(base / "clips", 24, seconds=2.0, size=(120, 160))]

@@ -95,7 +95,7 @@ def child_embed(a: dict) -> None:
     import torch  # noqa: F401
 
     from vidclust.config import load_config
-    from vidclust.embed import run_embed
+    from vidclust.embedding.run import run_embed
 
     cfg = load_config(None, a["overrides"])
     hwm0 = hwm_mib()
@@ -119,7 +119,7 @@ def child_manifest_new(a: dict) -> None:
 
     from vidclust.config import load_config
     from vidclust.runtime import collect_table, init_ray, set_progress_bars
-    from vidclust.sources import check_unique_ids, video_dataset
+    from vidclust.store.sources import check_unique_ids, video_dataset
 
     cfg = load_config(None, [])
     hwm0 = hwm_mib()
@@ -142,7 +142,7 @@ def child_manifest_old(a: dict) -> None:
 
     from vidclust.config import load_config
     from vidclust.runtime import init_ray
-    from vidclust.sources import list_videos
+    from vidclust.store.sources import list_videos
 
     cfg = load_config(None, [])
     hwm0 = hwm_mib()
@@ -173,7 +173,7 @@ def child_agg(a: dict) -> None:
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        from vidclust.aggregate import aggregate_frames
+        from vidclust.clustering.aggregate import aggregate_frames
 
         hwm0 = hwm_mib()
         emit("PHASE", {"start": time.time()})
@@ -200,7 +200,7 @@ def child_agg(a: dict) -> None:
         import ray
         import ray.data  # noqa: F401
 
-        from vidclust.aggregate import aggregate_with_ray
+        from vidclust.clustering.aggregate import aggregate_with_ray
 
         ray.init(address="local", logging_level="WARNING")
         ray.data.DataContext.get_current().enable_progress_bars = False
@@ -218,7 +218,7 @@ def child_agg(a: dict) -> None:
 
         import pyarrow as pa
 
-        from vidclust.aggregate import plan_aggregation, videos_in_files
+        from vidclust.clustering.aggregate import plan_aggregation, videos_in_files
 
         fv = videos_in_files({"file": files}, pafs.LocalFileSystem())
         work = plan_aggregation(pa.table({"file": pa.array(list(fv["file"]), pa.string()),
@@ -392,7 +392,7 @@ def write_frames(folder: Path, rows: int, dim: int, rows_per_file: int, seed: in
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vidclust.contract import frames_schema
+    from vidclust.store.contract import frames_schema
 
     done = folder / "_done.json"
     spec = {"rows": rows, "dim": dim, "rows_per_file": rows_per_file, "seed": seed}

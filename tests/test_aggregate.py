@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vidclust.aggregate import STRATEGIES, aggregate_frames, aggregate_with_ray
-from vidclust.contract import embedding_matrix
+from vidclust.clustering.aggregate import STRATEGIES, aggregate_frames, aggregate_with_ray
+from vidclust.store.contract import embedding_matrix
 from vidclust.errors import VidclustError
 
 D = 8

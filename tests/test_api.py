@@ -24,11 +24,11 @@ def test_import_is_light_and_names_resolve():
     for name in ("run", "embed", "cluster", "describe", "report", "assign", "stats"):
         assert callable(getattr(vidclust, name))
     # the stages' modules stay modules: their functions import as before
-    from vidclust.embed import run_embed
-    from vidclust.stats import run_stats
-    import vidclust.cluster as cluster_module
+    from vidclust.embedding.run import run_embed
+    from vidclust.statistics.run import run_stats
+    import vidclust.clustering.run as cluster_module
     assert callable(run_embed) and callable(cluster_module) and hasattr(cluster_module, "run_cluster")
-    assert callable(run_stats) and vidclust.stats.run_stats is run_stats
+    assert callable(run_stats) and vidclust.statistics.run.run_stats is run_stats
     assert vidclust.FrameEncoder.__name__ == "FrameEncoder"
     with pytest.raises(AttributeError):
         vidclust.no_such_thing
@@ -156,8 +156,8 @@ def test_the_command_line_calls_the_api(monkeypatch, tmp_path):
     arguments make; the command line sequences nothing itself."""
     from vidclust import api, cli
 
-    from vidclust.contract import PROBE_SCHEMA
-    from vidclust.video_stats import summarise_stats
+    from vidclust.store.contract import PROBE_SCHEMA
+    from vidclust.statistics.video_stats import summarise_stats
 
     calls = []
     returns = {"stats": {**summarise_stats(PROBE_SCHEMA.empty_table()), "files": []}}  # the CLI prints it

@@ -13,15 +13,15 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import adjusted_rand_score
 
 from vidclust.vectors import l2_normalise
-from vidclust.cluster import near_duplicate_groups, run_assign_new, run_cluster
-from vidclust.clusterer import choose_method, distances_to_centers, distances_to_own_center, nearest_center
+from vidclust.clustering.run import near_duplicate_groups, run_assign_new, run_cluster
+from vidclust.clustering.clusterer import choose_method, distances_to_centers, distances_to_own_center, nearest_center
 from vidclust.config import load_config
-from vidclust.contract import read_vectors
+from vidclust.store.contract import read_vectors
 from vidclust.errors import VidclustError
-from vidclust.k_sweep import sweep_k
-from vidclust.layout import OutputLayout
-from vidclust.scores import external_scores, score_clustering
-from vidclust.video_clusterer import VideoClusterer
+from vidclust.clustering.k_sweep import sweep_k
+from vidclust.store.layout import OutputLayout
+from vidclust.clustering.scores import external_scores, score_clustering
+from vidclust.clustering.video_clusterer import VideoClusterer
 
 PLANTED_K = 6
 
@@ -134,7 +134,7 @@ def test_scores_match_sklearn_and_sample_when_large(planted):
 def test_blockwise_dispersion_scores_equal_sklearn(planted, k, monkeypatch):
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
-    import vidclust.scores as scores
+    import vidclust.clustering.scores as scores
 
     monkeypatch.setattr(scores, "BLOCK", 37)  # many blocks, a ragged last one
     x, _ = planted
@@ -260,7 +260,7 @@ def test_near_duplicate_chain_is_one_group():
 def test_many_similar_pairs_are_compacted_without_changing_groups(monkeypatch):
     import importlib
 
-    nd = importlib.import_module("vidclust.near_duplicates")  # the module (vidclust exports a function of that name)
+    nd = importlib.import_module("vidclust.clustering.near_duplicates")  # the module (vidclust exports a function of that name)
 
     x, _ = blobs(30, k=3, seed=5, spread=0.05)  # every pair within a group is similar
     ids = [f"v{i:03d}" for i in range(len(x))]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
-from vidclust.clusterer import choose_method, distances_to_centers
+from vidclust.clustering.clusterer import choose_method, distances_to_centers
 from vidclust.errors import VidclustError
-from vidclust.near_duplicates import near_duplicate_search, near_duplicates, recall
-from vidclust.video_clusterer import VideoClusterer
+from vidclust.clustering.near_duplicates import near_duplicate_search, near_duplicates, recall
+from vidclust.clustering.video_clusterer import VideoClusterer
 
 K, D = 5, 32
 
@@ -236,10 +236,10 @@ def test_the_cells_search_on_tight_topics_finds_what_exact_finds():
 
 
 def test_the_package_exports_work_after_the_stage_modules_are_imported():
-    """`vidclust.near_duplicates` is also a module name: importing the cluster stage (which imports
+    """`vidclust.clustering.near_duplicates` is also a module name: importing the cluster stage (which imports
     that module) must not turn the exported function into an uncallable module."""
     import vidclust
-    import vidclust.cluster  # noqa: F401  imports vidclust.near_duplicates
+    import vidclust.clustering.run  # noqa: F401  imports vidclust.near_duplicates
 
     x = np.eye(4, dtype=np.float32)[[0, 0, 1, 2]]
     assert vidclust.near_duplicates(x, threshold=0.98).tolist() == [0, 0, -1, -1]
@@ -249,7 +249,7 @@ def test_the_package_exports_work_after_the_stage_modules_are_imported():
 def test_the_cells_sketch_never_lengthens_a_difference_and_finds_what_exact_finds():
     """The cells search compares 64-d principal-axis sketches of 512-d vectors, then checks on the
     full vectors: an orthogonal projection cannot push a near-duplicate pair apart."""
-    from vidclust.near_duplicates import _sketch
+    from vidclust.clustering.near_duplicates import _sketch
 
     x, truth = planted_duplicates(n=3000, n_groups=60, d=512, seed=7)
     z, zz = _sketch(x, 64, seed=0)

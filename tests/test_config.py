@@ -15,7 +15,7 @@ def test_defaults_are_the_notebooks():
     assert cfg.embed.encoder.model == "ViT-B-32" and cfg.embed.encoder.pretrained == "openai"
     assert cfg.embed.encoder.batch_size is None  # the notebook's 128 on CPUs, 512 on a GPU (measured)
     # 224x224 and CLIP's mean/std: the model's own preprocessing, read from open_clip's configs
-    from vidclust.encoder import encoder_spec
+    from vidclust.models.encoder import encoder_spec
 
     spec = encoder_spec(cfg.embed.encoder.model, cfg.embed.encoder.pretrained)
     assert spec.image_size == 224 and spec.embed_dim == 512

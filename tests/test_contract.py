@@ -9,14 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.contract import CONTRACT, arrow_type_name, contract_markdown
+from vidclust.store.contract import CONTRACT, arrow_type_name, contract_markdown
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "output-contract.md"
 
 
 def test_the_contract_document_is_up_to_date():
     assert DOC.read_text() == contract_markdown(), (
-        "docs/output-contract.md is stale: python -c 'from vidclust.contract import contract_markdown; "
+        "docs/output-contract.md is stale: python -c 'from vidclust.store.contract import contract_markdown; "
         "print(contract_markdown(), end=\"\")' > docs/output-contract.md")
 
 
@@ -26,10 +26,10 @@ def columns(schema) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def real_out(tmp_path_factory, example_corpus, tiny_clip, ray_local) -> Path:
-    from vidclust.cluster import run_cluster
-    from vidclust.describe import run_describe
-    from vidclust.embed import run_embed
-    from vidclust.report import run_report
+    from vidclust.clustering.run import run_cluster
+    from vidclust.descriptions.run import run_describe
+    from vidclust.embedding.run import run_embed
+    from vidclust.reporting.run import run_report
 
     model_json, ckpt = tiny_clip
     cfg = load_config(None, [
@@ -61,8 +61,8 @@ def test_a_real_run_writes_the_contracts_files_and_schemas(real_out):
 
 
 def test_the_stats_table_has_the_contracts_schema(example_corpus):
-    from vidclust.sources import list_videos
-    from vidclust.stats import probe_table
+    from vidclust.store.sources import list_videos
+    from vidclust.statistics.run import probe_table
 
     [stats] = [f for f in CONTRACT if f.stage == "stats"]
     probed = probe_table(list_videos(str(example_corpus)), use_ray=False)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from vidclust.config import DecodeConfig, SamplingConfig
-from vidclust.decode import DecodeResult, probe_video, sample_frames, sampled_indices
+from vidclust.embedding.decode import DecodeResult, probe_video, sample_frames, sampled_indices
 from vidclust.errors import DecodeError
-from vidclust.encoder import FrameEncoder
+from vidclust.models.encoder import FrameEncoder
 
 from videos import write_broken, write_mixed
 
@@ -94,7 +94,7 @@ def test_torchcodec_without_ffmpeg_is_skipped_by_auto(videos, tmp_path):
     lib = "/usr/lib/x86_64-linux-gnu/libavformat.so.59"
     if not (shutil.which("unshare") and __import__("os").path.exists(lib) and __import__("os").geteuid() == 0):
         pytest.skip("needs root, unshare and Debian's libavformat59 (installed by scripts/test.sh)")
-    code = ("import sys; from vidclust.decode import backend_unavailable; from test_decode import decode; "
+    code = ("import sys; from vidclust.embedding.decode import backend_unavailable; from test_decode import decode; "
             "why = backend_unavailable('torchcodec'); idx, _, _, r = decode(sys.argv[1]); "
             "print(repr(why)); print(r.backend, r.warning, idx.tolist())")
     script = f"mount --bind /dev/null {lib} && exec {sys.executable} -c \"$0\" \"$1\""

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import Config, load_config
-from vidclust.decode import DecodeResult, sample_frames, scan_packets
-from vidclust.embed import run_embed
+from vidclust.embedding.decode import DecodeResult, sample_frames, scan_packets
+from vidclust.embedding.run import run_embed
 from vidclust.errors import VidclustError
-from vidclust.layout import OutputLayout
+from vidclust.store.layout import OutputLayout
 
 from test_decode_modes import FPS, N, gop_video, run, write_gop_video  # noqa: F401 (a fixture)
 from videos import write_truncated
@@ -74,8 +74,8 @@ def test_skip_loop_filter_changes_the_pixels_a_little(gop_video):
 
 
 def test_old_and_new_spellings_of_keyframes_are_one_setting():
-    from vidclust.embed import embedding_signature
-    from vidclust.encoder import EncoderSpec
+    from vidclust.embedding.run import embedding_signature
+    from vidclust.models.encoder import EncoderSpec
 
     spec = EncoderSpec(model="m", weights="none", embed_dim=8, image_size=224, mean=(0.5,) * 3,
                        std=(0.5,) * 3, interpolation="bicubic")

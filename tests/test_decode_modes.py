@@ -6,9 +6,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from vidclust import decode as decode_mod
+from vidclust.embedding import decode as decode_mod
 from vidclust.config import Config, DecodeConfig, SamplingConfig
-from vidclust.decode import AUTO_ORDER, DecodeResult, backend_unavailable, decode_cost, sample_frames, scan_packets
+from vidclust.embedding.decode import AUTO_ORDER, DecodeResult, backend_unavailable, decode_cost, sample_frames, scan_packets
 from vidclust.errors import DecodeError, VidclustError
 
 from videos import write_broken, write_truncated
@@ -104,7 +104,7 @@ def test_every_backend_gives_the_same_frames(gop_video, mode):
 
 
 def test_same_embedding_from_every_backend(gop_video, tiny_clip):
-    from vidclust.encoder import FrameEncoder
+    from vidclust.models.encoder import FrameEncoder
 
     enc = FrameEncoder(*tiny_clip, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
     ref = enc.embed(run(gop_video, "pyav")[2])
@@ -161,8 +161,8 @@ def test_decode_cost():
 
 
 def test_config_checks_and_signature():
-    from vidclust.embed import embedding_signature
-    from vidclust.encoder import EncoderSpec
+    from vidclust.embedding.run import embedding_signature
+    from vidclust.models.encoder import EncoderSpec
 
     def cfg(**kw):
         c = Config()

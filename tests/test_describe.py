@@ -16,15 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.contract import DESCRIPTIONS_SCHEMA
-from vidclust.describe import nearest_videos, run_describe, usable_caption_counts
+from vidclust.store.contract import DESCRIPTIONS_SCHEMA
+from vidclust.descriptions.run import nearest_videos, run_describe, usable_caption_counts
 from vidclust.errors import VidclustError
-from vidclust.keywords import (distinctive_keywords, extract_keywords, keywords_of_summaries, load_keybert,
+from vidclust.descriptions.keywords import (distinctive_keywords, extract_keywords, keywords_of_summaries, load_keybert,
                                phrase_candidates)
-from vidclust.summarise import (EXTRACTIVE, ExtractiveSummariser, Seq2SeqSummariser, clean_captions,
+from vidclust.models.summarise import (EXTRACTIVE, ExtractiveSummariser, Seq2SeqSummariser, clean_captions,
                                 hub_reachable, join_captions, load_sentence_model, load_summariser,
                                 sentence_model_source, summarise_captions, summariser_spec)
-from vidclust.zero_shot import (BUILTIN_VOCABULARY, centers_in_text_space, encode_labels, load_vocabulary,
+from vidclust.models.zero_shot import (BUILTIN_VOCABULARY, centers_in_text_space, encode_labels, load_vocabulary,
                                 zero_shot_labels)
 
 TOPIC_WORDS = {  # words of each topic's authored captions (vidclust/example.py)
@@ -128,7 +128,7 @@ def write_out(root: Path, videos: list[dict], centers: np.ndarray, meta: dict | 
 
 
 def clip_meta(tiny_clip) -> dict:
-    from vidclust.encoder import weights_id
+    from vidclust.models.encoder import weights_id
 
     cfg_path, ckpt = tiny_clip
     return {"model": Path(cfg_path).stem, "weights": weights_id(ckpt), "embed_dim": 32}
@@ -143,7 +143,7 @@ def stage_config(tiny_clip, *overrides: str):
 @pytest.fixture(scope="session")
 def tiny_clip_text(tiny_clip):
     """(labels, their text features) of the built-in vocabulary with the tiny CLIP."""
-    from vidclust.encoder import load_clip
+    from vidclust.models.encoder import load_clip
 
     model, tokenizer = load_clip(*tiny_clip)
     labels = load_vocabulary()

@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.embed import run_embed
+from vidclust.embedding.run import run_embed
 from vidclust.errors import VidclustError
-from vidclust.layout import OutputLayout
+from vidclust.store.layout import OutputLayout
 
 from videos import MIXED, write_broken, write_mixed, write_truncated
 
@@ -173,7 +173,7 @@ def test_user_mistakes_are_one_line_errors_not_tracebacks(tmp_path, tiny_clip):
 
 
 def test_encoder_pool_follows_the_cluster_resources():
-    from vidclust.embed import encoder_stage
+    from vidclust.embedding.run import encoder_stage
 
     cfg = load_config().embed
     gpu = encoder_stage(cfg, {"CPU": 64, "GPU": 8})
@@ -205,7 +205,7 @@ def test_local_dir_model_embeds_with_its_own_preprocessing(ray_local, tmp_path):
     import torch
 
     from conftest import TINY_CLIP
-    from vidclust.decode import sample_frames
+    from vidclust.embedding.decode import sample_frames
     from vidclust.example import write_video
 
     folder = tmp_path / "siglip-like"

@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from vidclust.config import DecodeConfig, SamplingConfig  # noqa: E402
-from vidclust.decode import sample_frames  # noqa: E402
-from vidclust.encoder import FrameEncoder, load_clip  # noqa: E402
+from vidclust.embedding.decode import sample_frames  # noqa: E402
+from vidclust.models.encoder import FrameEncoder, load_clip  # noqa: E402
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)

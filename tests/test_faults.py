@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from vidclust.decode import probe_video
+from vidclust.embedding.decode import probe_video
 from vidclust.errors import DecodeError
 from vidclust.example import write_video
-from vidclust.sources import list_videos
+from vidclust.store.sources import list_videos
 
 SIZE = (64, 64)
 
@@ -148,7 +148,7 @@ def s3(tmp_path_factory):
 
 
 def test_s3_source_keeps_its_options_for_every_form(s3, monkeypatch):
-    from vidclust.storage import local_file
+    from vidclust.store.storage import local_file
 
     for k, v in S3_ENV.items():
         monkeypatch.setenv(k, v)
@@ -191,7 +191,7 @@ def test_cli_embeds_an_s3_source_with_options(s3, tiny_clip, tmp_path):
 
 def decode_all(path: Path, backend: str = "auto"):
     from vidclust.config import DecodeConfig, SamplingConfig
-    from vidclust.decode import DecodeResult, sample_frames
+    from vidclust.embedding.decode import DecodeResult, sample_frames
 
     result = DecodeResult()
     chunks = list(sample_frames(str(path), SamplingConfig(image_size=32),
@@ -344,7 +344,7 @@ def test_check_same_paths():
     import pyarrow as pa
 
     from vidclust.errors import VidclustError
-    from vidclust.sources import check_same_paths
+    from vidclust.store.sources import check_same_paths
 
     def table(rows):
         return pa.table({"video_id": [r[0] for r in rows], "path": [r[1] for r in rows]})
@@ -363,7 +363,7 @@ def test_check_same_paths():
 def test_local_file_reached_by_another_path_is_the_same(tmp_path):
     import pyarrow as pa
 
-    from vidclust.sources import check_same_paths
+    from vidclust.store.sources import check_same_paths
 
     tiny(tmp_path / "real" / "a.mp4")
     (tmp_path / "link").symlink_to(tmp_path / "real")

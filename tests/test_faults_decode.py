@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import DecodeConfig, SamplingConfig
-from vidclust.decode import DecodeResult, backend_unavailable, sample_frames
+from vidclust.embedding.decode import DecodeResult, backend_unavailable, sample_frames
 from vidclust.errors import DecodeError
-from vidclust.layout import OutputLayout
+from vidclust.store.layout import OutputLayout
 
 from test_faults import cli, model_args, videos_of
 
@@ -173,7 +173,7 @@ def test_every_backend_turns_a_rotated_video_upright(phone_clips, backend, rotat
 
 
 def test_a_rotated_video_embeds_as_the_upright_one_through_the_command(phone_clips, embedded_phone_clips, tiny_clip):
-    from vidclust.encoder import FrameEncoder, encoder_spec
+    from vidclust.models.encoder import FrameEncoder, encoder_spec
 
     out, _ = embedded_phone_clips
     rows = videos_of(out)

@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from test_faults import cli, model_args, tiny, videos_of
-from vidclust.frame_store import read_state
-from vidclust.layout import OutputLayout
+from vidclust.embedding.frame_store import read_state
+from vidclust.store.layout import OutputLayout
 
 
 def frame_pairs(out: Path) -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""The embed stage's write as one object (vidclust.frame_store.FrameSink), driven without Ray over
+"""The embed stage's write as one object (vidclust.embedding.frame_store.FrameSink), driven without Ray over
 real Parquet: its four Datasink verbs and the streaming commits between them, as run_embed calls
 them (the driver's verbs here, `write` as a write task would, on a pickled copy)."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from vidclust.contract import MARKER, STATUS_INFO_SCHEMA, BatchSchemaError, check_batch, decoded_schema
+from vidclust.store.contract import MARKER, STATUS_INFO_SCHEMA, BatchSchemaError, check_batch, decoded_schema
 from vidclust.errors import VidclustError
-from vidclust.frame_store import FrameSink, read_state
-from vidclust.layout import OutputLayout
+from vidclust.embedding.frame_store import FrameSink, read_state
+from vidclust.store.layout import OutputLayout
 
 DIM = 4
 SIGNATURE = {"model": "tiny", "sampling": {"frame_interval": 5}}

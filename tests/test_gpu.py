@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 from vidclust.config import DecodeConfig, SamplingConfig, load_config  # noqa: E402
-from vidclust.decode import sample_frames  # noqa: E402
-from vidclust.embed import run_embed  # noqa: E402
-from vidclust.encoder import FrameEncoder  # noqa: E402
+from vidclust.embedding.decode import sample_frames  # noqa: E402
+from vidclust.embedding.run import run_embed  # noqa: E402
+from vidclust.models.encoder import FrameEncoder  # noqa: E402
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -52,7 +52,7 @@ def _embed(tiny_clip, manifest, out, device):
 
 
 def _frames_table(out: Path):
-    from vidclust.layout import OutputLayout
+    from vidclust.store.layout import OutputLayout
 
     return pq.ParquetDataset(OutputLayout.open(str(out)).frame_files()).read()
 

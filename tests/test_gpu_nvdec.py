@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 
 from vidclust.config import DecodeConfig, SamplingConfig, load_config  # noqa: E402
-from vidclust.decode import DecodeResult, sample_frames  # noqa: E402
-from vidclust.embed import run_embed  # noqa: E402
-from vidclust.nvdec import BACKEND, environment  # noqa: E402
+from vidclust.embedding.decode import DecodeResult, sample_frames  # noqa: E402
+from vidclust.embedding.run import run_embed  # noqa: E402
+from vidclust.embedding.nvdec import BACKEND, environment  # noqa: E402
 
 from videos import write_coded, write_nvdec_kinds  # noqa: E402
 

@@ -113,3 +113,29 @@ def test_only_the_runtime_imports_ray():
     verbs (imports inside functions count)."""
     importers = sorted(m for m, p in _modules().items() if _imports_ray(p))
     assert importers and {_file_name(m) for m in importers} <= RAY_PLATFORM, importers
+
+
+TOP_LEVEL = ("api", "cli", "config", "errors", "stage", "vectors", "formatting", "example", "__main__")
+PLATFORM = ("runtime", "store", "models")  # the folders every half may use
+HALVES = ("embedding", "clustering", "descriptions", "reporting", "statistics")  # one per half of the job
+
+
+def _folder(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in PLATFORM + HALVES) else ""
+
+
+def test_the_platform_folders_import_no_half():
+    """runtime/, store/ and models/ are what the halves stand on: none of them imports a half."""
+    graph = _graph()
+    platform = [m for m in graph if _folder(m) in PLATFORM]
+    assert {_folder(m) for m in platform} == set(PLATFORM)
+    assert {m: sorted(d for d in graph[m] if _folder(d) in HALVES) for m in platform} == \
+        {m: [] for m in platform}
+
+
+def test_every_module_is_in_a_folder():
+    """Only the package's entry points stay at its top (the API, the CLI, config and the errors
+    every part raises); everything else belongs to a platform folder or a half."""
+    top = sorted(m for m in _graph() if not _folder(m))
+    assert set(top) <= {f"vidclust.{name}" for name in TOP_LEVEL}, top

@@ -1,7 +1,7 @@
 """Labels that separate clusters: class-based TF-IDF (plain functions, no model, no Ray)."""
 import numpy as np
 
-from vidclust.keywords import class_tfidf, dedupe_sentences, distinctive_keywords
+from vidclust.descriptions.keywords import class_tfidf, dedupe_sentences, distinctive_keywords
 
 # the issue's case: nine topics, four of them (traffic scenes) sharing "city road, rush hour"
 NINE_TOPICS = {

@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from vidclust import nvdec as nvdec_mod
+from vidclust.embedding import nvdec as nvdec_mod
 from vidclust.config import DecodeConfig, EmbedConfig, SamplingConfig
-from vidclust.decode import DecodeResult, _pyav_chunks, probe_video, sample_frames
-from vidclust.embed import DecodingEncoder, decode_stage, encoder_stage
-from vidclust.encoder import FrameEncoder
-from vidclust.nvdec import (BACKEND, NvdecEnvironment, NvdecFrames, environment, nv12_to_rgb, nvdec_refusal,
+from vidclust.embedding.decode import DecodeResult, _pyav_chunks, probe_video, sample_frames
+from vidclust.embedding.run import DecodingEncoder, decode_stage, encoder_stage
+from vidclust.models.encoder import FrameEncoder
+from vidclust.embedding.nvdec import (BACKEND, NvdecEnvironment, NvdecFrames, environment, nv12_to_rgb, nvdec_refusal,
                             takes_share)
 
 from test_decode_modes import MODES, write_gop_video
@@ -243,7 +243,7 @@ def test_the_decoding_encoder_embeds_the_videos_handed_on_as_the_cpu_path_does(k
     come as DEFERRED rows and are decoded by its threads (on its CPU here: no CUDA), frames of
     several videos embedded together in batch_size batches; the other videos' frames pass as
     FrameEncoder's. Every video ends with its status row and the embeddings are the CPU path's."""
-    from vidclust.embed import DEFERRED, decode_videos, resolve_embed_config
+    from vidclust.embedding.run import DEFERRED, decode_videos, resolve_embed_config
 
     cfg = EmbedConfig()
     cfg.encoder.model, cfg.encoder.pretrained = tiny_clip

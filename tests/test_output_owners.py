@@ -1,5 +1,5 @@
-"""One owner per output file: every file of clusters/ and report/ is named in vidclust/layout.py
-and opened through its reader or writer in vidclust/contract.py only. A name of one of them as a
+"""One owner per output file: every file of clusters/ and report/ is named in vidclust/store/layout.py
+and opened through its reader or writer in vidclust/store/contract.py only. A name of one of them as a
 string anywhere else in vidclust/ (a path built by hand, a second reader with its own checks and
 its own "run X first") fails here; comments and docstrings do not count."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import ast
 import posixpath
 from pathlib import Path
 
-from vidclust import layout
-from vidclust.contract import CONTRACT
+from vidclust.store import layout
+from vidclust.store.contract import CONTRACT
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vidclust"
 OWNERS = {"contract", "layout"}  # module names, wherever their folder

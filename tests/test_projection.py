@@ -1,7 +1,7 @@
 """The map beyond openTSNE's transform: videos placed at the median of their nearest fitted videos."""
 import numpy as np
 
-from vidclust.projection import project_tsne
+from vidclust.reporting.projection import project_tsne
 
 from test_report import blobs
 
@@ -25,7 +25,7 @@ def test_many_videos_are_placed_by_their_nearest_fitted_neighbours():
 
 
 def test_the_report_says_how_the_videos_outside_the_sample_were_placed():
-    from vidclust.projection import tsne_note as _tsne_note
+    from vidclust.reporting.projection import tsne_note as _tsne_note
 
     info = {"method": "openTSNE", "sampled": True, "n_fitted": 20_000, "n_videos": 1_000_000, "n_placed": 980_000,
             "perplexity": 30.0, "placed_by": "median of 10 nearest fitted videos"}

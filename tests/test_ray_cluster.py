@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.example import write_video
-from vidclust.layout import OutputLayout
+from vidclust.store.layout import OutputLayout
 
 from raycluster import ray_env
 

@@ -21,17 +21,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.config import load_config
-from vidclust.contract import PROJECTION_SCHEMA
+from vidclust.store.contract import PROJECTION_SCHEMA
 from vidclust.errors import VidclustError
 from vidclust.example import topic_frame, write_video
-from vidclust.explorer import (explore_script, explorer_data, points_script, read_points_script,
+from vidclust.reporting.explorer import (explore_script, explorer_data, points_script, read_points_script,
                                video_link)
-from vidclust.frame_strips import grab_frames, thumbnail_strip
-from vidclust.page import render_html
-from vidclust.palette import NOISE_ID, cluster_colors, distinct_colors, min_distance, oklab
-from vidclust.plots import plot_sweep, plot_tsne
-from vidclust.projection import project_tsne
-from vidclust.report import run_report
+from vidclust.reporting.frame_strips import grab_frames, thumbnail_strip
+from vidclust.reporting.page import render_html
+from vidclust.reporting.palette import NOISE_ID, cluster_colors, distinct_colors, min_distance, oklab
+from vidclust.reporting.plots import plot_sweep, plot_tsne
+from vidclust.reporting.projection import project_tsne
+from vidclust.reporting.run import run_report
 from headless_chromium import HeadlessChromium, chromium_executable
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -692,9 +692,9 @@ def test_a_map_of_100000_videos_draws_fast_and_answers_the_pointer(tmp_path, bro
 def real_run(tmp_path_factory, example_corpus, tiny_clip, ray_local):
     """embed -> cluster -> describe -> report on the example corpus plus a video whose file name
     and a caption are HTML, and a broken file, with the tiny CLIP."""
-    from vidclust.cluster import run_cluster
-    from vidclust.describe import run_describe
-    from vidclust.embed import run_embed
+    from vidclust.clustering.run import run_cluster
+    from vidclust.descriptions.run import run_describe
+    from vidclust.embedding.run import run_embed
 
     root = tmp_path_factory.mktemp("real")
     src = Path(example_corpus).parent

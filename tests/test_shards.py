@@ -12,9 +12,9 @@ import pytest
 
 from vidclust.errors import DecodeError, VidclustError
 from vidclust.example import write_video
-from vidclust.shards import expand_braces, shard_items
-from vidclust.sources import list_videos
-from vidclust.storage import local_file, split_member_path
+from vidclust.store.shards import expand_braces, shard_items
+from vidclust.store.sources import list_videos
+from vidclust.store.storage import local_file, split_member_path
 
 
 def _add(tar, name, data: bytes):

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vidclust.errors import VidclustError
-from vidclust.sources import list_videos
+from vidclust.store.sources import list_videos
 
 
 @pytest.fixture

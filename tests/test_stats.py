@@ -11,9 +11,9 @@ import pytest
 
 from vidclust.config import load_config
 from vidclust.example import write_video
-from vidclust.contract import PROBE_SCHEMA
-from vidclust.stats import format_stats, probe_row, probe_table, run_stats
-from vidclust.video_stats import plot_stats, summarise_stats
+from vidclust.store.contract import PROBE_SCHEMA
+from vidclust.statistics.run import format_stats, probe_row, probe_table, run_stats
+from vidclust.statistics.video_stats import plot_stats, summarise_stats
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

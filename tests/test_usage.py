@@ -1,9 +1,9 @@
-"""run.json's account of the embed stage (vidclust.runinfo.EmbedUsage) from the status rows'
+"""run.json's account of the embed stage (vidclust.store.runinfo.EmbedUsage) from the status rows'
 info, and the GPU meter where no GPU or no NVML is (plain objects, no Ray)."""
 import pytest
 
-from vidclust.gpu_meter import GpuMeter
-from vidclust.runinfo import EmbedUsage
+from vidclust.models.gpu_meter import GpuMeter
+from vidclust.store.runinfo import EmbedUsage
 
 
 def test_usage_sums_decode_cpu_counts_decoders_and_keeps_each_meters_latest_reading():

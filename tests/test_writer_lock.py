@@ -13,8 +13,8 @@ import pytest
 
 from vidclust.errors import VidclustError
 from vidclust.example import write_video
-from vidclust.layout import OutputLayout
-from vidclust.writer_lock import WriterLock
+from vidclust.store.layout import OutputLayout
+from vidclust.store.writer_lock import WriterLock
 
 
 def _cli(*args):

@@ -45,7 +45,7 @@ def make_config(config: Optional[str | os.PathLike | Config] = None, **settings:
 def check_out_writable(out: str, create: bool) -> None:
     """For a local OUT: create it (if `create`) and write and delete a file in it, so that a
     read-only or forbidden OUT is one line before any work starts. Remote OUTs are not probed."""
-    from vidclust.storage import local_path
+    from vidclust.store.storage import local_path
 
     if "://" in out and not out.startswith("file://"):
         return
@@ -89,7 +89,7 @@ def _start(config, settings: dict, out: str | os.PathLike, create: bool) -> tupl
 def embed(source: str | os.PathLike, out: str | os.PathLike, *, config=None, show_progress: bool = False,
           **settings: Any) -> dict:
     """`vidclust embed SOURCE OUT`: decode, sample and embed every video of SOURCE into OUT/frames."""
-    from vidclust.embed import run_embed
+    from vidclust.embedding.run import run_embed
 
     cfg, out = _start(config, settings, out, create=True)
     return run_embed(cfg, _str(source), out, show_progress=show_progress)
@@ -97,7 +97,7 @@ def embed(source: str | os.PathLike, out: str | os.PathLike, *, config=None, sho
 
 def cluster(out: str | os.PathLike, *, config=None, **settings: Any) -> dict:
     """`vidclust cluster OUT`: aggregate per video, cluster, score (OUT/clusters)."""
-    from vidclust.cluster import run_cluster
+    from vidclust.clustering.run import run_cluster
 
     cfg, out = _start(config, settings, out, create=False)
     return run_cluster(cfg, out)
@@ -105,7 +105,7 @@ def cluster(out: str | os.PathLike, *, config=None, **settings: Any) -> dict:
 
 def describe(out: str | os.PathLike, *, config=None, **settings: Any) -> dict:
     """`vidclust describe OUT`: key phrases and summaries of every cluster."""
-    from vidclust.describe import run_describe
+    from vidclust.descriptions.run import run_describe
 
     cfg, out = _start(config, settings, out, create=False)
     return run_describe(cfg, out)
@@ -113,7 +113,7 @@ def describe(out: str | os.PathLike, *, config=None, **settings: Any) -> dict:
 
 def report(out: str | os.PathLike, *, config=None, **settings: Any) -> dict:
     """`vidclust report OUT`: plots and OUT/report/index.html."""
-    from vidclust.report import run_report
+    from vidclust.reporting.run import run_report
 
     cfg, out = _start(config, settings, out, create=False)
     return run_report(cfg, out)
@@ -123,10 +123,10 @@ def run(source: str | os.PathLike, out: str | os.PathLike, *, config=None, show_
         **settings: Any) -> dict:
     """`vidclust run SOURCE OUT`: every stage; {"embed": ..., "cluster": ..., "describe": ...,
     "report": ...}, each the stage's summary."""
-    from vidclust.cluster import run_cluster
-    from vidclust.describe import run_describe
-    from vidclust.embed import run_embed
-    from vidclust.report import run_report
+    from vidclust.clustering.run import run_cluster
+    from vidclust.descriptions.run import run_describe
+    from vidclust.embedding.run import run_embed
+    from vidclust.reporting.run import run_report
 
     cfg, out = _start(config, settings, out, create=True)
     return {"embed": run_embed(cfg, _str(source), out, show_progress=show_progress),
@@ -141,10 +141,10 @@ def assign(out: str | os.PathLike, new_source: str | os.PathLike, *, config=None
     sampling OUT was embedded with (whatever the settings say of them), then assign the new ones
     to the saved cluster centres, which do not move; {"embed": ..., "assign": ...}, each the
     stage's summary. A clustering that OUT does not hold whole is refused before any embedding."""
-    from vidclust.cluster import check_clusters_saved, run_assign_new
-    from vidclust.embed import run_embed
-    from vidclust.layout import OutputLayout
-    from vidclust.runinfo import embedding_config_of
+    from vidclust.clustering.run import check_clusters_saved, run_assign_new
+    from vidclust.embedding.run import run_embed
+    from vidclust.store.layout import OutputLayout
+    from vidclust.store.runinfo import embedding_config_of
 
     cfg, out = _start(config, settings, out, create=False)
     cfg = embedding_config_of(out, cfg)  # the model and sampling OUT was embedded with
@@ -158,8 +158,8 @@ def stats(source: str | os.PathLike, out: Optional[str | os.PathLike] = None, *,
     """`vidclust stats SOURCE [--out DIR]`: durations, frame rates, sizes and codecs of every video
     of SOURCE (container metadata, no decoding); with `out`, also written there (stats.json,
     stats.parquet, histograms as PNG). Returns the summary (stats.json's content) and prints
-    nothing: `vidclust.stats.format_stats(summary)` is the table the command line prints."""
-    from vidclust.stats import run_stats
+    nothing: `vidclust.statistics.run.format_stats(summary)` is the table the command line prints."""
+    from vidclust.statistics.run import run_stats
 
     cfg = make_config(config, **settings)
     _ensure_logging()

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidclust", description="Group a corpus of videos into clusters of similar content and "
         "describe each cluster in words.")
     from vidclust import __version__
-    from vidclust.layout import DESCRIPTIONS_FILE, REPORT_PAGE_FILE
+    from vidclust.store.layout import DESCRIPTIONS_FILE, REPORT_PAGE_FILE
 
     parser.add_argument("--version", action="version", version=f"vidclust {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -102,13 +102,13 @@ def dispatch(args: argparse.Namespace) -> None:
         api.embed(args.SOURCE, args.OUT, config=cfg, show_progress=progress)
     elif args.command == "run":
         api.run(args.SOURCE, args.OUT, config=cfg, show_progress=progress)
-        from vidclust.layout import REPORT_PAGE_FILE
+        from vidclust.store.layout import REPORT_PAGE_FILE
 
         print(f"done: open {os.path.join(args.OUT, REPORT_PAGE_FILE)}")
     elif args.command == "assign":
         api.assign(args.OUT, args.NEW_SOURCE, config=cfg, show_progress=progress)
     elif args.command == "stats":
-        from vidclust.stats import format_stats
+        from vidclust.statistics.run import format_stats
 
         summary = api.stats(args.SOURCE, args.out, config=cfg)
         print(format_stats(summary))

@@ -21,17 +21,17 @@ from typing import Any, Optional
 
 import yaml
 
-from vidclust.clusterer import EXACT_UP_TO, METHODS
-from vidclust.decode import BACKENDS as DECODE_BACKENDS
-from vidclust.decode import DEVICES as DECODE_DEVICES
-from vidclust.devices import PRECISIONS
+from vidclust.clustering.clusterer import EXACT_UP_TO, METHODS
+from vidclust.embedding.decode import BACKENDS as DECODE_BACKENDS
+from vidclust.embedding.decode import DEVICES as DECODE_DEVICES
+from vidclust.models.devices import PRECISIONS
 from vidclust.errors import VidclustError
-from vidclust.near_duplicates import INDEX_ABOVE, NPROBE, SEARCHES
-from vidclust.pooling import STRATEGIES
+from vidclust.clustering.near_duplicates import INDEX_ABOVE, NPROBE, SEARCHES
+from vidclust.clustering.pooling import STRATEGIES
 from vidclust.runtime import RayConfig
-from vidclust.scores import SWEEP_METRICS
-from vidclust.summarise import PRECISIONS as SUMMARY_PRECISIONS
-from vidclust.zero_shot import MODES as ZERO_SHOT_MODES
+from vidclust.clustering.scores import SWEEP_METRICS
+from vidclust.models.summarise import PRECISIONS as SUMMARY_PRECISIONS
+from vidclust.models.zero_shot import MODES as ZERO_SHOT_MODES
 
 @dataclass
 class SamplingConfig:

@@ -1,6 +1,6 @@
 /* vidclust report: the explorable map of the videos, search, and the paged member list of every
    cluster. It reads window.VIDCLUST_REPORT_DATA, which points.js sets (its layout: the docstring
-   of vidclust/explorer.py). Everything that comes from the data goes into the page as text
+   of vidclust/reporting/explorer.py). Everything that comes from the data goes into the page as text
    (textContent) or as a property (href, src), never as HTML. No network: the page opens from disk.
 
    The map: every video is a dot coloured by its cluster. Dots are added up per pixel (colour
