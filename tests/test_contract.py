@@ -72,12 +72,13 @@ def test_the_stats_table_has_the_contracts_schema(example_corpus):
 def test_no_stage_imports_another_stage():
     import ast
 
-    stages = {"embed", "cluster", "describe", "report", "stats"}
+    halves = {"embedding", "clustering", "descriptions", "reporting", "statistics"}
     root = Path(__file__).resolve().parents[1] / "vidclust"
-    for stage in stages:
-        tree = ast.parse((root / f"{stage}.py").read_text())
-        imported = {node.module.split(".")[1] for node in ast.walk(tree)
+    for half in halves:
+        tree = ast.parse((root / half / "run.py").read_text())
+        imported = {node.module for node in ast.walk(tree)
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vidclust.")}
-        imported |= {a.name.split(".")[1] for node in ast.walk(tree) if isinstance(node, ast.Import)
+        imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                      for a in node.names if a.name.startswith("vidclust.")}
-        assert not (imported & stages) - {stage}, f"vidclust/{stage}.py imports {sorted(imported & stages)}"
+        runs = {f"vidclust.{h}.run" for h in halves}
+        assert not (imported & runs) - {f"vidclust.{half}.run"}, f"vidclust/{half}/run.py imports {sorted(imported & runs)}"

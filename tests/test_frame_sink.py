@@ -117,3 +117,17 @@ def test_batches_are_checked_against_their_declared_schemas(tmp_path):
         check_batch({"video_id": np.array(["a"], dtype=object), "frame_index": np.array([0], np.int32),
                      "timestamp_s": np.zeros(1, np.float32), "frame": np.zeros((1, 9, 9, 3), np.uint8),
                      "info": np.array([""], dtype=object)}, decoded_schema(8), "decode")
+
+
+def test_a_column_of_nulls_that_ray_hands_back_as_nan_fits_its_declared_type():
+    """A write task that wrote no frame returns `file` None in every row; Ray hands that column
+    back as NaN floats (a `vidclust run` where every input failed stopped on it)."""
+    from vidclust.store.contract import WRITTEN_SCHEMA
+
+    rows = {"video_id": np.array(["a", "b"], dtype=object), "file": np.array([np.nan, np.nan]),
+            "n_rows": np.zeros(2, np.int64), "index_sum": np.zeros(2, np.int64),
+            "info": np.array(["{}", "{}"], dtype=object)}
+    check_batch(rows, WRITTEN_SCHEMA, "the write tasks' rows")
+    rows["file"] = np.array([np.nan, 1.0])  # a float column with a value is still not a string
+    with pytest.raises(BatchSchemaError, match="file is double, declared string"):
+        check_batch(rows, WRITTEN_SCHEMA, "the write tasks' rows")

@@ -169,7 +169,9 @@ class BatchSchemaError(TypeError):
 def batch_schema(batch: Any) -> pa.Schema:
     """The Arrow schema a batch of NumPy columns stands for, from dtypes and shapes only (of a
     column of Python objects only the first value is looked at): strings and None are `string`,
-    arrays of more than one dimension fixed-shape tensors, objects that are not text `null`."""
+    arrays of more than one dimension fixed-shape tensors, objects that are not text `null`. A
+    float column of NaN only is `null`: Ray hands back a column of None only (the write rows'
+    `file` where a task wrote no frame) as NaN floats."""
     fields = []
     for name, col in batch.items():
         dtype, shape = getattr(col, "dtype", None), getattr(col, "shape", ())
@@ -177,7 +179,8 @@ def batch_schema(batch: Any) -> pa.Schema:
             t = pa.null()
         elif dtype.kind == "U" or (dtype.kind == "O" and (not len(col) or isinstance(col[0], (str, type(None))))):
             t = pa.string()
-        elif dtype.kind == "O":
+        elif dtype.kind == "O" or (dtype.kind == "f" and len(shape) == 1 and len(col) and np.isnan(col[0])
+                                   and np.isnan(col).all()):
             t = pa.null()
         elif len(shape) > 1:
             t = pa.fixed_shape_tensor(pa.from_numpy_dtype(dtype), list(shape[1:]))
@@ -190,8 +193,9 @@ def batch_schema(batch: Any) -> pa.Schema:
 def check_batch(batch: Any, declared: pa.Schema, where: str) -> None:
     """BatchSchemaError, naming `where` and each column that differs, unless `batch` has exactly
     the columns of `declared`, of its types (in any order)."""
-    have = {f.name: f.type for f in batch_schema(batch)}
     want = {f.name: f.type for f in declared}
+    # a column without a value (null) fits any declared type
+    have = {f.name: want.get(f.name, f.type) if pa.types.is_null(f.type) else f.type for f in batch_schema(batch)}
     if have == want:
         return
     diffs = [f"{n} missing" for n in want if n not in have] + [f"{n} not declared" for n in have if n not in want]
