@@ -131,3 +131,26 @@ def test_a_column_of_nulls_that_ray_hands_back_as_nan_fits_its_declared_type():
     rows["file"] = np.array([np.nan, 1.0])  # a float column with a value is still not a string
     with pytest.raises(BatchSchemaError, match="file is double, declared string"):
         check_batch(rows, WRITTEN_SCHEMA, "the write tasks' rows")
+
+
+def as_ray_hands_back(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A write task's rows as the driver gets them from Ray: a column of None only comes back as
+    NaN floats."""
+    return {k: np.full(len(v), np.nan) if v.dtype == object and all(x is None for x in v) else v
+            for k, v in rows.items()}
+
+
+def test_rows_of_frames_only_and_of_statuses_only_commit_as_ray_hands_them_back(tmp_path):
+    """A write task whose rows are all frames (info NaN) and one whose rows are all statuses
+    (file NaN): the video commits with its frames' file only."""
+    layout = OutputLayout.open(str(tmp_path / "out"))
+    sink = FrameSink(layout, SIGNATURE, DIM, commit_seconds=0)
+    sink.on_write_start()
+    frames = sink.write(encoded([("a", 0), ("a", 1)]))
+    statuses = sink.write(encoded([("a", status("a", 2))]))
+    sink.on_write_returned(as_ray_hands_back(frames))
+    sink.on_write_returned(as_ray_hands_back(statuses))
+    state = read_state(layout)
+    assert state.column("video_id").to_pylist() == ["a"] and state.column("status").to_pylist() == ["ok"]
+    assert state.column("files").to_pylist() == [[str(frames["file"][0])]]
+    assert sink.counts["frames"] == 2 and frames_in(layout) == {"a": [0, 1]}

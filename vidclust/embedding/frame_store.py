@@ -174,10 +174,12 @@ class FrameSink:
             if vid in self.closed:
                 continue
             p = self.pending.setdefault(vid, {"files": defaultdict(int), "n": 0, "sum": 0, "info": None})
-            if info is not None:
+            # a column of None only comes back from Ray as NaN floats: a status is text, and a
+            # file counts by its rows
+            if isinstance(info, str):
                 p["info"] = json.loads(info)
                 check_status_info(p["info"], vid)
-            elif file is not None:
+            elif n:
                 p["files"][str(file)] += int(n)
                 p["n"] += int(n)
                 p["sum"] += int(s)
