@@ -57,6 +57,9 @@ class LocalRayCluster:
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
         self.nodes: list[subprocess.Popen] = []
+        # `ray start` with token auth needs a token on disk (~/.ray/auth_token); a local ray.init()
+        # makes one, so a cluster test run alone on a fresh machine found none
+        subprocess.run([RAY, "get-auth-token", "--generate"], env=ray_env(), capture_output=True, check=True)
 
     @property
     def address(self) -> str:
@@ -81,16 +84,36 @@ class LocalRayCluster:
 
     def start_head(self, num_cpus: int, resources: str = "{}", autoscaling_config: Path | None = None) -> None:
         """The head node; with `autoscaling_config` (a fake_multinode cluster config), its
-        autoscaler starts and stops worker nodes of the config's types on this machine."""
+        autoscaler starts and stops worker nodes of the config's types on this machine.
+
+        A head that exits or does not answer is started once more on fresh ports: a port that
+        was free when picked can be taken by another process before Ray binds it (CI saw a head
+        that never came up, once in ~360 cluster starts)."""
         extra, env = [], {}
         if autoscaling_config is not None:
             extra = [f"--autoscaling-config={autoscaling_config}"]
             env = {"RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
-        self._start(["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
-                     "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                     f"--num-cpus={num_cpus}", f"--resources={resources}",
-                     f"--ray-client-server-port={free_port()}", *extra], "head.log", env)
-        self.wait_for_nodes(1)
+        for attempt in (1, 2):
+            head = self._start(["--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
+                                "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                                f"--num-cpus={num_cpus}", f"--resources={resources}",
+                                f"--ray-client-server-port={free_port()}", *extra], f"head{attempt}.log", env)
+            try:
+                self.wait_for_nodes(1, timeout=90)
+                return
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+                self.kill_node(head)
+                self.nodes.remove(head)
+                self.gcs_port, self.dashboard_port = free_port(), free_port()
+                if autoscaling_config is not None:  # its provider names the head's address
+                    import json
+
+                    config = json.loads(Path(autoscaling_config).read_text())
+                    config["provider"]["gcs_address"] = self.address
+                    config["cluster_name"] = f"fake-{self.gcs_port}"
+                    Path(autoscaling_config).write_text(json.dumps(config))
 
     def fake_autoscaling_config(self, head_cpus: int, worker_types: dict) -> Path:
         """A `fake_multinode` autoscaler config (the provider Ray's own AutoscalingCluster uses,
@@ -135,10 +158,18 @@ class LocalRayCluster:
         return proc
 
     def wait_for_nodes(self, n: int, timeout: float = 120) -> None:
+        """Until `ray status` counts n active nodes and the dashboard answers; a node process that
+        exits meanwhile, or the deadline, ends the wait with a TimeoutError that quotes the last
+        lines of every node's log (a CI machine keeps nothing else)."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            out = subprocess.run([RAY, "status", f"--address={self.address}"], env=ray_env(),
-                                 capture_output=True, text=True)
+            if any(proc.poll() is not None for proc in self.nodes):
+                break
+            try:
+                out = subprocess.run([RAY, "status", f"--address={self.address}"], env=ray_env(),
+                                     capture_output=True, text=True, timeout=60)
+            except subprocess.TimeoutExpired:
+                continue
             if out.returncode == 0 and active_nodes(out.stdout) >= n:
                 # the dashboard (job server) answers a little after the node is up
                 try:
@@ -147,7 +178,12 @@ class LocalRayCluster:
                 except OSError:
                     pass
             time.sleep(1)
-        raise TimeoutError(f"Ray did not come up with {n} node(s): see {self.tmp}")
+        exited = [f"node {i}: exit {proc.returncode}"
+                  for i, proc in enumerate(self.nodes) if proc.poll() is not None]
+        logs = "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                         for log in sorted(self.tmp.glob("*.log")))
+        raise TimeoutError(f"Ray did not come up with {n} node(s) (exited: {exited or 'none'}): "
+                           f"see {self.tmp}\n{logs}")
 
     def kill_node(self, proc: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -128,3 +128,20 @@ def test_a_one_cpu_cluster_still_embeds(cluster, tiny_clip, tmp_path):
                          env=ray_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "2 videos embedded" in run.stdout
+
+
+def test_a_head_whose_port_is_taken_starts_again_on_fresh_ports(cluster):
+    """The harness itself: CI once saw a head that never came up (a port picked free and taken
+    before Ray bound it). The head is started again on fresh ports instead of failing the test."""
+    import socket
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", cluster.gcs_port))
+    blocker.listen()
+    taken = cluster.gcs_port
+    try:
+        cluster.start_head(num_cpus=1)
+    finally:
+        blocker.close()
+    assert cluster.gcs_port != taken
+    assert len(cluster.alive_nodes()) == 1
