@@ -373,7 +373,9 @@ def sample_frames(path: str, sampling, decode, result: Optional[DecodeResult] = 
         wanted = max(result.expected or 0, sampled_announced or 0)
         kept = f"{result.n_frames_sampled} of {wanted}" if wanted > result.n_frames_sampled \
             else str(result.n_frames_sampled)
-        stop = f" ({broke_off or mid_way})" if broke_off or mid_way else ""
+        # where the frames stopped: the first backend that broke off after handing some on (a later
+        # one that could not even open the cut file says less), else the last one that failed
+        stop = f" ({mid_way or broke_off})" if broke_off or mid_way else ""
         result.warning = f"truncated or corrupt: {of}; kept {kept} sampled frames{stop}"
         log.debug("%s: %s", path, result.warning)
 
