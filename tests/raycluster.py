@@ -56,7 +56,8 @@ class LocalRayCluster:
         self.tmp = tmp
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
-        self.nodes: list[subprocess.Popen] = []
+        self.nodes: list[subprocess.Popen] = []  # the node processes started and not killed
+        self.n_started = 0  # every node started, for the log names
         # `ray start` with token auth needs a token on disk (~/.ray/auth_token); a local ray.init()
         # makes one, so a cluster test run alone on a fresh machine found none
         subprocess.run([RAY, "get-auth-token", "--generate"], env=ray_env(), capture_output=True, check=True)
@@ -70,6 +71,7 @@ class LocalRayCluster:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
     def _start(self, args: list[str], log_name: str, env: dict | None = None) -> subprocess.Popen:
+        self.n_started += 1
         log = open(self.tmp / log_name, "w")
         # every node's agents on ports of their own: two nodes on one machine (and any other Ray
         # here) would otherwise race for the fixed defaults
@@ -105,15 +107,12 @@ class LocalRayCluster:
                 if attempt == 2:
                     raise
                 self.kill_node(head)
-                self.nodes.remove(head)
                 self.gcs_port, self.dashboard_port = free_port(), free_port()
                 if autoscaling_config is not None:  # its provider names the head's address
                     import json
 
                     config = json.loads(Path(autoscaling_config).read_text())
-                    config["provider"]["gcs_address"] = self.address
-                    config["cluster_name"] = f"fake-{self.gcs_port}"
-                    Path(autoscaling_config).write_text(json.dumps(config))
+                    Path(autoscaling_config).write_text(json.dumps(self._aimed_at_head(config)))
 
     def fake_autoscaling_config(self, head_cpus: int, worker_types: dict) -> Path:
         """A `fake_multinode` autoscaler config (the provider Ray's own AutoscalingCluster uses,
@@ -122,9 +121,9 @@ class LocalRayCluster:
         import json
 
         config = {
-            "cluster_name": f"fake-{self.gcs_port}", "max_workers": 8,
+            "max_workers": 8,
             "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                         "disable_launch_config_check": True, "gcs_address": self.address},
+                         "disable_launch_config_check": True},
             "available_node_types": {"ray.head.default": {"resources": {"CPU": head_cpus}, "node_config": {},
                                                           "max_workers": 0}, **worker_types},
             "head_node_type": "ray.head.default", "auth": {}, "upscaling_speed": 1.0,
@@ -133,8 +132,13 @@ class LocalRayCluster:
             "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
             "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": []}
         path = self.tmp / "autoscaling.json"
-        path.write_text(json.dumps(config))
+        path.write_text(json.dumps(self._aimed_at_head(config)))
         return path
+
+    def _aimed_at_head(self, config: dict) -> dict:
+        """An autoscaler config naming this cluster's head (its address, a cluster name of its port)."""
+        return {**config, "cluster_name": f"fake-{self.gcs_port}",
+                "provider": {**config["provider"], "gcs_address": self.address}}
 
     def alive_nodes(self) -> list[dict]:
         """The cluster's alive nodes: NodeID and Resources of each."""
@@ -151,10 +155,9 @@ class LocalRayCluster:
         return json.loads(next(line for line in reversed(out.stdout.splitlines()) if line.startswith("[")))
 
     def add_worker(self, num_cpus: int, resources: str = "{}") -> subprocess.Popen:
-        n = len(self.nodes)
         proc = self._start([f"--address={self.address}", f"--num-cpus={num_cpus}",
-                            f"--resources={resources}"], f"worker{n}.log")
-        self.wait_for_nodes(n + 1)
+                            f"--resources={resources}"], f"worker{self.n_started}.log")
+        self.wait_for_nodes(len(self.nodes))
         return proc
 
     def wait_for_nodes(self, n: int, timeout: float = 120) -> None:
@@ -186,9 +189,12 @@ class LocalRayCluster:
                            f"see {self.tmp}\n{logs}")
 
     def kill_node(self, proc: subprocess.Popen) -> None:
+        """SIGKILL a node's process group; it leaves `nodes`, so a later wait neither counts it nor
+        takes its exit for a node that failed to start."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        self.nodes.remove(proc)
 
     def submit(self, *job_args: str, timeout: float = 600, wait: bool = True,
                submission_id: str | None = None) -> subprocess.CompletedProcess:
